@@ -1,0 +1,103 @@
+"""The fabric: a grid of tiles (switch + unit slot) with edge ports, generated
+from :class:`~.topology.Topology`, configured over one config bus."""
+
+from __future__ import annotations
+
+from amaranth import *
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import ConfigBusSignature, ConfigRegister
+from .links import NETWORKS, network_layout
+from .params import FabricParams
+from .switch import SIDES, Switch
+from .topology import OPPOSITE, Topology, unit_class_for
+
+__all__ = ["Fabric"]
+
+
+class Fabric(wiring.Component):
+    """The array of switches and units.
+
+    Ports: ``cfg`` (the config bus, from the loader), and per network
+    ``edge_in_<net>[i]`` / ``edge_out_<net>[i]`` in the order of
+    ``Topology.edge_ports[(net, "in"|"out")]``.
+    """
+
+    def __init__(self, params: FabricParams):
+        if not isinstance(params, FabricParams):
+            raise TypeError(f"params must be a FabricParams, not {params!r}")
+        self.params = params
+        self.topology = Topology(params)
+        members = {"cfg": In(ConfigBusSignature())}
+        for net in NETWORKS:
+            sig = stream.Signature(network_layout(params, net))
+            members[f"edge_in_{net}"] = In(sig).array(len(self.topology.edge_ports[(net, "in")]))
+            members[f"edge_out_{net}"] = Out(sig).array(len(self.topology.edge_ports[(net, "out")]))
+        super().__init__(members)
+        # Filled in by elaborate(); tests read the active configurations here.
+        self.config_registers = {}
+        self.switches = {}
+        self.units = {}
+
+    def elaborate(self, platform):
+        m = Module()
+        topo = self.topology
+        p = self.params
+
+        # The config bus fans out to every unit: register it once here so the
+        # loader's timing does not depend on the array size.
+        bus = ConfigBusSignature().create()
+        m.d.sync += [bus.write.eq(self.cfg.write), bus.addr.eq(self.cfg.addr),
+                     bus.data.eq(self.cfg.data), bus.commit.eq(self.cfg.commit)]
+
+        for cu in topo.config_units:
+            reg = ConfigRegister(cu.layout, base=cu.base)
+            m.submodules[f"cfg_{cu.name}"] = reg
+            m.d.comb += [reg.bus.write.eq(bus.write), reg.bus.addr.eq(bus.addr),
+                         reg.bus.data.eq(bus.data), reg.bus.commit.eq(bus.commit)]
+            self.config_registers[cu.name] = reg
+            if cu.kind == "switch":
+                sw = Switch(p)
+                m.submodules[cu.name] = sw
+                m.d.comb += sw.config.eq(reg.active)
+                self.switches[cu.tile] = sw
+            else:
+                unit = unit_class_for(cu.kind)(p)
+                m.submodules[cu.name] = unit
+                m.d.comb += unit.config.eq(reg.active)
+                self.units[cu.tile] = unit
+
+        for net in NETWORKS:
+            ins = topo.switch_inputs(net)
+            outs = topo.switch_outputs(net)
+            in_index = {name: j for j, name in enumerate(ins)}
+            edge_in = {(e.side, e.pos, e.track): i
+                       for i, e in enumerate(topo.edge_ports[(net, "in")])}
+            edge_out = {(e.side, e.pos, e.track): i
+                        for i, e in enumerate(topo.edge_ports[(net, "out")])}
+            for tile in topo.tiles():
+                sw = self.switches[tile]
+                unit = self.units[tile]
+                sw_i = getattr(sw, f"i_{net}")
+                sw_o = getattr(sw, f"o_{net}")
+                for k, (side, t) in enumerate(outs):
+                    if side == "U":
+                        wiring.connect(m, sw_o[k], getattr(unit, f"i_{net}")[t])
+                        continue
+                    nb = topo.neighbour(tile, side)
+                    if nb is None:
+                        pos = tile[1] if side in ("N", "S") else tile[0]
+                        port = getattr(self, f"edge_out_{net}")[edge_out[(side, pos, t)]]
+                        wiring.connect(m, sw_o[k], wiring.flipped(port))
+                    else:
+                        dst = getattr(self.switches[nb], f"i_{net}")[in_index[(OPPOSITE[side], t)]]
+                        wiring.connect(m, sw_o[k], dst)
+                for j, (side, t) in enumerate(ins):
+                    if side == "U":
+                        wiring.connect(m, getattr(unit, f"o_{net}")[t], sw_i[j])
+                    elif topo.neighbour(tile, side) is None:
+                        pos = tile[1] if side in ("N", "S") else tile[0]
+                        port = getattr(self, f"edge_in_{net}")[edge_in[(side, pos, t)]]
+                        wiring.connect(m, wiring.flipped(port), sw_i[j])
+        return m

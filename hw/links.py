@@ -1,0 +1,132 @@
+"""The link layer: payload layouts of the three networks, the registered hop
+and the unit input FIFO.
+
+Plasticine (and SN40L) route three networks: vector (``lanes`` words per
+transfer), scalar (one word) and control (1-bit tokens). Every link here is an
+:class:`amaranth.lib.stream` interface whose payload is one of the layouts
+below; every switch hop goes through a :class:`Hop`, which registers both
+``valid``/``payload`` and ``ready`` so that no combinational path spans two
+hops while a link still sustains one transfer per cycle.
+"""
+
+from __future__ import annotations
+
+from amaranth import *
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .params import FabricParams
+
+__all__ = ["NETWORKS", "vector_layout", "scalar_layout", "token_layout",
+           "network_layout", "link_signature", "Hop", "InputFIFO"]
+
+#: The networks, in the order every table in Tessera lists them.
+NETWORKS = ("vec", "scal", "ctrl")
+
+
+def vector_layout(params: FabricParams) -> data.StructLayout:
+    """A vector word: one ``word_width`` element per lane, plus end-of-group."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(params.word_width, params.lanes),
+        "last": 1,
+    })
+
+
+def scalar_layout(params: FabricParams) -> data.StructLayout:
+    return data.StructLayout({"data": params.word_width, "last": 1})
+
+
+def token_layout(params: FabricParams | None = None) -> data.StructLayout:
+    """A control token. The transfer itself is the token; ``last`` marks the
+    final token of an iteration space (done)."""
+    return data.StructLayout({"last": 1})
+
+
+def network_layout(params: FabricParams, network: str) -> data.StructLayout:
+    if network == "vec":
+        return vector_layout(params)
+    if network == "scal":
+        return scalar_layout(params)
+    if network == "ctrl":
+        return token_layout(params)
+    raise ValueError(f"unknown network {network!r}; expected one of {NETWORKS}")
+
+
+def link_signature(params: FabricParams, network: str) -> stream.Signature:
+    return stream.Signature(network_layout(params, network))
+
+
+class Hop(wiring.Component):
+    """A registered link stage (a two-entry skid buffer).
+
+    ``o.valid``/``o.payload`` and ``i.ready`` are driven only from registers,
+    so the stage cuts every combinational path in both directions; with two
+    entries it still accepts one transfer per cycle under continuous flow.
+    """
+
+    def __init__(self, layout):
+        self._layout = layout
+        super().__init__({
+            "i": In(stream.Signature(layout)),
+            "o": Out(stream.Signature(layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        head = Signal(self._layout)
+        tail = Signal(self._layout)
+        count = Signal(range(3))
+
+        push = self.i.valid & self.i.ready
+        pop = self.o.valid & self.o.ready
+
+        m.d.comb += [
+            self.o.valid.eq(count != 0),
+            self.o.payload.eq(head),
+            self.i.ready.eq(count != 2),
+        ]
+        with m.If(push & ~pop):
+            m.d.sync += count.eq(count + 1)
+            with m.If(count == 0):
+                m.d.sync += head.eq(self.i.payload)
+            with m.Else():
+                m.d.sync += tail.eq(self.i.payload)
+        with m.Elif(pop & ~push):
+            m.d.sync += [count.eq(count - 1), head.eq(tail)]
+        with m.Elif(pop & push):
+            with m.If(count == 1):
+                m.d.sync += head.eq(self.i.payload)
+            with m.Else():
+                m.d.sync += [head.eq(tail), tail.eq(self.i.payload)]
+        return m
+
+
+class InputFIFO(wiring.Component):
+    """The FIFO at every unit input: a buffered synchronous FIFO of ``depth``
+    entries whose read side is registered (first-word fall-through)."""
+
+    def __init__(self, layout, depth: int):
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"InputFIFO depth must be a positive int, got {depth!r}")
+        self._layout = layout
+        self._depth = depth
+        super().__init__({
+            "i": In(stream.Signature(layout)),
+            "o": Out(stream.Signature(layout)),
+            "level": Out(range(depth + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        width = Shape.cast(self._layout).width
+        m.submodules.fifo = q = fifo.SyncFIFOBuffered(width=width, depth=self._depth)
+        m.d.comb += [
+            q.w_data.eq(self.i.payload.as_value()),
+            q.w_en.eq(self.i.valid),
+            self.i.ready.eq(q.w_rdy),
+            self.o.payload.eq(q.r_data),
+            self.o.valid.eq(q.r_rdy),
+            q.r_en.eq(self.o.ready),
+            self.level.eq(q.level),
+        ]
+        return m

@@ -1,0 +1,154 @@
+"""FabricParams: the one source of truth for the size and shape of a Tessera fabric.
+
+Every other part (RTL generators, compiler, bitstream format, golden models,
+reports) takes a :class:`FabricParams` and derives what it needs from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+__all__ = ["FabricParams", "PRESETS", "preset"]
+
+
+def _is_pow2(x: int) -> bool:
+    return x > 0 and (x & (x - 1)) == 0
+
+
+@dataclass(frozen=True)
+class FabricParams:
+    """Parameters of a Tessera fabric.
+
+    The grid holds ``rows x cols`` tiles; each tile is a switch plus one unit
+    slot. Unit slots alternate PCU / PMU in a checkerboard (as in Plasticine's
+    interleaved compute/memory array). AGCUs sit outside the grid on the west
+    (then east) edge ports.
+    """
+
+    name: str = "custom"
+    rows: int = 2
+    cols: int = 2
+    lanes: int = 4
+    stages: int = 4
+    word_width: int = 32
+    mul_width: int = 16
+    pmu_banks: int = 4
+    pmu_depth: int = 256
+    fifo_depth: int = 4
+    counters: int = 3
+    agcus: int = 2
+    # Links per switch side per network ("tracks").
+    vec_tracks: int = 2
+    scal_tracks: int = 2
+    ctrl_tracks: int = 2
+    # Ports of every unit slot, per network and direction.
+    unit_vec_in: int = 2
+    unit_vec_out: int = 1
+    unit_scal_in: int = 2
+    unit_scal_out: int = 1
+    unit_ctrl_in: int = 2
+    unit_ctrl_out: int = 2
+    # Simulated DRAM (ARCHITECTURE.md: 16 B/cycle, 64 cycles read latency).
+    dram_latency: int = 64
+    dram_bytes_per_cycle: int = 16
+    # Target clock for synthesis constraints.
+    clock_mhz: float = 100.0
+
+    _POSITIVE = (
+        "rows", "cols", "lanes", "stages", "word_width", "mul_width", "pmu_banks",
+        "pmu_depth", "fifo_depth", "counters", "vec_tracks", "scal_tracks",
+        "ctrl_tracks", "unit_vec_in", "unit_vec_out", "unit_scal_in",
+        "unit_scal_out", "unit_ctrl_in", "unit_ctrl_out", "dram_latency",
+        "dram_bytes_per_cycle",
+    )
+
+    def __post_init__(self):
+        for name in self._POSITIVE:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"FabricParams.{name} must be an int, not {value!r}")
+            if value < 1:
+                raise ValueError(f"FabricParams.{name} must be >= 1, got {value}")
+        if not isinstance(self.agcus, int) or self.agcus < 0:
+            raise ValueError(f"FabricParams.agcus must be an int >= 0, got {self.agcus!r}")
+        if self.agcus > 2 * self.rows:
+            raise ValueError(
+                f"FabricParams.agcus={self.agcus} exceeds the {2 * self.rows} west/east edge "
+                f"rows of a {self.rows}-row grid")
+        if self.word_width != 32:
+            raise ValueError(f"FabricParams.word_width must be 32 (the config and link "
+                             f"contracts use 32-bit words), got {self.word_width}")
+        if self.mul_width > self.word_width:
+            raise ValueError(f"FabricParams.mul_width={self.mul_width} exceeds "
+                             f"word_width={self.word_width}")
+        if self.pmu_banks != self.lanes:
+            raise ValueError(f"FabricParams.pmu_banks={self.pmu_banks} must equal "
+                             f"lanes={self.lanes} (one bank per lane)")
+        if not _is_pow2(self.pmu_depth):
+            raise ValueError(f"FabricParams.pmu_depth must be a power of two, got {self.pmu_depth}")
+        if not _is_pow2(self.dram_bytes_per_cycle):
+            raise ValueError(f"FabricParams.dram_bytes_per_cycle must be a power of two, "
+                             f"got {self.dram_bytes_per_cycle}")
+        if self.rows * self.cols > 4096:
+            raise ValueError(f"FabricParams grid {self.rows}x{self.cols} is larger than 4096 tiles")
+        if not isinstance(self.clock_mhz, (int, float)) or self.clock_mhz <= 0:
+            raise ValueError(f"FabricParams.clock_mhz must be > 0, got {self.clock_mhz!r}")
+
+    # -- derived -------------------------------------------------------------
+    @property
+    def tiles(self) -> int:
+        return self.rows * self.cols
+
+    def unit_kind(self, row: int, col: int) -> str:
+        """Kind of the unit in tile (row, col): 'pcu' or 'pmu' in a checkerboard."""
+        return "pcu" if (row + col) % 2 == 0 else "pmu"
+
+    @property
+    def num_pcus(self) -> int:
+        return sum(self.unit_kind(r, c) == "pcu" for r in range(self.rows) for c in range(self.cols))
+
+    @property
+    def num_pmus(self) -> int:
+        return self.tiles - self.num_pcus
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "FabricParams":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def hash32(self) -> int:
+        """32-bit hash of every parameter but the name; goes into the bitstream header."""
+        d = self.to_dict()
+        d.pop("name")
+        blob = json.dumps(d, sort_keys=True).encode()
+        return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little")
+
+    @property
+    def digest(self) -> str:
+        """Long hash used to key simulator model caches."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+PRESETS: dict[str, FabricParams] = {
+    "tiny": FabricParams(name="tiny", rows=1, cols=2, lanes=4, stages=4, pmu_banks=4,
+                         pmu_depth=256, agcus=1, vec_tracks=2, scal_tracks=1, ctrl_tracks=1),
+    "small": FabricParams(name="small", rows=2, cols=2, lanes=4, stages=4, pmu_banks=4,
+                          pmu_depth=256, agcus=2),
+    "default": FabricParams(name="default", rows=4, cols=4, lanes=8, stages=6, pmu_banks=8,
+                            pmu_depth=1024, agcus=4),
+    "plasticine": FabricParams(name="plasticine", rows=8, cols=16, lanes=16, stages=6,
+                               pmu_banks=16, pmu_depth=4096, agcus=16),
+}
+
+
+def preset(name: str) -> FabricParams:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None

@@ -1,0 +1,90 @@
+"""The unit-slot contract and the pass-through unit.
+
+Every unit in a tile (PCU, PMU) has the same port shape, derived from
+FabricParams: ``i_vec``/``o_vec``, ``i_scal``/``o_scal``, ``i_ctrl``/``o_ctrl``
+stream arrays, and a ``config`` input holding its active configuration.
+Inputs are buffered in :class:`~.links.InputFIFO`s inside the unit.
+
+:class:`PassUnit` is the placeholder that fills PCU and PMU slots until those
+units land: it forwards one selected input of each network to output 0 of
+that network, through the input FIFO (so it is registered like a real unit).
+"""
+
+from __future__ import annotations
+
+from amaranth import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .links import NETWORKS, InputFIFO, network_layout
+from .params import FabricParams
+
+__all__ = ["unit_port_counts", "unit_signature_members", "PassUnit", "pass_config_layout"]
+
+
+def unit_port_counts(params: FabricParams, network: str) -> tuple[int, int]:
+    """(inputs, outputs) of a unit slot on `network`."""
+    return {
+        "vec": (params.unit_vec_in, params.unit_vec_out),
+        "scal": (params.unit_scal_in, params.unit_scal_out),
+        "ctrl": (params.unit_ctrl_in, params.unit_ctrl_out),
+    }[network]
+
+
+def unit_signature_members(params: FabricParams, config_layout) -> dict:
+    members = {"config": In(config_layout)}
+    for net in NETWORKS:
+        n_in, n_out = unit_port_counts(params, net)
+        sig = stream.Signature(network_layout(params, net))
+        members[f"i_{net}"] = In(sig).array(n_in)
+        members[f"o_{net}"] = Out(sig).array(n_out)
+    return members
+
+
+def pass_config_layout(params: FabricParams) -> data.StructLayout:
+    fields = {}
+    for net in NETWORKS:
+        n_in, _ = unit_port_counts(params, net)
+        fields[net] = data.StructLayout({"en": 1, "sel": range(max(n_in, 2))})
+    return data.StructLayout(fields)
+
+
+class PassUnit(wiring.Component):
+    """Placeholder unit: on each network, input ``sel`` -> output 0 when ``en``."""
+
+    kind = "pass"
+
+    def __init__(self, params: FabricParams):
+        if not isinstance(params, FabricParams):
+            raise TypeError(f"params must be a FabricParams, not {params!r}")
+        self.params = params
+        super().__init__(unit_signature_members(params, pass_config_layout(params)))
+
+    @staticmethod
+    def config_layout(params: FabricParams) -> data.StructLayout:
+        return pass_config_layout(params)
+
+    def elaborate(self, platform):
+        m = Module()
+        for net in NETWORKS:
+            n_in, n_out = unit_port_counts(self.params, net)
+            layout = network_layout(self.params, net)
+            cfg = getattr(self.config, net)
+            ins = getattr(self, f"i_{net}")
+            outs = getattr(self, f"o_{net}")
+            fifos = []
+            for j in range(n_in):
+                q = InputFIFO(layout, self.params.fifo_depth)
+                m.submodules[f"fifo_{net}{j}"] = q
+                wiring.connect(m, wiring.flipped(ins[j]), q.i)
+                fifos.append(q)
+            out = outs[0]
+            with m.Switch(cfg.sel):
+                for j, q in enumerate(fifos):
+                    with m.Case(j):
+                        m.d.comb += [
+                            out.valid.eq(cfg.en & q.o.valid),
+                            out.payload.eq(q.o.payload),
+                            q.o.ready.eq(cfg.en & out.ready),
+                        ]
+        return m
