@@ -102,8 +102,11 @@ def encode(config: FabricConfig) -> bytes:
 
 
 def bytes_to_words(blob: bytes) -> list[int]:
-    """Little-endian 32-bit words of `blob`, zero-padding a partial last word
-    (that is how the host streams an arbitrary file into the loader)."""
+    """Little-endian 32-bit words of `blob`, zero-padding a partial last word;
+    an empty blob is one zero word. That is how the host streams an arbitrary
+    file into the loader, which needs at least one word to see ``last``."""
+    if not blob:
+        blob = bytes(4)
     if len(blob) % 4:
         blob = blob + bytes(4 - len(blob) % 4)
     return list(struct.unpack(f"<{len(blob) // 4}I", blob))
@@ -119,8 +122,6 @@ def decode(blob: bytes, params: FabricParams) -> FabricConfig:
               (FORMAT_VERSION, LoadError.BAD_VERSION, "format version"),
               (params.hash32, LoadError.BAD_PARAMS_HASH, "FabricParams hash"),
               (topo.payload_words, LoadError.BAD_LENGTH, "payload length")]
-    if not words:
-        raise BitstreamError(LoadError.TRUNCATED, "empty bitstream")
     for i, word in enumerate(words[:total + 1]):
         last = i == len(words) - 1
         if i < HEADER_WORDS:

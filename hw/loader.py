@@ -39,6 +39,7 @@ class ConfigLoader(wiring.Component):
         cfg      -- the config bus to the fabric
         busy     -- a bitstream is streaming in
         done     -- the most recent bitstream has ended (accepted or not)
+        ended    -- one-cycle pulse when a bitstream ends (with its error code)
         error    -- LoadError of the most recent bitstream
         loaded   -- at least one bitstream has been committed
         cycles   -- cycles from the first word of the last bitstream to its end
@@ -55,6 +56,7 @@ class ConfigLoader(wiring.Component):
             "cfg": Out(ConfigBusSignature()),
             "busy": Out(1),
             "done": Out(1),
+            "ended": Out(1),
             "error": Out(4),
             "loaded": Out(1),
             "cycles": Out(32),
@@ -111,6 +113,7 @@ class ConfigLoader(wiring.Component):
             self.cfg.commit.eq(0),
         ]
 
+        m.d.sync += self.ended.eq(take & self.i.payload.last)
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
 

