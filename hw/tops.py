@@ -95,12 +95,20 @@ class SimTop(wiring.Component):
             raise TypeError(f"params must be a FabricParams, not {params!r}")
         self.params = params
         self.fabric = Fabric(params)
-        if boot_depth is None:
-            # room for the bitstream plus slack for over-long test files
-            boot_depth = 1 << (self.fabric.topology.payload_words + 64).bit_length()
-        self.boot_depth = boot_depth
-        self.boot = memory.Memory(shape=32, depth=boot_depth, init=[])
-        super().__init__({
+        self.boot_depth = boot_depth or self.default_boot_depth(params)
+        self.boot = memory.Memory(shape=32, depth=self.boot_depth, init=[])
+        super().__init__(self.members())
+
+    @staticmethod
+    def default_boot_depth(params: FabricParams) -> int:
+        """Room for a bitstream plus slack for over-long files (a power of two)."""
+        from .topology import Topology
+        return 1 << (Topology(params).payload_words + 64).bit_length()
+
+    @staticmethod
+    def members() -> dict:
+        """The control/status signature (the same for every preset)."""
+        return {
             "boot_len": In(16), "load_start": In(1),
             "run_start": In(1), "run_words": In(32), "run_seed": In(32),
             "run_src": In(16), "run_dst": In(16), "gen_stall": In(8), "chk_stall": In(8),
@@ -109,7 +117,7 @@ class SimTop(wiring.Component):
             "run_done": Out(1), "run_sent": Out(32), "run_received": Out(32),
             "run_mismatches": Out(32), "run_first": Out(32), "run_last": Out(32),
             "run_cycles": Out(32),
-        })
+        }
 
     def elaborate(self, platform):
         m = Module()
@@ -126,10 +134,14 @@ class SimTop(wiring.Component):
                      reader.start.eq(self.load_start), reader.length.eq(self.boot_len)]
         wiring.connect(m, reader.o, loader.i)
         wiring.connect(m, loader.cfg, fabric.cfg)
-        # load_done: cleared by load_start, set when the loader ends that bitstream.
+        # load_done: cleared by load_start, set when the loader has ended that
+        # bitstream and (if it was accepted) the commit has reached the units:
+        # one cycle later, past the fabric's config-bus register.
+        ended = Signal()
+        m.d.sync += ended.eq(loader.ended)
         with m.If(self.load_start):
             m.d.sync += self.load_done.eq(0)
-        with m.Elif(loader.ended):
+        with m.Elif(ended):
             m.d.sync += self.load_done.eq(1)
         m.d.comb += [self.load_busy.eq(loader.busy | reader.busy),
                      self.load_error.eq(loader.error), self.load_cycles.eq(loader.cycles),

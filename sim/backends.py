@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from amaranth.lib import wiring
+
 from ..hw.params import FabricParams
 
 __all__ = ["SimResult", "SimulatorMissing", "get_backend", "BACKENDS", "cache_dir",
@@ -69,15 +71,14 @@ def cache_dir() -> Path:
 
 def _source_digest() -> str:
     """Hash of the gateware and simulation sources that shape a model."""
-    h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    hw = here.parent / "hw" if (here.parent / "hw").is_dir() else None
     import tessera.hw as hw_pkg
+    h = hashlib.sha256()
     hw_dir = Path(hw_pkg.__file__).resolve().parent
-    for d in (hw_dir,):
-        for p in sorted(d.glob("*.py")):
-            h.update(p.name.encode())
-            h.update(p.read_bytes())
+    for p in sorted(hw_dir.glob("*.py")):
+        if p.name == "synth.py":        # synthesis flow only, not the model
+            continue
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
     import amaranth
     h.update(getattr(amaranth, "__version__", "?").encode())
     return h.hexdigest()[:16]
@@ -194,6 +195,10 @@ class PysimBackend:
             async def tick(self, n=1):
                 await self.ctx.tick().repeat(n)
 
+            def snapshot(self):
+                return {name: int(self.ctx.get(reg.active.as_value()))
+                        for name, reg in top.fabric.config_registers.items()}
+
             async def wait_high(self, name, timeout):
                 sig = getattr(top, name)
                 for _ in range(timeout):
@@ -275,16 +280,19 @@ class CocotbBackend:
     def run(self, params: FabricParams, script: list, *, progress=None, inspect=None) -> SimResult:
         from cocotb_tools.runner import get_results, get_runner
         from ..hw.tops import SimTop
+        from ..hw.topology import Topology
 
         if inspect is not None:
             raise ValueError(f"the {self.name} backend cannot inspect internal state; use pysim")
         with _simulator_env(self.name):
             d, cached, build_seconds = self.build(params, progress)
-            inputs = {name: 0 for name, member in SimTop(params).signature.members.items()
-                      if member.flow.name == "In"}
+            inputs = {name: 0 for name, member in SimTop.members().items()
+                      if member.flow == wiring.In}
             with tempfile.TemporaryDirectory(prefix="tessera-run-") as tmp:
                 tmp = Path(tmp)
-                (tmp / "script.json").write_text(json.dumps({"ops": script, "inputs": inputs}))
+                names = [cu.name for cu in Topology(params).config_units]
+                (tmp / "script.json").write_text(json.dumps(
+                    {"ops": script, "inputs": inputs, "config_units": names}))
                 runner = get_runner(self.name)
                 log = tmp / "sim.log"
                 with open(log, "w") as logf, contextlib.redirect_stdout(logf):

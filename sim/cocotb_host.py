@@ -23,9 +23,10 @@ SETTLE_NS = 1       # act one nanosecond after each rising edge
 
 
 class CocotbPrimitives(Primitives):
-    def __init__(self, dut, boot):
+    def __init__(self, dut, boot, names):
         self.dut = dut
         self.boot = boot
+        self.names = names
 
     async def write_boot(self, words):
         for i, w in enumerate(words):
@@ -37,6 +38,10 @@ class CocotbPrimitives(Primitives):
 
     def get(self, name):
         return int(getattr(self.dut, name).value)
+
+    def snapshot(self):
+        fabric = self.dut.fabric
+        return {name: int(getattr(fabric, f"cfg_{name}").active.value) for name in self.names}
 
     async def tick(self, n=1):
         for _ in range(n):
@@ -78,7 +83,7 @@ async def run(dut):
     dut.rst.value = 0
     start = time.perf_counter()
     cycle0 = int(dut.cycle.value)
-    results = await run_script(CocotbPrimitives(dut, _find_boot(dut)), script["ops"])
+    results = await run_script(CocotbPrimitives(dut, _find_boot(dut), script.get("config_units", [])), script["ops"])
     wall = time.perf_counter() - start
     out = {"results": results, "sim_seconds": wall,
            "sim_cycles": (int(dut.cycle.value) - cycle0) & 0xFFFF_FFFF}

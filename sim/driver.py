@@ -12,6 +12,9 @@ A script is a list of operations (plain JSON-able dicts):
     stream n generated vector words into edge input i and check them at edge
     output j. Result: sent, received, mismatches, first, last, run_cycles,
     timed_out.
+``{"op": "snapshot"}``
+    read back the active configuration of every config unit (through
+    simulator visibility, not a bus). Result: active = {unit: bits}.
 
 Each backend supplies the primitives (:class:`Primitives`); waiting for a
 done signal is one simulator-side wait, not a Python loop per cycle, on the
@@ -34,6 +37,8 @@ class Primitives:
     async def tick(self, n: int = 1) -> None: ...
     async def wait_high(self, name: str, timeout: int) -> bool:
         """Wait until `name` is 1 at a clock edge; False on timeout (cycles)."""
+    def snapshot(self) -> dict:
+        """{config unit name: active configuration bits}."""
 
 
 async def _pulse(prims, name):
@@ -71,6 +76,9 @@ async def run_script(prims: Primitives, script: list) -> list:
                 "mismatches": prims.get("run_mismatches"), "first": prims.get("run_first"),
                 "last": prims.get("run_last"), "run_cycles": prims.get("run_cycles"),
             })
+        elif kind == "snapshot":
+            # The active configuration of every config unit, as integers.
+            results.append({"op": "snapshot", "active": prims.snapshot()})
         elif kind == "idle":
             await prims.tick(int(op.get("cycles", 1)))
             results.append({"op": "idle"})

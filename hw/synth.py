@@ -1,0 +1,552 @@
+"""Synthesis flow: Amaranth -> Yosys -> nextpnr, with figures read from
+nextpnr's ``--report`` JSON.
+
+Usage::
+
+    from tessera.hw.params import preset
+    from tessera.hw.synth import synthesize
+    report = synthesize(preset("small"), "ecp5-85k")
+    report["luts"], report["fmax_mhz"]
+
+The fabric has hundreds of I/O bits, more than an iCE40 package has pins, and
+a fabric whose edges are left dangling would be optimized away. So the design
+that is synthesized is :class:`SynthTop`: a small wrapper whose pins are a
+clock, a reset, the config-word stream into a
+:class:`~tessera.hw.loader.ConfigLoader` (which drives the fabric's config
+bus) and a few observation pins. The fabric's edge inputs are driven from an
+on-chip shift-register LFSR and every fabric output (edge payloads, valids
+and readies, loader status) is XOR-reduced into the observation pins, so that
+Yosys keeps all the logic. The same wrapper is used on every device, so the
+numbers compare; on ECP5 nextpnr runs out of context (no I/O buffers, no pin
+placement). The wrapper's own cost (the LFSR flops, the XOR tree) is given in
+the report under ``"harness"``.
+
+Tools are found as Amaranth finds them: the ``YOSYS``, ``NEXTPNR_ECP5`` and
+``NEXTPNR_ICE40`` environment variables if set, else the ``yowasp-*``
+executables next to ``sys.executable``, else ``yosys`` / ``nextpnr-*`` (and
+then ``yowasp-*``) on ``PATH``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth import *
+from amaranth.back import rtlil
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .links import NETWORKS, Hop, scalar_layout
+from .params import PRESETS, FabricParams, preset as _preset
+
+__all__ = ["DEVICES", "TOPS", "SynthTop", "HopTop", "SynthError", "DesignDoesNotFit",
+           "ToolNotFound", "find_tool", "build_top", "synthesize", "add_synth_arguments",
+           "main_synth", "format_report"]
+
+
+# -- devices and tools ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    family: str                   # "ecp5" or "ice40"
+    nextpnr_args: tuple
+    out_of_context: bool
+
+    @property
+    def nextpnr(self) -> str:
+        return f"nextpnr-{self.family}"
+
+
+DEVICES: dict[str, Device] = {
+    "ecp5-85k": Device("ecp5-85k", "ecp5", ("--85k", "--package", "CABGA381"), True),
+    "ecp5-25k": Device("ecp5-25k", "ecp5", ("--25k", "--package", "CABGA381"), True),
+    "ice40-up5k": Device("ice40-up5k", "ice40", ("--up5k", "--package", "sg48"), False),
+}
+
+TOPS = ("fabric", "hop")
+
+# nextpnr bel types -> report fields (ECP5 LUT4 cells are packed into TRELLIS_COMB).
+_ECP5_MAP = {"luts": ("TRELLIS_COMB", "LUT4"), "ffs": ("TRELLIS_FF",),
+             "dsps": ("MULT18X18D",), "brams": ("DP16KD",)}
+_ICE40_MAP = {"luts": ("ICESTORM_LC",), "dsps": ("ICESTORM_DSP",), "brams": ("ICESTORM_RAM",)}
+
+
+class SynthError(RuntimeError):
+    """A tool of the flow failed; the message names the log file."""
+
+
+class ToolNotFound(SynthError):
+    pass
+
+
+class DesignDoesNotFit(SynthError):
+    """nextpnr could not place the design: it needs more of some resource than
+    the device has. ``overflow`` maps bel type -> (used, available)."""
+
+    def __init__(self, message, overflow=None):
+        super().__init__(message)
+        self.overflow = dict(overflow or {})
+
+
+def _env_var(tool: str) -> str:
+    # Amaranth's convention: "nextpnr-ecp5" -> NEXTPNR_ECP5.
+    return tool.upper().replace("-", "_")
+
+
+def find_tool(tool: str) -> list[str]:
+    """Command (argv prefix) that runs `tool` ("yosys", "nextpnr-ecp5", "nextpnr-ice40")."""
+    var = _env_var(tool)
+    value = os.environ.get(var)
+    if value:
+        path = shutil.which(value)
+        if path is None:
+            raise ToolNotFound(f"{var}={value!r} does not name an executable "
+                               f"(no such file, or not executable, or not on PATH)")
+        return [path]
+    bindir = Path(sys.executable).parent
+    for cand in (bindir / f"yowasp-{tool}",):
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return [str(cand)]
+    for name in (tool, f"yowasp-{tool}"):
+        path = shutil.which(name)
+        if path is not None:
+            return [path]
+    raise ToolNotFound(f"cannot find {tool}: set {var}, or install yowasp-{tool} "
+                       f"(pip install yowasp-{tool}) or put {tool} on PATH")
+
+
+def _device(name) -> Device:
+    try:
+        return DEVICES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown device {name!r}; choose one of "
+                         f"{', '.join(DEVICES)}") from None
+
+
+# -- synthesis tops --------------------------------------------------------------------
+
+class _Lfsr(wiring.Component):
+    """A ``width``-bit Fibonacci shift register with XOR feedback, reset to a
+    nonzero pattern. Its bits are independent flops, so no two fabric inputs
+    it drives are provably equal and Yosys cannot merge their logic."""
+
+    def __init__(self, width: int, seed: int = 0x5EED_1234_ABCD_0F0F):
+        self.width = width
+        self.seed = (seed % (1 << width)) or 1
+        super().__init__({"state": Out(width, init=self.seed)})
+
+    def elaborate(self, platform):
+        m = Module()
+        w = self.width
+        taps = sorted({w - 1, (w * 5) // 7, (w * 3) // 5, w // 3} - {-1})
+        fb = self.state[taps[0]]
+        for t in taps[1:]:
+            fb = fb ^ self.state[t]
+        if w == 1:
+            m.d.sync += self.state.eq(~self.state)
+        else:
+            m.d.sync += self.state.eq(Cat(fb, self.state[:-1]))
+        return m
+
+
+def _rotate(value: Value, amount: int) -> Value:
+    return value.rotate_left(amount % len(value)) if len(value) > 1 else value
+
+
+class _Observer:
+    """Collects output bits and XOR-reduces them, pipelined, into ``n`` pins.
+
+    First stage: XOR of chunks of up to 16 bits, registered (two LUT4 levels);
+    second stage: XOR of the chunk registers per pin, registered."""
+
+    CHUNK = 16
+
+    def __init__(self):
+        self.bits = []
+
+    def add(self, value):
+        value = Value.cast(value)
+        self.bits.extend(value[i] for i in range(len(value)))
+
+    def reduce(self, m, pins: Signal):
+        n = len(pins)
+        chunks = [self.bits[i:i + self.CHUNK] for i in range(0, len(self.bits), self.CHUNK)]
+        regs = []
+        for k, chunk in enumerate(chunks):
+            r = Signal(name=f"obs_chunk{k}")
+            m.d.sync += r.eq(Cat(*chunk).xor())
+            regs.append(r)
+        for p in range(n):
+            group = regs[p::n]
+            m.d.sync += pins[p].eq(Cat(*group).xor() if group else 0)
+        return len(regs) + n
+
+
+class _StreamHarness:
+    """Drives In streams from an LFSR and observes Out streams."""
+
+    def __init__(self, m, sources, sinks, *, extra_width=0):
+        # sources: list of In-stream interfaces (we drive valid/payload, observe ready)
+        # sinks:   list of Out-stream interfaces (we drive ready, observe valid/payload)
+        widths = [len(s.payload.as_value()) + 1 for s in sources] + [1]
+        self.width = max(widths) + 7 + extra_width
+        m.submodules.lfsr = lfsr = _Lfsr(self.width)
+        self.state = lfsr.state
+        self.observer = _Observer()
+        for p, s in enumerate(sources):
+            v = _rotate(lfsr.state, 5 * p + 1)
+            pw = len(s.payload.as_value())
+            m.d.comb += [s.valid.eq(v[0]), s.payload.as_value().eq(v[1:1 + pw])]
+            self.observer.add(s.ready)
+        for q, s in enumerate(sinks):
+            v = _rotate(lfsr.state, 3 * q + 2)
+            m.d.comb += s.ready.eq(v[-1])
+            self.observer.add(s.valid)
+            self.observer.add(s.payload.as_value())
+
+
+class SynthTop(wiring.Component):
+    """Synthesis wrapper of the fabric with a small pin count.
+
+    Pins: ``cfg_data``/``cfg_valid``/``cfg_last`` -> ``cfg_ready`` (the config
+    word stream into the ConfigLoader), ``obs`` (XOR-reduced fabric and loader
+    outputs), plus the ``clk``/``rst`` of the sync domain.
+    """
+
+    def __init__(self, params: FabricParams, *, obs_pins: int = 2):
+        if not isinstance(params, FabricParams):
+            raise TypeError(f"params must be a FabricParams, not {params!r}")
+        self.params = params
+        self.harness_info = {}
+        super().__init__({
+            "cfg_data": In(32),
+            "cfg_valid": In(1),
+            "cfg_last": In(1),
+            "cfg_ready": Out(1),
+            "obs": Out(obs_pins),
+        })
+
+    def elaborate(self, platform):
+        from .fabric import Fabric
+        from .loader import ConfigLoader
+
+        m = Module()
+        p = self.params
+        m.submodules.loader = loader = ConfigLoader(p)
+        m.submodules.fabric = fabric = Fabric(p)
+        m.d.comb += [
+            loader.i.valid.eq(self.cfg_valid),
+            loader.i.payload.data.eq(self.cfg_data),
+            loader.i.payload.last.eq(self.cfg_last),
+            self.cfg_ready.eq(loader.i.ready),
+        ]
+        wiring.connect(m, loader.cfg, fabric.cfg)
+
+        sources = [s for net in NETWORKS for s in getattr(fabric, f"edge_in_{net}")]
+        sinks = [s for net in NETWORKS for s in getattr(fabric, f"edge_out_{net}")]
+        h = _StreamHarness(m, sources, sinks)
+        for name in ("busy", "done", "error", "loaded", "cycles", "commits"):
+            h.observer.add(getattr(loader, name))
+        obs_regs = h.observer.reduce(m, self.obs)
+        self.harness_info = {"lfsr_bits": h.width, "observed_bits": len(h.observer.bits),
+                             "observer_flops": obs_regs, "edge_inputs": len(sources),
+                             "edge_outputs": len(sinks)}
+        return m
+
+
+class HopTop(wiring.Component):
+    """A single :class:`~tessera.hw.links.Hop` of a scalar (32-bit + last)
+    payload, with registered I/O: its input is driven from an LFSR and its
+    output XOR-reduced into registered pins (the pin count fits any device)."""
+
+    def __init__(self, params: FabricParams | None = None, *, obs_pins: int = 2):
+        self.params = params if params is not None else FabricParams()
+        self.harness_info = {}
+        super().__init__({"obs": Out(obs_pins)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.hop = hop = Hop(scalar_layout(self.params))
+        h = _StreamHarness(m, [hop.i], [hop.o])
+        obs_regs = h.observer.reduce(m, self.obs)
+        self.harness_info = {"lfsr_bits": h.width, "observed_bits": len(h.observer.bits),
+                             "observer_flops": obs_regs, "edge_inputs": 1, "edge_outputs": 1}
+        return m
+
+
+def build_top(params: FabricParams, top: str = "fabric"):
+    if top == "fabric":
+        return SynthTop(params)
+    if top == "hop":
+        return HopTop(params)
+    raise ValueError(f"unknown synthesis top {top!r}; choose one of {', '.join(TOPS)}")
+
+
+# -- running the tools -----------------------------------------------------------------
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+def _run(argv, *, cwd: Path, log: Path, what: str, timeout=None):
+    """Run a tool with stdout+stderr into `log`; return the CompletedProcess."""
+    with open(log, "w") as f:
+        f.write("$ " + " ".join(argv) + "\n")
+        f.flush()
+        try:
+            return subprocess.run(argv, cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, timeout=timeout)
+        except FileNotFoundError as e:
+            raise ToolNotFound(f"{what}: cannot execute {argv[0]}: {e}") from None
+        except subprocess.TimeoutExpired:
+            raise SynthError(f"{what} timed out after {timeout} s; log: {log}") from None
+
+
+_UTIL_LINE = re.compile(r"^\s*(?:Info:\s*)?\s*([A-Za-z0-9_]+):\s*(\d+)\s*/\s*(\d+)\s+\d+%")
+
+
+def _overflow_from_log(log: Path) -> dict:
+    """Bel types used beyond their availability, from the utilisation table
+    nextpnr prints before placing (only used to explain a placement failure)."""
+    over = {}
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return over
+    for line in text.splitlines():
+        mt = _UTIL_LINE.match(line)
+        if mt:
+            used, avail = int(mt.group(2)), int(mt.group(3))
+            if used > avail:
+                over[mt.group(1)] = (used, avail)
+    return over
+
+
+def _yosys_cell_counts(stat_path: Path) -> dict:
+    data = json.loads(stat_path.read_text())
+    design = data.get("design")
+    if design is None:                      # older yosys: only per-module figures
+        mods = data.get("modules", {})
+        design = next(iter(mods.values())) if len(mods) == 1 else {}
+    return dict(design.get("num_cells_by_type", {}))
+
+
+def _pick(util: dict, names) -> int:
+    for n in names:
+        if n in util:
+            return int(util[n]["used"])
+    return 0
+
+
+def default_workdir(params: FabricParams, device: str, top: str = "fabric") -> Path:
+    tag = f"{params.name}-{device}" if top == "fabric" else f"{top}-{params.name}-{device}"
+    return Path.cwd() / ".tessera-cache" / "synth" / tag
+
+
+def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=print,
+               timeout=None) -> dict:
+    """Synthesize, place and route `top` ("fabric": :class:`SynthTop`, "hop":
+    :class:`HopTop`) for `device` and return the figures from nextpnr's report.
+
+    Raises ValueError (unknown device, top or preset), ToolNotFound, DesignDoesNotFit
+    (placement failed for lack of resources) or SynthError (any other tool failure).
+    """
+    if isinstance(params, str):
+        params = _preset(params)
+    if not isinstance(params, FabricParams):
+        raise TypeError(f"params must be a FabricParams or a preset name, not {params!r}")
+    dev = _device(device)
+    if top not in TOPS:
+        raise ValueError(f"unknown synthesis top {top!r}; choose one of {', '.join(TOPS)}")
+    if progress is None:
+        progress = lambda msg: None
+    yosys = find_tool("yosys")
+    nextpnr = find_tool(dev.nextpnr)
+
+    workdir = Path(workdir) if workdir is not None else default_workdir(params, device, top)
+    workdir.mkdir(parents=True, exist_ok=True)
+    for stale in ("top.il", "synth.json", "stat.json", "report.json"):
+        (workdir / stale).unlink(missing_ok=True)
+
+    t0 = time.monotonic()
+    stages = {}
+
+    def stage(name):
+        progress(f"[synth {params.name}/{device}] {name} ... (t={time.monotonic() - t0:.1f} s)")
+        return time.monotonic()
+
+    # 1. Elaborate.
+    t = stage("elaborate (amaranth -> rtlil)")
+    design = build_top(params, top)
+    text = rtlil.convert(design, name="top", emit_src=False)
+    (workdir / "top.il").write_text(text)
+    stages["elaborate"] = round(time.monotonic() - t, 2)
+
+    # 2. Yosys.
+    if dev.family == "ecp5":
+        synth_cmd = "synth_ecp5 -abc9 -top top -json synth.json"
+    else:
+        synth_cmd = "synth_ice40 -dsp -top top -json synth.json"
+    (workdir / "synth.ys").write_text(
+        "read_rtlil top.il\n"
+        f"{synth_cmd}\n"
+        "tee -q -o stat.json stat -json\n")
+    t = stage(f"yosys ({synth_cmd.split()[0]})")
+    ylog = workdir / "yosys.log"
+    r = _run(yosys + ["-q", "-l", "yosys.log", "-s", "synth.ys"], cwd=workdir,
+             log=workdir / "yosys.out", what="yosys", timeout=timeout)
+    if r.returncode != 0 or not (workdir / "synth.json").exists():
+        log = ylog if ylog.exists() else workdir / "yosys.out"
+        raise SynthError(f"yosys failed (exit {r.returncode}); log: {log}\n{_tail(log)}")
+    stages["yosys"] = round(time.monotonic() - t, 2)
+    cells = _yosys_cell_counts(workdir / "stat.json")
+
+    # 3. nextpnr.
+    argv = nextpnr + list(dev.nextpnr_args) + [
+        "--json", "synth.json", "--report", "report.json", "--log", "nextpnr.log",
+        "--freq", f"{params.clock_mhz:g}", "--seed", str(int(seed)),
+        "--timing-allow-fail",
+    ]
+    if dev.out_of_context:
+        argv.append("--out-of-context")
+    if dev.family == "ice40":
+        argv.append("--pcf-allow-unconstrained")
+    (workdir / "nextpnr.cmd").write_text(" ".join(argv) + "\n")
+    t = stage(f"nextpnr ({dev.nextpnr} {' '.join(dev.nextpnr_args)})")
+    nlog = workdir / "nextpnr.log"
+    r = _run(argv, cwd=workdir, log=workdir / "nextpnr.out", what=dev.nextpnr, timeout=timeout)
+    stages["nextpnr"] = round(time.monotonic() - t, 2)
+    if r.returncode != 0 or not (workdir / "report.json").exists():
+        log = nlog if nlog.exists() else workdir / "nextpnr.out"
+        over = _overflow_from_log(log)
+        if over:
+            what = ", ".join(f"{k} {u}/{a} ({100 * u // max(a, 1)}%)"
+                             for k, (u, a) in over.items())
+            raise DesignDoesNotFit(
+                f"{params.name} ({top}) does not fit {device}: {what}; log: {log}", over)
+        out = _tail(log)
+        if "Unable to place cell" in out or "no BELs remaining" in out:
+            raise DesignDoesNotFit(f"{params.name} ({top}) does not fit {device}: "
+                                   f"placement failed; log: {log}\n{out}")
+        raise SynthError(f"{dev.nextpnr} failed (exit {r.returncode}); log: {log}\n{out}")
+
+    rep = json.loads((workdir / "report.json").read_text())
+    util = rep.get("utilization", {})
+    fmax = rep.get("fmax", {})
+    if dev.family == "ecp5":
+        fields = {k: _pick(util, v) for k, v in _ECP5_MAP.items()}
+        ffs_source = "nextpnr:TRELLIS_FF"
+    else:
+        fields = {k: _pick(util, v) for k, v in _ICE40_MAP.items()}
+        # nextpnr-ice40 reports logic cells, not how many of them use their flop.
+        fields["ffs"] = sum(n for c, n in cells.items() if c.startswith("SB_DFF"))
+        ffs_source = "yosys:stat SB_DFF*"
+    achieved = [v["achieved"] for v in fmax.values() if "achieved" in v]
+    constraints = [v["constraint"] for v in fmax.values() if "constraint" in v]
+    result = {
+        "device": device,
+        "preset": params.name,
+        "top": top,
+        "luts": fields["luts"],
+        "ffs": fields["ffs"],
+        "ffs_source": ffs_source,
+        "dsps": fields["dsps"],
+        "brams": fields["brams"],
+        "fmax_mhz": round(min(achieved), 2) if achieved else None,
+        "target_mhz": min(constraints) if constraints else float(params.clock_mhz),
+        "timing_met": bool(achieved) and min(achieved) >= (min(constraints) if constraints
+                                                            else params.clock_mhz),
+        "fmax": fmax,
+        "utilization": util,
+        "yosys_cells": cells,
+        "harness": dict(design.harness_info),
+        "seed": int(seed),
+        "stage_seconds": stages,
+        "wall_seconds": round(time.monotonic() - t0, 2),
+        "workdir": str(workdir),
+    }
+    stage(f"done: {result['luts']} LUTs, {result['ffs']} FFs, "
+          f"fmax {result['fmax_mhz']} MHz")
+    return result
+
+
+# -- command line ----------------------------------------------------------------------
+
+def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--preset", default="small", choices=list(PRESETS),
+                        help="fabric preset (default: small)")
+    parser.add_argument("--device", default="ecp5-85k", choices=list(DEVICES),
+                        help="target device (default: ecp5-85k)")
+    parser.add_argument("--top", default="fabric", choices=list(TOPS),
+                        help="what to synthesize: the wrapped fabric, or one link hop")
+    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object on stdout (progress on stderr)")
+    return parser
+
+
+def format_report(r: dict) -> str:
+    util_rows = []
+    for bel, u in sorted(r["utilization"].items()):
+        if u.get("used"):
+            util_rows.append(f"  {bel:<16} {u['used']:>7} / {u['available']:<7}"
+                             f" {100 * u['used'] / max(u['available'], 1):5.1f}%")
+    fmax = "n/a" if r["fmax_mhz"] is None else f"{r['fmax_mhz']:.1f} MHz"
+    lines = [
+        f"Tessera synthesis: preset {r['preset']} ({r['top']}) on {r['device']}",
+        f"  {'LUTs':<16} {r['luts']:>7}",
+        f"  {'FFs':<16} {r['ffs']:>7}   ({r['ffs_source']})",
+        f"  {'DSPs':<16} {r['dsps']:>7}",
+        f"  {'BRAMs':<16} {r['brams']:>7}",
+        f"  {'Fmax':<16} {fmax:>7}   (target {r['target_mhz']:g} MHz, "
+        f"{'met' if r['timing_met'] else 'NOT met'})",
+        f"  {'wall time':<16} {r['wall_seconds']:>7.1f} s",
+        "nextpnr utilization:",
+        *util_rows,
+    ]
+    return "\n".join(lines)
+
+
+def main_synth(args) -> int:
+    def progress(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    try:
+        params = _preset(getattr(args, "preset", "small"))
+        result = synthesize(params, getattr(args, "device", "ecp5-85k"),
+                            top=getattr(args, "top", "fabric"),
+                            seed=getattr(args, "seed", 1), progress=progress)
+    except (ValueError, SynthError) as e:
+        if getattr(args, "json", False):
+            out = {"error": type(e).__name__, "message": str(e)}
+            if isinstance(e, DesignDoesNotFit):
+                out["overflow"] = {k: {"used": u, "available": a}
+                                   for k, (u, a) in e.overflow.items()}
+            print(json.dumps(out))
+        else:
+            print(f"tessera synth: error: {e}", file=sys.stderr)
+        return 1
+    if getattr(args, "json", False):
+        print(json.dumps(result))
+    else:
+        print(format_report(result))
+    return 0
+
+
+if __name__ == "__main__":       # python -m tessera.hw.synth
+    sys.exit(main_synth(add_synth_arguments(argparse.ArgumentParser(prog="tessera synth"))
+                        .parse_args()))

@@ -1,0 +1,181 @@
+"""The ``tessera`` command: the user's entry point.
+
+    tessera run route --hops H [--preset P] [--sim S] [--words N] [--json]
+    tessera load FILE [--preset P] [--sim S] [--json]
+    tessera synth [--preset P] [--device D] [--json]
+    tessera info [--preset P] [--json]
+
+Errors a user can cause (bad preset, missing simulator, unroutable request,
+unreadable file) are one line on stderr and exit code 2, never a traceback.
+With --json, stdout holds exactly one JSON object; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["main"]
+
+SIMS = ("verilator", "icarus", "pysim")
+
+
+class UserError(Exception):
+    pass
+
+
+def _progress(args):
+    def say(msg):
+        print(f"[tessera] {msg}", file=sys.stderr, flush=True)
+    return say
+
+
+def _params(args):
+    from tessera.hw.params import preset
+    try:
+        return preset(args.preset)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def _emit(args, report: dict, human):
+    if args.json:
+        print(json.dumps(report))
+    else:
+        human(report)
+
+
+def _human_route(r):
+    status = "OK" if r["ok"] else "FAILED"
+    print(f"route: {r['hops']} switch hops on preset {r['preset']} ({r['src']} -> {r['dst']}), "
+          f"sim {r['sim']}: {status}")
+    print(f"  words          {r['received']}/{r['words']} received, {r['mismatches']} mismatches")
+    print(f"  cycles         {r['cycles']} (start to last word)")
+    print(f"  throughput     {r['throughput']:.4f} words/cycle in steady state")
+    print(f"  config_cycles  {r['config_cycles']} ({r['bitstream_bytes']} byte bitstream)")
+    print(f"  simulation     {r['sim_cycles_per_second']} cycles/s, wall {r['wall_seconds']} s")
+
+
+def cmd_run(args):
+    from tessera.compiler.route import RouteError
+    from tessera.sim.backends import SimulatorMissing
+    from tessera.sim.host import run_route
+    params = _params(args)
+    if args.job == "route":
+        if args.hops < 3:
+            raise UserError(f"--hops must be >= 3, got {args.hops}")
+        try:
+            report = run_route(params, hops=args.hops, words=args.words, sim=args.sim,
+                               seed=args.seed, gen_stall=args.gen_stall,
+                               chk_stall=args.chk_stall, progress=_progress(args))
+        except (RouteError, SimulatorMissing, ValueError) as e:
+            raise UserError(str(e)) from None
+        _emit(args, report, _human_route)
+        return 0 if report["ok"] else 1
+    raise UserError(f"unknown job {args.job!r}")
+
+
+def cmd_load(args):
+    from tessera.sim.backends import SimulatorMissing
+    from tessera.sim.host import load_bitstream
+    params = _params(args)
+    try:
+        with open(args.file, "rb") as f:
+            blob = f.read()
+    except OSError as e:
+        raise UserError(f"cannot read {args.file}: {e.strerror}") from None
+    try:
+        report = load_bitstream(params, blob, sim=args.sim, progress=_progress(args))
+    except (SimulatorMissing, ValueError) as e:
+        raise UserError(str(e)) from None
+    report["file"] = args.file
+
+    def human(r):
+        verdict = "accepted" if r["accepted"] else f"rejected: {r['error']}"
+        print(f"{r['file']}: {r['bytes']} bytes, {verdict} by the RTL loader "
+              f"({r['config_cycles']} cycles, sim {r['sim']}); decoder model says {r['model_error']}")
+    _emit(args, report, human)
+    return 0
+
+
+def cmd_synth(args):
+    try:
+        from tessera.hw.synth import main_synth
+    except ImportError as e:
+        raise UserError(f"synthesis flow unavailable: {e}") from None
+    return main_synth(args) or 0
+
+
+def cmd_info(args):
+    from tessera.hw.topology import Topology
+    params = _params(args)
+    topo = Topology(params)
+    report = {"preset": params.name, "params": params.to_dict(), "hash32": params.hash32,
+              "pcus": params.num_pcus, "pmus": params.num_pmus, "agcus": params.agcus,
+              "config_units": len(topo.config_units), "payload_words": topo.payload_words,
+              "edge_ports": {f"{n}_{d}": len(v) for (n, d), v in topo.edge_ports.items()}}
+
+    def human(r):
+        for k, v in r.items():
+            print(f"{k:15} {v}")
+    _emit(args, report, human)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="tessera", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def common(p, sim=True):
+        p.add_argument("--preset", default="default", help="fabric preset (tiny, small, "
+                       "default, plasticine)")
+        if sim:
+            p.add_argument("--sim", default="verilator", choices=SIMS)
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    run = sub.add_parser("run", help="compile, load and run a job on the simulated fabric")
+    run.add_argument("job", choices=["route"])
+    run.add_argument("--hops", type=int, default=6, help="switch hops of the route (>= 3)")
+    run.add_argument("--words", type=int, default=4096)
+    run.add_argument("--seed", type=int, default=1)
+    run.add_argument("--gen-stall", type=int, default=0,
+                     help="probability in 256ths that the source idles a cycle")
+    run.add_argument("--chk-stall", type=int, default=0,
+                     help="probability in 256ths that the sink applies backpressure")
+    common(run)
+    run.set_defaults(func=cmd_run)
+
+    load = sub.add_parser("load", help="load a file as a bitstream through the RTL loader")
+    load.add_argument("file")
+    common(load)
+    load.set_defaults(func=cmd_load)
+
+    synth = sub.add_parser("synth", help="synthesize with yosys + nextpnr")
+    try:
+        from tessera.hw.synth import add_synth_arguments
+        add_synth_arguments(synth)
+    except ImportError:
+        pass
+    synth.set_defaults(func=cmd_synth)
+
+    info = sub.add_parser("info", help="print a preset's parameters and sizes")
+    common(info, sim=False)
+    info.set_defaults(func=cmd_info)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"tessera: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tessera: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
