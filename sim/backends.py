@@ -226,6 +226,30 @@ class PysimBackend:
                          extra={"inspect": out.get("inspect")})
 
 
+#: Signals the testbench touches; everything else stays private so that
+#: Verilator can optimize it (cocotb's default --public-flat-rw makes every
+#: signal public and multiplies the generated C++ by an order of magnitude).
+VERILATOR_PUBLIC = """`verilator_config
+public_flat_rw -module "tessera_sim_top" -var "*"
+public_flat_rw -module "*cfg_*" -var "active"
+"""
+
+
+def _runner(sim: str):
+    from cocotb_tools.runner import Verilator, get_runner
+
+    if sim != "verilator":
+        return get_runner(sim)
+
+    class SelectiveVerilator(Verilator):
+        def _build_command(self):
+            cmds = super()._build_command()
+            cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
+            return cmds
+
+    return SelectiveVerilator()
+
+
 class CocotbBackend:
     """Verilator or Icarus through cocotb's runner."""
 
@@ -241,8 +265,6 @@ class CocotbBackend:
 
     def build(self, params: FabricParams, progress=None) -> tuple[Path, bool, float]:
         """Build (or reuse) the model; returns (dir, cached, seconds)."""
-        from cocotb_tools.runner import get_runner
-
         d = self.model_dir(params)
         stamp = d / "built.json"
         t0 = time.perf_counter()
@@ -260,11 +282,13 @@ class CocotbBackend:
             (d / f"{TOP_NAME}.v").write_text(verilog.convert(top, name=TOP_NAME))
             if progress:
                 progress(f"compiling the {self.name} model (cached for next time)")
-            runner = get_runner(self.name)
+            runner = _runner(self.name)
             build_args = []
             if self.name == "verilator":
+                vlt = d / "public.vlt"
+                vlt.write_text(VERILATOR_PUBLIC)
                 build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast",
-                              "--x-initial", "unique", "-O3"]
+                              "--x-initial", "unique", "-O3", str(vlt)]
             log = d / "build.log"
             with open(log, "w") as logf, contextlib.redirect_stdout(logf):
                 try:
@@ -278,7 +302,7 @@ class CocotbBackend:
             return d, False, seconds
 
     def run(self, params: FabricParams, script: list, *, progress=None, inspect=None) -> SimResult:
-        from cocotb_tools.runner import get_results, get_runner
+        from cocotb_tools.runner import get_results
         from ..hw.tops import SimTop
         from ..hw.topology import Topology
 
@@ -293,7 +317,7 @@ class CocotbBackend:
                 names = [cu.name for cu in Topology(params).config_units]
                 (tmp / "script.json").write_text(json.dumps(
                     {"ops": script, "inputs": inputs, "config_units": names}))
-                runner = get_runner(self.name)
+                runner = _runner(self.name)
                 log = tmp / "sim.log"
                 with open(log, "w") as logf, contextlib.redirect_stdout(logf):
                     xml = runner.test(
