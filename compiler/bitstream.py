@@ -14,13 +14,15 @@ from __future__ import annotations
 import struct
 import zlib
 
+from amaranth.hdl import Shape
 from amaranth.lib import data
 
 from ..hw.config import CONFIG_WORD, FORMAT_VERSION, HEADER_WORDS, MAGIC, LoadError
 from ..hw.params import FabricParams
 from ..hw.topology import Topology
 
-__all__ = ["FabricConfig", "BitstreamError", "encode", "decode", "layout_to_python"]
+__all__ = ["FabricConfig", "BitstreamError", "encode", "decode", "layout_to_python",
+           "check_value", "bytes_to_words"]
 
 
 class BitstreamError(ValueError):
@@ -39,6 +41,34 @@ def layout_to_python(layout, value):
         return {name: layout_to_python(field.shape, value[name]) for name, field in layout}
     if isinstance(layout, data.ArrayLayout):
         return [layout_to_python(layout.elem_shape, value[i]) for i in range(layout.length)]
+
+
+def check_value(layout, value, where: str):
+    """Raise ValueError naming the field when `value` does not fit `layout`
+    (``layout.const`` would silently truncate it)."""
+    if isinstance(layout, data.StructLayout):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a dict of {list(dict(layout).keys())}, got {value!r}")
+        for key, sub in value.items():
+            try:
+                field = layout[key]
+            except KeyError:
+                raise ValueError(f"{where}: no field {key!r}; fields are "
+                                 f"{[name for name, _ in layout]}") from None
+            check_value(field.shape, sub, f"{where}.{key}")
+    elif isinstance(layout, data.ArrayLayout):
+        if not isinstance(value, (list, tuple)) or len(value) > layout.length:
+            raise ValueError(f"{where}: expected a list of at most {layout.length} items")
+        for i, sub in enumerate(value):
+            check_value(layout.elem_shape, sub, f"{where}[{i}]")
+    else:
+        shape = Shape.cast(layout)
+        lo = -(1 << (shape.width - 1)) if shape.signed else 0
+        hi = (1 << (shape.width - 1)) - 1 if shape.signed else (1 << shape.width) - 1
+        if isinstance(layout, range):
+            lo, hi = layout.start, layout.stop - 1
+        if not isinstance(value, int) or not lo <= value <= hi:
+            raise ValueError(f"{where}: {value!r} is outside {lo}..{hi}")
 
 
 class FabricConfig:
@@ -61,11 +91,8 @@ class FabricConfig:
         except KeyError:
             raise ValueError(f"no config unit named {name!r} in preset "
                              f"{self.params.name!r}") from None
-        # Validate now, so that a bad value names its unit.
-        try:
-            cu.layout.const(value)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"bad configuration for {name}: {e}") from None
+        # Validate now, so that a bad value names its unit and field.
+        check_value(cu.layout, value, name)
         self.units[name] = value
 
     def unit_bits(self, name: str) -> int:

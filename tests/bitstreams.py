@@ -40,3 +40,42 @@ def corruptions(blob: bytes) -> dict:
     out[LoadError.TRUNCATED] = _blob(w[:-3])
     out[LoadError.OVERRUN] = _blob(w + [0xDEADBEEF])
     return out
+
+
+def loader_session_script(params):
+    """A script that loads route A, then every corruption of A (with a
+    snapshot of the active configuration after each), then route B.
+    Returns (config A, config B, error codes in order, script)."""
+    from tessera.compiler.bitstream import bytes_to_words, encode
+    from tessera.compiler.route import compile_route
+
+    a = compile_route(params, 3).config
+    b = compile_route(params, 4).config
+    bad = corruptions(encode(a))
+    script = [{"op": "snapshot"}, {"op": "load", "words": bytes_to_words(encode(a))},
+              {"op": "snapshot"}]
+    for blob in bad.values():
+        script += [{"op": "load", "words": bytes_to_words(blob)}, {"op": "snapshot"}]
+    script += [{"op": "load", "words": bytes_to_words(encode(b))}, {"op": "snapshot"}]
+    return a, b, list(bad), script
+
+
+def check_loader_session(a, b, codes, results):
+    """The assertions shared by every backend's loader test."""
+    def active(config):
+        return {cu.name: config.unit_bits(cu.name) for cu in config.topology.config_units}
+
+    assert active(a) != active(b)
+    assert set(results[0]["active"].values()) == {0}, "fabric not unconfigured after reset"
+    assert results[1]["accepted"] and results[1]["error"] == 0
+    assert results[2]["active"] == active(a)
+    assert set(codes) == set(LoadError) - {LoadError.OK}
+    for i, code in enumerate(codes):
+        load, snap = results[3 + 2 * i], results[4 + 2 * i]
+        assert load["ended"], f"{code.name}: the loader never ended the bitstream"
+        assert not load["accepted"], f"{code.name}: accepted"
+        assert LoadError(load["error"]) == code
+        assert snap["active"] == active(a), f"{code.name} changed the active configuration"
+    load, snap = results[3 + 2 * len(codes)], results[4 + 2 * len(codes)]
+    assert load["accepted"]
+    assert snap["active"] == active(b)
