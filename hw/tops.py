@@ -101,9 +101,10 @@ class SimTop(wiring.Component):
 
     @staticmethod
     def default_boot_depth(params: FabricParams) -> int:
-        """Room for a bitstream plus slack for over-long files (a power of two)."""
+        """Room for a bitstream plus slack for over-long or foreign files
+        (at least 4096 words, a power of two)."""
         from .topology import Topology
-        return 1 << (Topology(params).payload_words + 64).bit_length()
+        return max(4096, 1 << (2 * Topology(params).payload_words).bit_length())
 
     @staticmethod
     def members() -> dict:

@@ -95,7 +95,7 @@ def load_bitstream(params: FabricParams, blob: bytes, *, sim: str = "verilator",
     if len(words) > depth:
         raise ValueError(f"{len(blob)} bytes ({len(words)} words) do not fit the simulated boot "
                          f"memory of {depth} words for preset {params.name!r}; a bitstream for "
-                         f"it is {4 * (len(encode(FabricConfig(params))) // 4)} bytes")
+                         f"it is {len(encode(FabricConfig(params)))} bytes")
     res = get_backend(sim).run(params, [{"op": "load", "words": words}], progress=progress)
     report = _load_report(res.results[0])
     report.update({"bytes": len(blob), "words": len(words), "sim": sim, "preset": params.name,

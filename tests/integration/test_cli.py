@@ -1,0 +1,74 @@
+"""The `tessera` command as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tessera.compiler.bitstream import FabricConfig, encode
+from tessera.compiler.route import compile_route
+from tessera.hw.params import preset
+
+
+def tessera(*args):
+    return subprocess.run([sys.executable, "-m", "tessera.cli", *args],
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_run_route_json(need_sim):
+    need_sim("verilator")
+    r = tessera("run", "route", "--hops", "7", "--preset", "small", "--words", "3000", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    for key in ("ok", "cycles", "words", "throughput", "config_cycles", "sim", "preset"):
+        assert key in report
+    assert report["ok"] and report["words"] == 3000 and report["throughput"] >= 0.99
+    assert report["sim"] == "verilator" and report["preset"] == "small"
+
+
+def test_run_route_human(need_sim):
+    need_sim("verilator")
+    r = tessera("run", "route", "--hops", "3", "--preset", "small", "--words", "100")
+    assert r.returncode == 0, r.stderr
+    assert "OK" in r.stdout and "throughput" in r.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "route", "--preset", "huge"], "unknown preset 'huge'"),
+    (["run", "route", "--hops", "2", "--preset", "small"], "--hops must be >= 3"),
+    (["run", "route", "--hops", "80", "--preset", "tiny", "--sim", "pysim"], "no route of 80"),
+    (["load", "/nonexistent/file.bit", "--preset", "small"], "cannot read /nonexistent/file.bit"),
+])
+def test_user_errors_are_one_line(args, message):
+    r = tessera(*args)
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("kind", ["good", "garbage", "empty", "other_preset", "huge"])
+def test_load_any_file(need_sim, tmp_path, kind):
+    need_sim("verilator")
+    p = preset("small")
+    blob = {
+        "good": encode(compile_route(p, 4).config),
+        "garbage": bytes(range(256)) * 3,
+        "empty": b"",
+        "other_preset": encode(FabricConfig(preset("tiny"))),
+        "huge": bytes(1 << 20),
+    }[kind]
+    f = tmp_path / "x.bit"
+    f.write_bytes(blob)
+    r = tessera("load", str(f), "--preset", "small", "--json")
+    if kind == "huge":
+        assert r.returncode == 2 and "do not fit" in r.stderr and "Traceback" not in r.stderr
+        return
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert set(report) >= {"accepted", "error", "config_cycles"}
+    assert report["accepted"] == (kind == "good")
+    assert report["model_agrees"], report
+    expected = {"good": "OK", "garbage": "BAD_MAGIC", "empty": "BAD_MAGIC",
+                "other_preset": "BAD_PARAMS_HASH"}[kind]
+    assert report["error"] == expected
