@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..hw.params import FabricParams
 from ..hw.switch import SIDES
-from ..hw.topology import OPPOSITE, Topology
+from ..hw.topology import OPPOSITE, Topology, unit_class_for
 from .bitstream import FabricConfig
 
 __all__ = ["Route", "RouteError", "compile_route"]
@@ -125,7 +125,8 @@ def _configure(params, topo, network, path) -> FabricConfig:
         sw[network][k] = {"en": 1, "sel": j}
         side, t = outs[k]
         if side == "U":
-            unit_cfg[topo.slot_unit(tile).name] = {network: {"en": 1, "sel": t}}
+            cu = topo.slot_unit(tile)
+            unit_cfg[cu.name] = unit_class_for(cu.kind).pass_config(params, network, t)
     for name, value in {**switch_cfg, **unit_cfg}.items():
         config.set(name, value)
     return config

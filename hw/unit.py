@@ -64,6 +64,12 @@ class PassUnit(wiring.Component):
     def config_layout(params: FabricParams) -> data.StructLayout:
         return pass_config_layout(params)
 
+    @staticmethod
+    def pass_config(params: FabricParams, network: str, sel: int) -> dict:
+        """Configuration that forwards input `sel` of `network` to output 0
+        (every unit class provides this; the route compiler uses it)."""
+        return {network: {"en": 1, "sel": sel}}
+
     def elaborate(self, platform):
         m = Module()
         for net in NETWORKS:
