@@ -103,7 +103,11 @@ class Hop(wiring.Component):
 
 class InputFIFO(wiring.Component):
     """The FIFO at every unit input: a buffered synchronous FIFO of ``depth``
-    entries whose read side is registered (first-word fall-through)."""
+    entries whose read side is registered (first-word fall-through).
+
+    Depth 3 or more sustains one word per cycle; at depth 1 or 2 the
+    underlying SyncFIFOBuffered moves one word every other cycle (proved in
+    tests/formal), which is why FabricParams requires fifo_depth >= 3."""
 
     def __init__(self, layout, depth: int):
         if not isinstance(depth, int) or depth < 1:

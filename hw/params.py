@@ -87,6 +87,11 @@ class FabricParams:
         if self.pmu_banks != self.lanes:
             raise ValueError(f"FabricParams.pmu_banks={self.pmu_banks} must equal "
                              f"lanes={self.lanes} (one bank per lane)")
+        if self.fifo_depth < 3:
+            # Amaranth's SyncFIFOBuffered moves only one word every other
+            # cycle at depth 1 or 2 (found by the formal proofs).
+            raise ValueError(f"FabricParams.fifo_depth must be >= 3 for unit inputs to take one "
+                             f"word per cycle, got {self.fifo_depth}")
         if not _is_pow2(self.pmu_depth):
             raise ValueError(f"FabricParams.pmu_depth must be a power of two, got {self.pmu_depth}")
         if not _is_pow2(self.dram_bytes_per_cycle):

@@ -29,6 +29,7 @@ def test_frozen():
     ("word_width", 16, "FabricParams.word_width must be 32"),
     ("pmu_banks", 3, "FabricParams.pmu_banks=3 must equal lanes"),
     ("agcus", 9, "FabricParams.agcus=9 exceeds"),
+    ("fifo_depth", 2, "FabricParams.fifo_depth must be >= 3"),
 ])
 def test_validation_names_the_field(field, value, message):
     with pytest.raises((TypeError, ValueError), match=message):
