@@ -17,12 +17,12 @@ import zlib
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
-from ..hw.config import CONFIG_WORD, FORMAT_VERSION, HEADER_WORDS, MAGIC, LoadError
+from ..hw.config import CONFIG_WORD, FORMAT_VERSION, MAGIC, BitstreamFormat, LoadError
 from ..hw.params import FabricParams
 from ..hw.topology import Topology
 
 __all__ = ["FabricConfig", "BitstreamError", "encode", "decode", "layout_to_python",
-           "check_value", "bytes_to_words"]
+           "check_value", "bytes_to_words", "bytes_to_beats"]
 
 
 class BitstreamError(ValueError):
@@ -121,56 +121,71 @@ def _pack(words) -> bytes:
     return struct.pack(f"<{len(words)}I", *words)
 
 
+def _pad(words: list, beat_words: int) -> list:
+    return words + [0] * (-len(words) % beat_words)
+
+
 def encode(config: FabricConfig) -> bytes:
+    fmt = BitstreamFormat.for_params(config.params)
+    B = fmt.beat_words
     payload = config.payload()
     header = [MAGIC, FORMAT_VERSION, config.params.hash32, len(payload)]
-    body = _pack(header + payload)
-    return body + struct.pack("<I", zlib.crc32(body))
+    body = _pack(_pad(header, B) + _pad(payload, B))
+    return body + _pack(_pad([zlib.crc32(body)], B))
 
 
-def bytes_to_words(blob: bytes) -> list[int]:
-    """Little-endian 32-bit words of `blob`, zero-padding a partial last word;
-    an empty blob is one zero word. That is how the host streams an arbitrary
-    file into the loader, which needs at least one word to see ``last``."""
+def bytes_to_words(blob: bytes, beat_words: int = 1) -> list[int]:
+    """Little-endian 32-bit words of `blob`, zero-padded to whole beats of
+    `beat_words` words; an empty blob is one zero beat. That is how the host
+    streams an arbitrary file into the loader, which needs at least one beat
+    to see ``last``."""
     if not blob:
         blob = bytes(4)
-    if len(blob) % 4:
-        blob = blob + bytes(4 - len(blob) % 4)
+    blob = blob + bytes(-len(blob) % (4 * beat_words))
     return list(struct.unpack(f"<{len(blob) // 4}I", blob))
+
+
+def bytes_to_beats(blob: bytes, beat_words: int) -> list[int]:
+    """The beats (as integers, word 0 in the low bits) the host streams."""
+    words = bytes_to_words(blob, beat_words)
+    return [sum(w << (CONFIG_WORD * k) for k, w in enumerate(words[i:i + beat_words]))
+            for i in range(0, len(words), beat_words)]
 
 
 def decode(blob: bytes, params: FabricParams) -> FabricConfig:
     """Check and decode a bitstream; raise BitstreamError with the code the
-    RTL loader would report."""
-    words = bytes_to_words(blob)
-    topo = Topology(params)
-    total = HEADER_WORDS + topo.payload_words
+    RTL loader would report (the loader's golden model)."""
+    fmt = BitstreamFormat.for_params(params)
+    B = fmt.beat_words
+    words = bytes_to_words(blob, B)
+    beats = [words[i:i + B] for i in range(0, len(words), B)]
     expect = [(MAGIC, LoadError.BAD_MAGIC, "magic"),
               (FORMAT_VERSION, LoadError.BAD_VERSION, "format version"),
               (params.hash32, LoadError.BAD_PARAMS_HASH, "FabricParams hash"),
-              (topo.payload_words, LoadError.BAD_LENGTH, "payload length")]
-    for i, word in enumerate(words[:total + 1]):
-        last = i == len(words) - 1
-        if i < HEADER_WORDS:
-            want, code, what = expect[i]
-            if word != want:
-                raise BitstreamError(code, f"{what} is {word:#x}, expected {want:#x} "
-                                           f"(preset {params.name!r})")
-        elif i == total:
-            crc = zlib.crc32(_pack(words[:total]))
-            if word != crc:
-                raise BitstreamError(LoadError.BAD_CRC, f"CRC is {word:#010x}, computed {crc:#010x}")
-        if last and i < total:
-            raise BitstreamError(LoadError.TRUNCATED, f"bitstream ends after {len(words)} words; "
-                                                      f"{total + 1} expected")
-    if len(words) > total + 1:
-        raise BitstreamError(LoadError.OVERRUN, f"{len(words) - total - 1} words follow the CRC")
+              (fmt.payload_words, LoadError.BAD_LENGTH, "payload length")]
+    for b, beat in enumerate(beats[:fmt.total_beats + 1]):
+        last = b == len(beats) - 1
+        if b < fmt.header_beats:
+            for w, (want, code, what) in enumerate(expect):
+                if w // B == b and beat[w % B] != want:
+                    raise BitstreamError(code, f"{what} is {beat[w % B]:#x}, expected {want:#x} "
+                                               f"(preset {params.name!r})")
+        elif b == fmt.crc_beat:
+            crc = zlib.crc32(_pack(words[:fmt.crc_beat * B]))
+            if beat[0] != crc:
+                raise BitstreamError(LoadError.BAD_CRC, f"CRC is {beat[0]:#010x}, "
+                                                        f"computed {crc:#010x}")
+        elif b == fmt.total_beats:
+            raise BitstreamError(LoadError.OVERRUN, f"{len(beats) - fmt.total_beats} beats "
+                                                    f"follow the CRC beat")
+        if last and b < fmt.crc_beat:
+            raise BitstreamError(LoadError.TRUNCATED, f"bitstream ends after {len(beats)} beats "
+                                                      f"of {B} words; {fmt.total_beats} expected")
     config = FabricConfig(params)
-    payload = words[HEADER_WORDS:total]
-    for cu in topo.config_units:
+    payload = words[fmt.header_beats * B:fmt.header_beats * B + fmt.payload_words]
+    for cu in config.topology.config_units:
         bits = 0
         for k in range(cu.words):
             bits |= payload[cu.base + k] << (CONFIG_WORD * k)
-        value = layout_to_python(cu.layout, bits)
-        config.units[cu.name] = value
+        config.units[cu.name] = layout_to_python(cu.layout, bits)
     return config

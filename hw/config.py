@@ -2,18 +2,21 @@
 register, and the constants of the bitstream format (shared with the
 compiler's encoder and decoder, so there is one truth).
 
-Bitstream format (32-bit little-endian words)::
+Bitstream format: 32-bit little-endian words, grouped in *beats* of
+``B = FabricParams.config_beat_words`` words (the width of the memory path:
+16 bytes per cycle gives B = 4). Each section is zero-padded to whole beats::
 
-    word 0      MAGIC                   "TSRA"
-    word 1      FORMAT_VERSION
-    word 2      FabricParams.hash32
-    word 3      payload length in words (must equal the fabric's config size)
-    word 4..    payload: every config unit's words, in unit index order
-    last word   CRC-32 (zlib / ISO-HDLC) over header and payload bytes
+    header beats   word 0 MAGIC "TSRA", word 1 FORMAT_VERSION,
+                   word 2 FabricParams.hash32,
+                   word 3 payload length L in words (= the fabric's config size)
+    payload beats  every config unit's words, in unit index order (L words)
+    CRC beat       word 0: CRC-32 (zlib / ISO-HDLC) over all header and payload
+                   beats, padding included
 
 Each config unit (switch or unit slot) owns ``words`` consecutive payload
 words starting at its ``base``; its configuration is a ``data.StructLayout``
-packed LSB first into those words (padding bits are zero).
+packed LSB first into those words (padding bits are zero). The loader takes
+one beat per cycle.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "HEADER_WORDS", "CONFIG_WORD", "LoadError",
-           "ConfigBusSignature", "ConfigRegister", "config_words"]
+           "ConfigBusSignature", "ConfigRegister", "config_words", "BitstreamFormat"]
 
 MAGIC = 0x41525354          # b"TSRA" read as a little-endian word
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEADER_WORDS = 4
 CONFIG_WORD = 32
 ADDR_WIDTH = 20             # payload word address on the config bus
@@ -52,21 +55,49 @@ def config_words(layout) -> int:
     return max(1, -(-width // CONFIG_WORD))
 
 
+class BitstreamFormat:
+    """Where everything sits in a bitstream for given beat width and payload
+    size: the one description the loader, encoder and decoder share."""
+
+    def __init__(self, beat_words: int, payload_words: int):
+        if beat_words < 1 or beat_words & (beat_words - 1):
+            raise ValueError(f"beat_words must be a power of two, got {beat_words}")
+        self.beat_words = beat_words
+        self.payload_words = payload_words
+        self.header_beats = -(-HEADER_WORDS // beat_words)
+        self.payload_beats = -(-payload_words // beat_words)
+        self.crc_beat = self.header_beats + self.payload_beats
+        self.total_beats = self.crc_beat + 1
+
+    @classmethod
+    def for_params(cls, params) -> "BitstreamFormat":
+        from .topology import Topology
+        return cls(params.config_beat_words, Topology(params).payload_words)
+
+
 class ConfigBusSignature(wiring.Signature):
     """The config bus, driven by the loader and listened to by every unit.
 
-    ``write`` stores ``data`` into the shadow word at payload address ``addr``;
+    ``write`` stores the ``beat_words`` words of ``data`` into the shadow
+    words at payload beat ``addr`` (payload words ``addr * beat_words ...``);
     ``commit`` copies every shadow configuration into the active one in the
     same cycle (the loader pulses it only after a bitstream is accepted).
     """
 
-    def __init__(self):
+    def __init__(self, beat_words: int):
+        self.beat_words = beat_words
         super().__init__({
             "write": Out(1),
             "addr": Out(ADDR_WIDTH),
-            "data": Out(CONFIG_WORD),
+            "data": Out(data.ArrayLayout(CONFIG_WORD, beat_words)),
             "commit": Out(1),
         })
+
+    def __eq__(self, other):
+        return isinstance(other, ConfigBusSignature) and self.beat_words == other.beat_words
+
+    def __repr__(self):
+        return f"ConfigBusSignature({self.beat_words})"
 
 
 class ConfigRegister(wiring.Component):
@@ -78,14 +109,15 @@ class ConfigRegister(wiring.Component):
     unit acts on) is untouched.
     """
 
-    def __init__(self, layout, *, base: int):
+    def __init__(self, layout, *, base: int, beat_words: int):
         if not isinstance(base, int) or base < 0:
             raise ValueError(f"ConfigRegister base must be a non-negative int, got {base!r}")
         self._layout = layout
         self.base = base
         self.words = config_words(layout)
+        self.beat_words = beat_words
         super().__init__({
-            "bus": In(ConfigBusSignature()),
+            "bus": In(ConfigBusSignature(beat_words)),
             "active": Out(layout),
         })
 
@@ -93,13 +125,10 @@ class ConfigRegister(wiring.Component):
         m = Module()
         width = Shape.cast(self._layout).width
         shadow = [Signal(CONFIG_WORD, name=f"shadow{k}") for k in range(self.words)]
-        offset = Signal(ADDR_WIDTH + 1)
-        m.d.comb += offset.eq(self.bus.addr - self.base)
-        with m.If(self.bus.write):
-            with m.Switch(offset):
-                for k in range(self.words):
-                    with m.Case(k):
-                        m.d.sync += shadow[k].eq(self.bus.data)
+        for k, word in enumerate(shadow):
+            beat, lane = divmod(self.base + k, self.beat_words)
+            with m.If(self.bus.write & (self.bus.addr == beat)):
+                m.d.sync += word.eq(self.bus.data[lane])
         with m.If(self.bus.commit):
             m.d.sync += self.active.as_value().eq(Cat(*shadow)[:width])
         return m

@@ -29,7 +29,7 @@ class Fabric(wiring.Component):
             raise TypeError(f"params must be a FabricParams, not {params!r}")
         self.params = params
         self.topology = Topology(params)
-        members = {"cfg": In(ConfigBusSignature())}
+        members = {"cfg": In(ConfigBusSignature(params.config_beat_words))}
         for net in NETWORKS:
             sig = stream.Signature(network_layout(params, net))
             members[f"edge_in_{net}"] = In(sig).array(len(self.topology.edge_ports[(net, "in")]))
@@ -47,12 +47,12 @@ class Fabric(wiring.Component):
 
         # The config bus fans out to every unit: register it once here so the
         # loader's timing does not depend on the array size.
-        bus = ConfigBusSignature().create()
+        bus = ConfigBusSignature(p.config_beat_words).create()
         m.d.sync += [bus.write.eq(self.cfg.write), bus.addr.eq(self.cfg.addr),
                      bus.data.eq(self.cfg.data), bus.commit.eq(self.cfg.commit)]
 
         for cu in topo.config_units:
-            reg = ConfigRegister(cu.layout, base=cu.base)
+            reg = ConfigRegister(cu.layout, base=cu.base, beat_words=p.config_beat_words)
             m.submodules[f"cfg_{cu.name}"] = reg
             m.d.comb += [reg.bus.write.eq(bus.write), reg.bus.addr.eq(bus.addr),
                          reg.bus.data.eq(bus.data), reg.bus.commit.eq(bus.commit)]

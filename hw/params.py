@@ -112,6 +112,11 @@ class FabricParams:
         return "pcu" if (row + col) % 2 == 0 else "pmu"
 
     @property
+    def config_beat_words(self) -> int:
+        """32-bit words per beat of the memory path (and of the config bus)."""
+        return max(1, self.dram_bytes_per_cycle // 4)
+
+    @property
     def num_pcus(self) -> int:
         return sum(self.unit_kind(r, c) == "pcu" for r in range(self.rows) for c in range(self.cols))
 

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from .fabric import Fabric
 from .links import vector_layout
-from .loader import ConfigLoader, config_word_layout
+from .loader import ConfigLoader, config_beat_layout
 from .params import FabricParams
 from .traffic import TrafficCheck, TrafficGen
 
@@ -24,21 +24,22 @@ __all__ = ["BootReader", "SimTop"]
 
 
 class BootReader(wiring.Component):
-    """Streams ``length`` words from a memory read port, ``last`` on the final one.
+    """Streams ``length`` beats from a memory read port, ``last`` on the final one.
 
     The memory has a one-cycle synchronous read; a two-entry output buffer
-    keeps one word per cycle while honouring backpressure.
+    keeps one beat per cycle while honouring backpressure.
     """
 
-    def __init__(self, depth: int):
+    def __init__(self, depth: int, beat_words: int):
         self._depth = depth
+        self._layout = config_beat_layout(beat_words)
         super().__init__({
-            "o": Out(stream.Signature(config_word_layout())),
+            "o": Out(stream.Signature(self._layout)),
             "start": In(1),
             "length": In(range(depth + 1)),
             "busy": Out(1),
             "rd_addr": Out(range(depth)),
-            "rd_data": In(32),
+            "rd_data": In(32 * beat_words),
         })
 
     def elaborate(self, platform):
@@ -47,7 +48,7 @@ class BootReader(wiring.Component):
         in_flight = Signal()          # a read issued last cycle, data now on rd_data
         in_flight_last = Signal()
         # output buffer: 2 entries
-        buf = [Signal(config_word_layout(), name=f"buf{k}") for k in range(2)]
+        buf = [Signal(self._layout, name=f"buf{k}") for k in range(2)]
         count = Signal(range(3))
         pop = self.o.valid & self.o.ready
         # Issue a read only if the word can land: count after this cycle's pop
@@ -67,8 +68,8 @@ class BootReader(wiring.Component):
             m.d.sync += [in_flight.eq(issue), in_flight_last.eq(addr == self.length - 1)]
             with m.If(issue):
                 m.d.sync += addr.eq(addr + 1)
-            landing = Signal(config_word_layout())
-            m.d.comb += [landing.data.eq(self.rd_data), landing.last.eq(in_flight_last)]
+            landing = Signal(self._layout)
+            m.d.comb += [landing.data.as_value().eq(self.rd_data), landing.last.eq(in_flight_last)]
             with m.If(in_flight & ~pop):
                 m.d.sync += count.eq(count + 1)
                 with m.If(count == 0):
@@ -96,15 +97,16 @@ class SimTop(wiring.Component):
         self.params = params
         self.fabric = Fabric(params)
         self.boot_depth = boot_depth or self.default_boot_depth(params)
-        self.boot = memory.Memory(shape=32, depth=self.boot_depth, init=[])
+        self.boot = memory.Memory(shape=32 * params.config_beat_words, depth=self.boot_depth,
+                                  init=[])
         super().__init__(self.members())
 
     @staticmethod
     def default_boot_depth(params: FabricParams) -> int:
-        """Room for a bitstream plus slack for over-long or foreign files
-        (at least 4096 words, a power of two)."""
-        from .topology import Topology
-        return max(4096, 1 << (2 * Topology(params).payload_words).bit_length())
+        """Beats of boot memory: room for a bitstream plus slack for
+        over-long or foreign files (at least 4096 beats, a power of two)."""
+        from .config import BitstreamFormat
+        return max(4096, 1 << (2 * BitstreamFormat.for_params(params).total_beats).bit_length())
 
     @staticmethod
     def members() -> dict:
@@ -125,7 +127,7 @@ class SimTop(wiring.Component):
         p = self.params
         m.submodules.fabric = fabric = self.fabric
         m.submodules.boot = self.boot
-        m.submodules.reader = reader = BootReader(self.boot_depth)
+        m.submodules.reader = reader = BootReader(self.boot_depth, p.config_beat_words)
         m.submodules.loader = loader = ConfigLoader(p)
 
         m.d.sync += self.cycle.eq(self.cycle + 1)

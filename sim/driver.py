@@ -3,7 +3,7 @@ by every simulator backend.
 
 A script is a list of operations (plain JSON-able dicts):
 
-``{"op": "load", "words": [...]}``
+``{"op": "load", "beats": [...]}``
     preload the boot memory through the backdoor, pulse ``load_start`` and
     wait for the loader to end the bitstream. Result: accepted, error,
     config_cycles.
@@ -31,7 +31,7 @@ DEFAULT_TIMEOUT = 1_000_000
 class Primitives:
     """What a backend must provide to run a script."""
 
-    async def write_boot(self, words: list) -> None: ...
+    async def write_boot(self, beats: list) -> None: ...
     def set(self, name: str, value: int) -> None: ...
     def get(self, name: str) -> int: ...
     async def tick(self, n: int = 1) -> None: ...
@@ -52,11 +52,11 @@ async def run_script(prims: Primitives, script: list) -> list:
     for op in script:
         kind = op["op"]
         if kind == "load":
-            words = list(op["words"]) or [0]
-            await prims.write_boot(words)
-            prims.set("boot_len", len(words))
+            beats = list(op["beats"]) or [0]
+            await prims.write_boot(beats)
+            prims.set("boot_len", len(beats))
             await _pulse(prims, "load_start")
-            ok = await prims.wait_high("load_done", op.get("timeout", 16 * len(words) + 1000))
+            ok = await prims.wait_high("load_done", op.get("timeout", 16 * len(beats) + 1000))
             error = prims.get("load_error")
             results.append({
                 "op": "load", "ended": ok, "accepted": bool(ok and error == 0),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..compiler.bitstream import BitstreamError, FabricConfig, bytes_to_words, decode, encode
+from ..compiler.bitstream import BitstreamError, FabricConfig, bytes_to_beats, decode, encode
 from ..compiler.route import compile_route
 from ..hw.config import LoadError
 from ..hw.params import FabricParams
@@ -44,7 +44,7 @@ def run_route(params: FabricParams, *, hops: int, words: int = 4096, sim: str = 
     route = compile_route(params, hops)
     bitstream = encode(route.config)
     script = [
-        {"op": "load", "words": bytes_to_words(bitstream)},
+        {"op": "load", "beats": bytes_to_beats(bitstream, params.config_beat_words)},
         {"op": "stream", "src": route.src, "dst": route.dst, "words": words,
          "seed": seed, "gen_stall": gen_stall, "chk_stall": chk_stall,
          "timeout": 64 * words + 10_000},
@@ -90,15 +90,15 @@ def load_bitstream(params: FabricParams, blob: bytes, *, sim: str = "verilator",
         expected = LoadError.OK
     except BitstreamError as e:
         expected = e.code
-    words = bytes_to_words(blob)
+    beats = bytes_to_beats(blob, params.config_beat_words)
     depth = SimTop.default_boot_depth(params)
-    if len(words) > depth:
-        raise ValueError(f"{len(blob)} bytes ({len(words)} words) do not fit the simulated boot "
-                         f"memory of {depth} words for preset {params.name!r}; a bitstream for "
+    if len(beats) > depth:
+        raise ValueError(f"{len(blob)} bytes ({len(beats)} beats) do not fit the simulated boot "
+                         f"memory of {depth} beats for preset {params.name!r}; a bitstream for "
                          f"it is {len(encode(FabricConfig(params)))} bytes")
-    res = get_backend(sim).run(params, [{"op": "load", "words": words}], progress=progress)
+    res = get_backend(sim).run(params, [{"op": "load", "beats": beats}], progress=progress)
     report = _load_report(res.results[0])
-    report.update({"bytes": len(blob), "words": len(words), "sim": sim, "preset": params.name,
+    report.update({"bytes": len(blob), "beats": len(beats), "sim": sim, "preset": params.name,
                    "model_error": expected.name,
                    "model_agrees": report["error"] == expected.name})
     return report

@@ -17,28 +17,29 @@ def _blob(words):
     return struct.pack(f"<{len(words)}I", *words)
 
 
-def _recrc(words):
-    """Fix the CRC so that only the intended fault remains."""
-    body = _blob(words[:-1])
-    return _blob(words[:-1] + [zlib.crc32(body)])
+def _recrc(words, B):
+    """Fix the CRC (word 0 of the last beat) so that only the intended fault remains."""
+    body = _blob(words[:-B])
+    return _blob(words[:-B] + [zlib.crc32(body)] + words[len(words) - B + 1:])
 
 
-def corruptions(blob: bytes) -> dict:
+def corruptions(blob: bytes, beat_words: int) -> dict:
     """{LoadError: corrupted copy of `blob`} covering every error code."""
     w = _words(blob)
+    B = beat_words
     out = {}
     bad = list(w); bad[0] ^= 0x1
-    out[LoadError.BAD_MAGIC] = _recrc(bad)
+    out[LoadError.BAD_MAGIC] = _recrc(bad, B)
     bad = list(w); bad[1] += 1
-    out[LoadError.BAD_VERSION] = _recrc(bad)
+    out[LoadError.BAD_VERSION] = _recrc(bad, B)
     bad = list(w); bad[2] ^= 0x8000_0000
-    out[LoadError.BAD_PARAMS_HASH] = _recrc(bad)
+    out[LoadError.BAD_PARAMS_HASH] = _recrc(bad, B)
     bad = list(w); bad[3] += 1
-    out[LoadError.BAD_LENGTH] = _recrc(bad)
-    bad = list(w); bad[4 + (len(w) - 5) // 2] ^= 0x0001_0000      # one payload bit
+    out[LoadError.BAD_LENGTH] = _recrc(bad, B)
+    bad = list(w); bad[len(w) // 2] ^= 0x0001_0000      # one payload bit
     out[LoadError.BAD_CRC] = _blob(bad)
-    out[LoadError.TRUNCATED] = _blob(w[:-3])
-    out[LoadError.OVERRUN] = _blob(w + [0xDEADBEEF])
+    out[LoadError.TRUNCATED] = _blob(w[:-2 * B])        # lose the CRC beat and one more
+    out[LoadError.OVERRUN] = _blob(w + [0xDEADBEEF] * B)
     return out
 
 
@@ -46,17 +47,18 @@ def loader_session_script(params):
     """A script that loads route A, then every corruption of A (with a
     snapshot of the active configuration after each), then route B.
     Returns (config A, config B, error codes in order, script)."""
-    from tessera.compiler.bitstream import bytes_to_words, encode
+    from tessera.compiler.bitstream import bytes_to_beats, encode
     from tessera.compiler.route import compile_route
 
     a = compile_route(params, 3).config
     b = compile_route(params, 4).config
-    bad = corruptions(encode(a))
-    script = [{"op": "snapshot"}, {"op": "load", "words": bytes_to_words(encode(a))},
+    B = params.config_beat_words
+    bad = corruptions(encode(a), B)
+    script = [{"op": "snapshot"}, {"op": "load", "beats": bytes_to_beats(encode(a), B)},
               {"op": "snapshot"}]
     for blob in bad.values():
-        script += [{"op": "load", "words": bytes_to_words(blob)}, {"op": "snapshot"}]
-    script += [{"op": "load", "words": bytes_to_words(encode(b))}, {"op": "snapshot"}]
+        script += [{"op": "load", "beats": bytes_to_beats(blob, B)}, {"op": "snapshot"}]
+    script += [{"op": "load", "beats": bytes_to_beats(encode(b), B)}, {"op": "snapshot"}]
     return a, b, list(bad), script
 
 

@@ -10,7 +10,7 @@ from amaranth.hdl import Shape
 from amaranth.lib import data
 
 from tessera.compiler.bitstream import BitstreamError, FabricConfig, decode, encode
-from tessera.hw.config import FORMAT_VERSION, MAGIC, LoadError
+from tessera.hw.config import FORMAT_VERSION, MAGIC, BitstreamFormat, LoadError
 from tessera.hw.params import PRESETS, preset
 
 
@@ -44,8 +44,12 @@ def test_header_fields():
     blob = encode(FabricConfig(p))
     magic, version, h, length = struct.unpack("<4I", blob[:16])
     assert (magic, version, h) == (MAGIC, FORMAT_VERSION, p.hash32)
-    assert length * 4 + 20 == len(blob)
-    assert struct.unpack("<I", blob[-4:])[0] == zlib.crc32(blob[:-4])
+    fmt = BitstreamFormat.for_params(p)
+    beat = 4 * p.config_beat_words
+    assert length == fmt.payload_words
+    assert len(blob) == beat * fmt.total_beats == beat * (1 + -(-length // 4) + 1)
+    assert struct.unpack("<I", blob[-beat:-beat + 4])[0] == zlib.crc32(blob[:-beat])
+    assert blob[-beat + 4:] == bytes(beat - 4)      # CRC beat padding
 
 
 def test_bitstream_for_other_preset_is_rejected():

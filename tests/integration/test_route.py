@@ -17,7 +17,7 @@ def test_route_full_rate(need_sim, sim, preset_name, hops, words):
     assert r["ok"], r
     assert r["received"] == words and r["mismatches"] == 0
     assert r["throughput"] >= 0.99, r
-    assert r["config_cycles"] == r["bitstream_bytes"] // 4
+    assert r["config_cycles"] == r["bitstream_bytes"] // (4 * preset(preset_name).config_beat_words)
 
 
 @pytest.mark.parametrize("sim", ["verilator", "pysim"])

@@ -5,6 +5,7 @@ edge ports, under random gaps and backpressure."""
 import random
 
 import pytest
+from amaranth.lib import data
 from amaranth.sim import Simulator
 
 from tessera.compiler.bitstream import FabricConfig
@@ -18,10 +19,15 @@ from .streams import consume, produce
 
 
 async def configure(ctx, fabric, config):
-    for addr, word in enumerate(config.payload()):
+    """Write the payload beat by beat over the config bus, then commit."""
+    B = config.params.config_beat_words
+    words = config.payload()
+    words += [0] * (-len(words) % B)
+    beat_layout = data.ArrayLayout(32, B)
+    for addr in range(len(words) // B):
         ctx.set(fabric.cfg.write, 1)
         ctx.set(fabric.cfg.addr, addr)
-        ctx.set(fabric.cfg.data, word)
+        ctx.set(fabric.cfg.data, beat_layout.const(words[addr * B:(addr + 1) * B]))
         await ctx.tick()
     ctx.set(fabric.cfg.write, 0)
     ctx.set(fabric.cfg.commit, 1)

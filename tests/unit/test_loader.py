@@ -19,13 +19,13 @@ def test_loader_codes_and_state_kept_pysim():
     a, b, codes, script = loader_session_script(PARAMS)
     results = get_backend("pysim").run(PARAMS, script).results
     check_loader_session(a, b, codes, results)
-    # One word per cycle: the loader is busy for exactly the bitstream's words.
-    assert results[1]["config_cycles"] == len(encode(a)) // 4
+    # One beat per cycle: the loader is busy for exactly the bitstream's beats.
+    assert results[1]["config_cycles"] == len(encode(a)) // (4 * PARAMS.config_beat_words)
 
 
 def test_decoder_model_agrees_with_codes():
     a = compile_route(PARAMS, 3).config
-    for code, blob in corruptions(encode(a)).items():
+    for code, blob in corruptions(encode(a), PARAMS.config_beat_words).items():
         with pytest.raises(BitstreamError) as e:
             decode(blob, PARAMS)
         assert e.value.code == code
