@@ -42,7 +42,7 @@ from pathlib import Path
 
 from amaranth import *
 from amaranth.back import rtlil
-from amaranth.lib import wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .links import NETWORKS, Hop, scalar_layout
@@ -61,16 +61,26 @@ class Device:
     family: str                   # "ecp5" or "ice40"
     nextpnr_args: tuple
     out_of_context: bool
+    ff_capacity: int              # flops (ECP5) or logic cells (iCE40)
+    extra_args: tuple = ()
 
     @property
     def nextpnr(self) -> str:
         return f"nextpnr-{self.family}"
 
 
+# router1 (nextpnr-ecp5's default) needed over an hour for the congested
+# crossbar routing of the "small" fabric in the WebAssembly build; router2
+# makes steadier progress on it.
+_ECP5_EXTRA = ("--router", "router2")
+
 DEVICES: dict[str, Device] = {
-    "ecp5-85k": Device("ecp5-85k", "ecp5", ("--85k", "--package", "CABGA381"), True),
-    "ecp5-25k": Device("ecp5-25k", "ecp5", ("--25k", "--package", "CABGA381"), True),
-    "ice40-up5k": Device("ice40-up5k", "ice40", ("--up5k", "--package", "sg48"), False),
+    "ecp5-85k": Device("ecp5-85k", "ecp5", ("--85k", "--package", "CABGA381"), True, 83640,
+                       _ECP5_EXTRA),
+    "ecp5-25k": Device("ecp5-25k", "ecp5", ("--25k", "--package", "CABGA381"), True, 24288,
+                       _ECP5_EXTRA),
+    "ice40-up5k": Device("ice40-up5k", "ice40", ("--up5k", "--package", "sg48"), False,
+                         5280),
 }
 
 TOPS = ("fabric", "hop")
@@ -192,35 +202,73 @@ class _Observer:
         return len(regs) + n
 
 
-class _StreamHarness:
-    """Drives In streams from an LFSR and observes Out streams."""
+class _PortHarness:
+    """Ties off the ports of components inside a synthesis top: every input
+    port signal is driven from (a rotation of) one LFSR, every output port
+    signal is observed. Rotations differ from signal to signal, so no two
+    inputs are the same signal and Yosys cannot merge the logic behind them."""
 
-    def __init__(self, m, sources, sinks, *, extra_width=0):
-        # sources: list of In-stream interfaces (we drive valid/payload, observe ready)
-        # sinks:   list of Out-stream interfaces (we drive ready, observe valid/payload)
-        widths = [len(s.payload.as_value()) + 1 for s in sources] + [1]
-        self.width = max(widths) + 7 + extra_width
+    def __init__(self, m, components, *, skip=()):
+        # components: list of (name, component); skip: {(name, first path element)}
+        self.ins, self.outs = [], []
+        for cname, comp in components:
+            for path, member, value in comp.signature.flatten(comp):
+                if (cname, path[0]) in skip:
+                    continue
+                (self.ins if member.flow == In else self.outs).append(Value.cast(value))
+        self.width = max([len(v) for v in self.ins] + [1]) + 7
         m.submodules.lfsr = lfsr = _Lfsr(self.width)
-        self.state = lfsr.state
         self.observer = _Observer()
-        for p, s in enumerate(sources):
-            v = _rotate(lfsr.state, 5 * p + 1)
-            pw = len(s.payload.as_value())
-            m.d.comb += [s.valid.eq(v[0]), s.payload.as_value().eq(v[1:1 + pw])]
-            self.observer.add(s.ready)
-        for q, s in enumerate(sinks):
-            v = _rotate(lfsr.state, 3 * q + 2)
-            m.d.comb += s.ready.eq(v[-1])
-            self.observer.add(s.valid)
-            self.observer.add(s.payload.as_value())
+        for k, v in enumerate(self.ins):
+            m.d.comb += v.eq(_rotate(lfsr.state, 5 * k + 1)[:len(v)])
+        for v in self.outs:
+            self.observer.add(v)
+
+    def info(self, **extra):
+        return {"lfsr_bits": self.width, "driven_bits": sum(len(v) for v in self.ins),
+                "observed_bits": len(self.observer.bits), **extra}
+
+
+class _WordsToBeats(wiring.Component):
+    """Packs a stream of 32-bit config words (``last`` on the final word) into
+    the loader's beats of ``beat_words`` words; a ``last`` word ends its beat."""
+
+    def __init__(self, beat_words: int):
+        from .loader import config_beat_layout
+        self.beat_words = beat_words
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({"data": 32, "last": 1}))),
+            "o": Out(stream.Signature(config_beat_layout(beat_words))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        B = self.beat_words
+        idx = Signal(range(B))
+        take = self.i.valid & self.i.ready
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(take):
+            with m.Switch(idx):
+                for k in range(B):
+                    with m.Case(k):
+                        m.d.sync += self.o.payload.data[k].eq(self.i.payload.data)
+            with m.If(self.i.payload.last | (idx == B - 1)):
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.last.eq(self.i.payload.last),
+                             idx.eq(0)]
+            with m.Else():
+                m.d.sync += idx.eq(idx + 1)
+        return m
 
 
 class SynthTop(wiring.Component):
     """Synthesis wrapper of the fabric with a small pin count.
 
-    Pins: ``cfg_data``/``cfg_valid``/``cfg_last`` -> ``cfg_ready`` (the config
-    word stream into the ConfigLoader), ``obs`` (XOR-reduced fabric and loader
-    outputs), plus the ``clk``/``rst`` of the sync domain.
+    Pins: ``cfg_data``/``cfg_valid``/``cfg_last`` -> ``cfg_ready`` (a stream of
+    32-bit config words, packed into beats for the ConfigLoader), ``obs``
+    (XOR-reduced fabric and loader outputs), plus the ``clk``/``rst`` of the
+    sync domain. Every other fabric port is tied to the on-chip harness.
     """
 
     def __init__(self, params: FabricParams, *, obs_pins: int = 2):
@@ -242,25 +290,21 @@ class SynthTop(wiring.Component):
 
         m = Module()
         p = self.params
+        m.submodules.words = words = _WordsToBeats(getattr(p, "config_beat_words", 1))
         m.submodules.loader = loader = ConfigLoader(p)
         m.submodules.fabric = fabric = Fabric(p)
         m.d.comb += [
-            loader.i.valid.eq(self.cfg_valid),
-            loader.i.payload.data.eq(self.cfg_data),
-            loader.i.payload.last.eq(self.cfg_last),
-            self.cfg_ready.eq(loader.i.ready),
+            words.i.valid.eq(self.cfg_valid),
+            words.i.payload.data.eq(self.cfg_data),
+            words.i.payload.last.eq(self.cfg_last),
+            self.cfg_ready.eq(words.i.ready),
         ]
+        wiring.connect(m, words.o, loader.i)
         wiring.connect(m, loader.cfg, fabric.cfg)
-
-        sources = [s for net in NETWORKS for s in getattr(fabric, f"edge_in_{net}")]
-        sinks = [s for net in NETWORKS for s in getattr(fabric, f"edge_out_{net}")]
-        h = _StreamHarness(m, sources, sinks)
-        for name in ("busy", "done", "error", "loaded", "cycles", "commits"):
-            h.observer.add(getattr(loader, name))
+        h = _PortHarness(m, [("loader", loader), ("fabric", fabric)],
+                         skip={("loader", "i"), ("loader", "cfg"), ("fabric", "cfg")})
         obs_regs = h.observer.reduce(m, self.obs)
-        self.harness_info = {"lfsr_bits": h.width, "observed_bits": len(h.observer.bits),
-                             "observer_flops": obs_regs, "edge_inputs": len(sources),
-                             "edge_outputs": len(sinks)}
+        self.harness_info = h.info(observer_flops=obs_regs)
         return m
 
 
@@ -277,10 +321,9 @@ class HopTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.hop = hop = Hop(scalar_layout(self.params))
-        h = _StreamHarness(m, [hop.i], [hop.o])
+        h = _PortHarness(m, [("hop", hop)])
         obs_regs = h.observer.reduce(m, self.obs)
-        self.harness_info = {"lfsr_bits": h.width, "observed_bits": len(h.observer.bits),
-                             "observer_flops": obs_regs, "edge_inputs": 1, "edge_outputs": 1}
+        self.harness_info = h.info(observer_flops=obs_regs)
         return m
 
 
@@ -345,6 +388,23 @@ def _yosys_cell_counts(stat_path: Path) -> dict:
     return dict(design.get("num_cells_by_type", {}))
 
 
+def _flops(cells: dict) -> int:
+    return sum(n for c, n in cells.items() if c == "TRELLIS_FF" or c.startswith("SB_DFF"))
+
+
+def _raise_yosys_failure(rc, log: Path, out: Path, dev):
+    where = log if log.exists() else out
+    msg = f"yosys failed (exit {rc}); log: {where}\n{_tail(where)}"
+    out_text = _tail(out, 8) if out.exists() else ""
+    if "wasm" in out_text.lower() or "Trap" in out_text:
+        msg += ("\n(the WebAssembly Yosys crashed, most likely out of its 4 GiB memory; "
+                "the design is probably far too large for "
+                f"{dev.name}, or set YOSYS to a native yosys)\n{out_text}")
+    elif where != out and out_text.strip():
+        msg += "\n" + out_text
+    raise SynthError(msg)
+
+
 def _pick(util: dict, names) -> int:
     for n in names:
         if n in util:
@@ -358,12 +418,19 @@ def default_workdir(params: FabricParams, device: str, top: str = "fabric") -> P
 
 
 def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=print,
-               timeout=None) -> dict:
+               timeout=None, nextpnr_args=(), route=True) -> dict:
     """Synthesize, place and route `top` ("fabric": :class:`SynthTop`, "hop":
     :class:`HopTop`) for `device` and return the figures from nextpnr's report.
 
+    With ``route=False`` nextpnr stops after placement: ``fmax_mhz`` is None
+    (nextpnr reports no Fmax without routing) and the placer's estimate, which
+    nextpnr only logs, is given apart as ``placement_fmax_estimate_mhz``.
+    Routing a congested fabric in the WebAssembly nextpnr can take an hour.
+
     Raises ValueError (unknown device, top or preset), ToolNotFound, DesignDoesNotFit
-    (placement failed for lack of resources) or SynthError (any other tool failure).
+    (more flops than the device after Yosys' flop mapping, or nextpnr placement
+    failed for lack of resources; ``.overflow`` has the figures) or SynthError
+    (any other tool failure; the message names the log and quotes its tail).
     """
     if isinstance(params, str):
         params = _preset(params)
@@ -379,7 +446,8 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
 
     workdir = Path(workdir) if workdir is not None else default_workdir(params, device, top)
     workdir.mkdir(parents=True, exist_ok=True)
-    for stale in ("top.il", "synth.json", "stat.json", "report.json"):
+    for stale in ("top.il", "stat_ffs.json", "synth.json", "stat.json",
+                  "report.json"):
         (workdir / stale).unlink(missing_ok=True)
 
     t0 = time.monotonic()
@@ -396,23 +464,36 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     (workdir / "top.il").write_text(text)
     stages["elaborate"] = round(time.monotonic() - t, 2)
 
-    # 2. Yosys.
-    if dev.family == "ecp5":
-        synth_cmd = "synth_ecp5 -abc9 -top top -json synth.json"
-    else:
-        synth_cmd = "synth_ice40 -dsp -top top -json synth.json"
+    # 2. Yosys. The flop count is checked against the device after flop mapping
+    # (select -assert-max), so a fabric far too large for the device fails in
+    # minutes rather than in LUT mapping, which can also exhaust the 4 GiB of a
+    # WebAssembly Yosys.
+    synth = "synth_ecp5 -abc9" if dev.family == "ecp5" else "synth_ice40 -dsp"
+    ff_cells = "t:TRELLIS_FF" if dev.family == "ecp5" else "t:SB_DFF*"
     (workdir / "synth.ys").write_text(
         "read_rtlil top.il\n"
-        f"{synth_cmd}\n"
+        f"{synth} -top top -run :map_luts\n"
+        "tee -q -o stat_ffs.json stat -json\n"
+        f"select -assert-max {dev.ff_capacity} {ff_cells}\n"
+        f"{synth} -top top -run map_luts: -json synth.json\n"
         "tee -q -o stat.json stat -json\n")
-    t = stage(f"yosys ({synth_cmd.split()[0]})")
-    ylog = workdir / "yosys.log"
-    r = _run(yosys + ["-q", "-l", "yosys.log", "-s", "synth.ys"], cwd=workdir,
-             log=workdir / "yosys.out", what="yosys", timeout=timeout)
-    if r.returncode != 0 or not (workdir / "synth.json").exists():
-        log = ylog if ylog.exists() else workdir / "yosys.out"
-        raise SynthError(f"yosys failed (exit {r.returncode}); log: {log}\n{_tail(log)}")
+    t = stage(f"yosys ({synth})")
+    ylog, yout = workdir / "yosys.log", workdir / "yosys.out"
+    r = _run(yosys + ["-q", "-l", ylog.name, "-s", "synth.ys"], cwd=workdir, log=yout,
+             what="yosys", timeout=timeout)
     stages["yosys"] = round(time.monotonic() - t, 2)
+    if r.returncode != 0 or not (workdir / "synth.json").exists():
+        if (workdir / "stat_ffs.json").exists():
+            ffs_early = _flops(_yosys_cell_counts(workdir / "stat_ffs.json"))
+            if ffs_early > dev.ff_capacity:
+                bel = "TRELLIS_FF" if dev.family == "ecp5" else "ICESTORM_LC"
+                raise DesignDoesNotFit(
+                    f"{params.name} ({top}) does not fit {device}: Yosys maps "
+                    f"{ffs_early} flops, the device has {dev.ff_capacity} "
+                    f"{'flops' if dev.family == 'ecp5' else 'logic cells'} "
+                    f"({100 * ffs_early // dev.ff_capacity}%); stopped before LUT mapping; "
+                    f"log: {ylog}", {bel: (ffs_early, dev.ff_capacity)})
+        _raise_yosys_failure(r.returncode, ylog, yout, dev)
     cells = _yosys_cell_counts(workdir / "stat.json")
 
     # 3. nextpnr.
@@ -423,10 +504,14 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     ]
     if dev.out_of_context:
         argv.append("--out-of-context")
+    argv += list(dev.extra_args) + [str(a) for a in nextpnr_args]
+    if not route:
+        argv.append("--no-route")
     if dev.family == "ice40":
         argv.append("--pcf-allow-unconstrained")
     (workdir / "nextpnr.cmd").write_text(" ".join(argv) + "\n")
-    t = stage(f"nextpnr ({dev.nextpnr} {' '.join(dev.nextpnr_args)})")
+    t = stage(f"nextpnr ({dev.nextpnr} {' '.join(dev.nextpnr_args)}"
+              f"{'' if route else ', placement only'})")
     nlog = workdir / "nextpnr.log"
     r = _run(argv, cwd=workdir, log=workdir / "nextpnr.out", what=dev.nextpnr, timeout=timeout)
     stages["nextpnr"] = round(time.monotonic() - t, 2)
@@ -453,10 +538,16 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     else:
         fields = {k: _pick(util, v) for k, v in _ICE40_MAP.items()}
         # nextpnr-ice40 reports logic cells, not how many of them use their flop.
-        fields["ffs"] = sum(n for c, n in cells.items() if c.startswith("SB_DFF"))
+        fields["ffs"] = _flops(cells)
         ffs_source = "yosys:stat SB_DFF*"
     achieved = [v["achieved"] for v in fmax.values() if "achieved" in v]
     constraints = [v["constraint"] for v in fmax.values() if "constraint" in v]
+    extra = {}
+    if not route:
+        # nextpnr writes no fmax into --report without routing; its placer's
+        # timing estimate is only in the log. Kept apart, and named as such.
+        est = re.findall(r"Max frequency for clock '[^']*': ([0-9.]+) MHz", nlog.read_text())
+        extra["placement_fmax_estimate_mhz"] = float(est[-1]) if est else None
     result = {
         "device": device,
         "preset": params.name,
@@ -468,8 +559,9 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
         "brams": fields["brams"],
         "fmax_mhz": round(min(achieved), 2) if achieved else None,
         "target_mhz": min(constraints) if constraints else float(params.clock_mhz),
-        "timing_met": bool(achieved) and min(achieved) >= (min(constraints) if constraints
-                                                            else params.clock_mhz),
+        "timing_met": (min(achieved) >= (min(constraints) if constraints else params.clock_mhz))
+                      if achieved else None,
+        "fmax_kind": "post-route" if route else "none (not routed)",
         "fmax": fmax,
         "utilization": util,
         "yosys_cells": cells,
@@ -478,6 +570,7 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
         "stage_seconds": stages,
         "wall_seconds": round(time.monotonic() - t0, 2),
         "workdir": str(workdir),
+        **extra,
     }
     stage(f"done: {result['luts']} LUTs, {result['ffs']} FFs, "
           f"fmax {result['fmax_mhz']} MHz")
@@ -494,6 +587,8 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--top", default="fabric", choices=list(TOPS),
                         help="what to synthesize: the wrapped fabric, or one link hop")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    parser.add_argument("--no-route", dest="route", action="store_false",
+                        help="stop after placement (Fmax is nextpnr's post-placement estimate)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object on stdout (progress on stderr)")
     return parser
@@ -505,15 +600,21 @@ def format_report(r: dict) -> str:
         if u.get("used"):
             util_rows.append(f"  {bel:<16} {u['used']:>7} / {u['available']:<7}"
                              f" {100 * u['used'] / max(u['available'], 1):5.1f}%")
-    fmax = "n/a" if r["fmax_mhz"] is None else f"{r['fmax_mhz']:.1f} MHz"
+    if r["fmax_mhz"] is not None:
+        fmax = f"{r['fmax_mhz']:.1f} MHz"
+    elif r.get("placement_fmax_estimate_mhz") is not None:
+        fmax = f"~{r['placement_fmax_estimate_mhz']:.1f} MHz"
+        r = {**r, "fmax_kind": "placement estimate from the nextpnr log, not routed"}
+    else:
+        fmax = "n/a"
     lines = [
         f"Tessera synthesis: preset {r['preset']} ({r['top']}) on {r['device']}",
         f"  {'LUTs':<16} {r['luts']:>7}",
         f"  {'FFs':<16} {r['ffs']:>7}   ({r['ffs_source']})",
         f"  {'DSPs':<16} {r['dsps']:>7}",
         f"  {'BRAMs':<16} {r['brams']:>7}",
-        f"  {'Fmax':<16} {fmax:>7}   (target {r['target_mhz']:g} MHz, "
-        f"{'met' if r['timing_met'] else 'NOT met'})",
+        f"  {'Fmax':<16} {fmax:>7}   ({r['fmax_kind']}; target {r['target_mhz']:g} MHz, "
+        f"{ {True: 'met', False: 'NOT met', None: 'not timed'}[r['timing_met']]})",
         f"  {'wall time':<16} {r['wall_seconds']:>7.1f} s",
         "nextpnr utilization:",
         *util_rows,
@@ -529,7 +630,8 @@ def main_synth(args) -> int:
         params = _preset(getattr(args, "preset", "small"))
         result = synthesize(params, getattr(args, "device", "ecp5-85k"),
                             top=getattr(args, "top", "fabric"),
-                            seed=getattr(args, "seed", 1), progress=progress)
+                            seed=getattr(args, "seed", 1), route=getattr(args, "route", True),
+                            progress=progress)
     except (ValueError, SynthError) as e:
         if getattr(args, "json", False):
             out = {"error": type(e).__name__, "message": str(e)}

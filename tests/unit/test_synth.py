@@ -1,0 +1,230 @@
+"""The synthesis flow (tessera.hw.synth): error handling, and small end-to-end
+runs through Yosys and nextpnr (a single link hop; seconds once the YoWASP
+WebAssembly cache is warm). Whole-fabric runs are marked slow."""
+
+import argparse
+import json
+import os
+import stat
+import sys
+
+import pytest
+from amaranth.back import rtlil
+
+from tessera.hw import synth
+from tessera.hw.params import preset
+from tessera.hw.synth import (DEVICES, DesignDoesNotFit, SynthError, SynthTop, ToolNotFound,
+                              add_synth_arguments, main_synth, synthesize)
+
+
+def _have(tool):
+    try:
+        synth.find_tool(tool)
+        return True
+    except ToolNotFound:
+        return False
+
+
+needs_ice40 = pytest.mark.skipif(not (_have("yosys") and _have("nextpnr-ice40")),
+                                 reason="yosys / nextpnr-ice40 not available")
+needs_ecp5 = pytest.mark.skipif(not (_have("yosys") and _have("nextpnr-ecp5")),
+                                reason="yosys / nextpnr-ecp5 not available")
+
+
+def _check_report(r, device):
+    assert r["device"] == device
+    assert r["luts"] > 0
+    assert r["ffs"] > 0
+    assert r["fmax_mhz"] is not None and r["fmax_mhz"] > 0
+    assert r["target_mhz"] == pytest.approx(100.0)
+    assert r["dsps"] >= 0 and r["brams"] >= 0
+    assert r["wall_seconds"] > 0
+    # The raw nextpnr utilization is passed through as {bel: {used, available}}.
+    for bel, u in r["utilization"].items():
+        assert set(u) >= {"used", "available"}, bel
+    json.dumps(r)                                   # the report is plain JSON
+
+
+# -- errors ----------------------------------------------------------------------------
+
+def test_unknown_device_names_choices(tmp_path):
+    with pytest.raises(ValueError) as e:
+        synthesize(preset("tiny"), "virtex-7", workdir=tmp_path, progress=None)
+    for name in DEVICES:
+        assert name in str(e.value)
+    assert "virtex-7" in str(e.value)
+
+
+def test_unknown_top(tmp_path):
+    with pytest.raises(ValueError, match="hop"):
+        synthesize(preset("tiny"), "ice40-up5k", top="cpu", workdir=tmp_path, progress=None)
+
+
+def test_missing_tool_in_env_var(tmp_path, monkeypatch):
+    monkeypatch.setenv("YOSYS", str(tmp_path / "no-such-yosys"))
+    with pytest.raises(ToolNotFound, match="YOSYS") as e:
+        synthesize(preset("tiny"), "ice40-up5k", top="hop", workdir=tmp_path, progress=None)
+    assert "no-such-yosys" in str(e.value)
+    assert isinstance(e.value, RuntimeError)
+
+
+def test_missing_nextpnr_in_env_var(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEXTPNR_ECP5", str(tmp_path / "nope"))
+    with pytest.raises(ToolNotFound, match="NEXTPNR_ECP5"):
+        synthesize(preset("tiny"), "ecp5-25k", top="hop", workdir=tmp_path, progress=None)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uses a shell script as fake tool")
+def test_tool_failure_names_log(tmp_path, monkeypatch):
+    fake = tmp_path / "fake-yosys"
+    fake.write_text("#!/bin/sh\necho 'ERROR: something broke in the fake tool'\nexit 3\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("YOSYS", str(fake))
+    monkeypatch.setenv("NEXTPNR_ICE40", str(fake))
+    work = tmp_path / "work"
+    with pytest.raises(SynthError) as e:
+        synthesize(preset("tiny"), "ice40-up5k", top="hop", workdir=work, progress=None)
+    msg = str(e.value)
+    assert "yosys failed (exit 3)" in msg
+    assert str(work) in msg
+    assert "something broke" in msg
+
+
+def test_overflow_parser(tmp_path):
+    log = tmp_path / "nextpnr.log"
+    log.write_text(
+        "Info: Device utilisation:\n"
+        "Info: \t         ICESTORM_LC:   32233/   5280   610%\n"
+        "Info: \t        ICESTORM_RAM:       0/     30     0%\n"
+        "Info: \t               SB_IO:      39/     39   100%\n"
+        "ERROR: Unable to place cell 'x', no BELs remaining to implement cell type "
+        "'ICESTORM_LC'\n")
+    assert synth._overflow_from_log(log) == {"ICESTORM_LC": (32233, 5280)}
+
+
+def test_tool_lookup_prefers_env(tmp_path, monkeypatch):
+    fake = tmp_path / "my-yosys"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("YOSYS", str(fake))
+    assert synth.find_tool("yosys") == [str(fake)]
+
+
+# -- command line ----------------------------------------------------------------------
+
+def test_arguments_defaults():
+    p = add_synth_arguments(argparse.ArgumentParser())
+    a = p.parse_args([])
+    assert (a.preset, a.device, a.json, a.top, a.seed) == ("small", "ecp5-85k", False,
+                                                            "fabric", 1)
+    a = p.parse_args(["--preset", "tiny", "--device", "ice40-up5k", "--json"])
+    assert (a.preset, a.device, a.json) == ("tiny", "ice40-up5k", True)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--device", "gowin"])
+
+
+# -- the wrapper -----------------------------------------------------------------------
+
+def test_synth_top_pins_fit_ice40_package():
+    top = SynthTop(preset("tiny"))
+    text = rtlil.convert(top, name="top", emit_src=False)
+    # Pins: clk, rst, cfg_data[32], cfg_valid, cfg_last, cfg_ready, obs: at most
+    # the 39 user I/O of the UP5K SG48 package.
+    widths = [len(getattr(top, name)) for name in top.signature.members]
+    assert sum(widths) + 2 <= 39
+    assert "fabric" in text and "loader" in text
+    info = top.harness_info
+    # Every fabric edge port is tied to the harness: the vector payloads alone
+    # are (lanes * 32 + 1) bits per port.
+    p = preset("tiny")
+    assert info["driven_bits"] > p.lanes * 32
+    assert info["observed_bits"] > p.lanes * 32
+    assert info["lfsr_bits"] > p.lanes * 32 + 1
+
+
+def test_words_to_beats():
+    from amaranth.sim import Simulator
+    dut = synth._WordsToBeats(4)
+    beats = []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        words = [0x100 + k for k in range(6)]
+        for k, w in enumerate(words):
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload.data, w)
+            ctx.set(dut.i.payload.last, k == len(words) - 1)
+            await ctx.tick().until(dut.i.ready)
+            if ctx.get(dut.o.valid):
+                beats.append((list(ctx.get(dut.o.payload.data)), ctx.get(dut.o.payload.last)))
+        ctx.set(dut.i.valid, 0)
+        for _ in range(3):
+            await ctx.tick()
+            if ctx.get(dut.o.valid):
+                beats.append((list(ctx.get(dut.o.payload.data)), ctx.get(dut.o.payload.last)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert beats[0] == ([0x100, 0x101, 0x102, 0x103], 0)
+    assert beats[1][0][:2] == [0x104, 0x105] and beats[1][1] == 1
+    assert len(beats) == 2
+
+
+# -- end to end ------------------------------------------------------------------------
+
+@needs_ice40
+def test_hop_ice40(tmp_path):
+    lines = []
+    r = synthesize(preset("tiny"), "ice40-up5k", top="hop", workdir=tmp_path,
+                   progress=lines.append)
+    _check_report(r, "ice40-up5k")
+    assert r["ffs_source"].startswith("yosys")
+    # 2 x 33 payload flops + 2 count flops in the hop, plus the harness.
+    assert r["ffs"] >= 68
+    assert "ICESTORM_LC" in r["utilization"]
+    assert any("yosys" in s for s in lines) and any("nextpnr" in s for s in lines)
+    assert (tmp_path / "report.json").exists()
+
+
+@needs_ecp5
+def test_hop_ecp5(tmp_path):
+    r = synthesize(preset("tiny"), "ecp5-25k", top="hop", workdir=tmp_path, progress=None)
+    _check_report(r, "ecp5-25k")
+    assert r["ffs"] >= 68
+    assert r["ffs"] == r["utilization"]["TRELLIS_FF"]["used"]
+
+
+@needs_ice40
+def test_main_synth_json_is_one_object(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = add_synth_arguments(argparse.ArgumentParser()).parse_args(
+        ["--preset", "tiny", "--device", "ice40-up5k", "--top", "hop", "--json"])
+    assert main_synth(args) == 0
+    out, err = capsys.readouterr()
+    r = json.loads(out)
+    _check_report(r, "ice40-up5k")
+    assert "nextpnr" in err                          # progress went to stderr
+    assert (tmp_path / ".tessera-cache" / "synth" / "hop-tiny-ice40-up5k").is_dir()
+
+
+@needs_ice40
+@pytest.mark.slow
+def test_tiny_fabric_does_not_fit_up5k(tmp_path):
+    with pytest.raises(DesignDoesNotFit) as e:
+        synthesize(preset("tiny"), "ice40-up5k", workdir=tmp_path, progress=None)
+    assert "ICESTORM_LC" in e.value.overflow
+    used, avail = e.value.overflow["ICESTORM_LC"]
+    assert used > avail == 5280
+    assert "ICESTORM_LC" in str(e.value)
+
+
+@needs_ecp5
+@pytest.mark.slow
+def test_tiny_fabric_ecp5_85k_placed(tmp_path):
+    # Placement only: routing the crossbars takes far longer in WebAssembly.
+    r = synthesize(preset("tiny"), "ecp5-85k", workdir=tmp_path, progress=None, route=False)
+    assert r["luts"] > 1000 and r["ffs"] > 1000
+    assert r["fmax_mhz"] is None and r["fmax_kind"].startswith("none")
+    assert r["placement_fmax_estimate_mhz"] > 0
