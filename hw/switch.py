@@ -12,6 +12,8 @@ that it has already taken the current word, so ``valid`` never depends on
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -60,13 +62,18 @@ class Crossbar(wiring.Component):
     """One network of a switch: ``n_in`` inputs, ``n_out`` registered outputs,
     each output selecting one input (or none), with multicast."""
 
-    def __init__(self, layout, n_inputs: int, n_outputs: int):
+    def __init__(self, layout, n_inputs: int, n_outputs: int, *, registered=None):
         if n_inputs < 1 or n_outputs < 1:
             raise ValueError(f"Crossbar needs at least one input and one output, "
                              f"got {n_inputs} inputs and {n_outputs} outputs")
+        if registered is None:
+            registered = [True] * n_outputs
+        if len(registered) != n_outputs:
+            raise ValueError(f"Crossbar registered= needs {n_outputs} entries, got {len(registered)}")
         self._layout = layout
         self._n_in = n_inputs
         self._n_out = n_outputs
+        self._registered = [bool(r) for r in registered]
         super().__init__({
             "i": In(stream.Signature(layout)).array(n_inputs),
             "o": Out(stream.Signature(layout)).array(n_outputs),
@@ -77,9 +84,13 @@ class Crossbar(wiring.Component):
         m = Module()
         hops = []
         for k in range(self._n_out):
-            hop = Hop(self._layout)
-            m.submodules[f"hop{k}"] = hop
-            wiring.connect(m, hop.o, wiring.flipped(self.o[k]))
+            if self._registered[k]:
+                hop = Hop(self._layout)
+                m.submodules[f"hop{k}"] = hop
+                wiring.connect(m, hop.o, wiring.flipped(self.o[k]))
+            else:
+                # Drive the output port directly; `.i` is the port itself.
+                hop = SimpleNamespace(i=self.o[k])
             hops.append(hop)
 
         # taken[k]: output k already passed on the word now at its input's head.
@@ -143,7 +154,8 @@ class Switch(wiring.Component):
         m = Module()
         for net in NETWORKS:
             inputs, outputs = switch_ports(self.params, net)
-            xbar = Crossbar(network_layout(self.params, net), len(inputs), len(outputs))
+            xbar = Crossbar(network_layout(self.params, net), len(inputs), len(outputs),
+                            registered=[side != "U" for side, _ in outputs])
             m.submodules[net] = xbar
             m.d.comb += xbar.config.eq(getattr(self.config, net))
             for j in range(len(inputs)):
