@@ -56,6 +56,14 @@ class FabricParams:
     dram_bytes_per_cycle: int = 16
     # Target clock for synthesis constraints.
     clock_mhz: float = 100.0
+    # PCU (hw/pcu.py). Stages holding a mul_width x mul_width multiplier (MUL,
+    # MAC, QMUL; one DSP per lane each); negative indices count from the last
+    # stage. A multiplier stage takes two cycles, the others one.
+    pcu_mul_stages: tuple = (0,)
+    # The special-function tail (exp2, reciprocal; one DSP per lane).
+    pcu_sfu: bool = True
+    # Pipeline registers per lane carried from stage to stage (1..4).
+    pcu_regs: int = 4
 
     _POSITIVE = (
         "rows", "cols", "lanes", "stages", "word_width", "mul_width", "pmu_banks",
@@ -101,6 +109,24 @@ class FabricParams:
             raise ValueError(f"FabricParams grid {self.rows}x{self.cols} is larger than 4096 tiles")
         if not isinstance(self.clock_mhz, (int, float)) or self.clock_mhz <= 0:
             raise ValueError(f"FabricParams.clock_mhz must be > 0, got {self.clock_mhz!r}")
+        if isinstance(self.pcu_mul_stages, list):
+            object.__setattr__(self, "pcu_mul_stages", tuple(self.pcu_mul_stages))
+        if not isinstance(self.pcu_mul_stages, tuple) or not all(
+                isinstance(k, int) and not isinstance(k, bool) for k in self.pcu_mul_stages):
+            raise TypeError(f"FabricParams.pcu_mul_stages must be a tuple of stage indices, "
+                            f"not {self.pcu_mul_stages!r}")
+        for k in self.pcu_mul_stages:
+            if not -self.stages <= k < self.stages:
+                raise ValueError(f"FabricParams.pcu_mul_stages has stage {k}, outside the "
+                                 f"{self.stages} stages")
+        if len({k % self.stages for k in self.pcu_mul_stages}) != len(self.pcu_mul_stages):
+            raise ValueError(f"FabricParams.pcu_mul_stages names a stage twice: "
+                             f"{self.pcu_mul_stages}")
+        if not isinstance(self.pcu_sfu, bool):
+            raise TypeError(f"FabricParams.pcu_sfu must be a bool, not {self.pcu_sfu!r}")
+        if (not isinstance(self.pcu_regs, int) or isinstance(self.pcu_regs, bool)
+                or not 1 <= self.pcu_regs <= 4):
+            raise ValueError(f"FabricParams.pcu_regs must be an int in 1..4, got {self.pcu_regs!r}")
 
     # -- derived -------------------------------------------------------------
     @property
@@ -147,13 +173,23 @@ class FabricParams:
 
 PRESETS: dict[str, FabricParams] = {
     "tiny": FabricParams(name="tiny", rows=1, cols=2, lanes=4, stages=4, pmu_banks=4,
-                         pmu_depth=256, agcus=1, vec_tracks=2, scal_tracks=1, ctrl_tracks=1),
+                         pmu_depth=256, agcus=1, vec_tracks=2, scal_tracks=1, ctrl_tracks=1,
+                         # iCE40 UP5K: 4 of its 8 DSPs, no special functions.
+                         pcu_mul_stages=(0,), pcu_sfu=False, pcu_regs=2),
+    # One vector track per side on the larger grids: a two-entry vector hop per
+    # side output is what fills an ECP5 (see docs/architecture.md, Area).
     "small": FabricParams(name="small", rows=2, cols=2, lanes=4, stages=4, pmu_banks=4,
-                          pmu_depth=256, agcus=2),
+                          pmu_depth=256, agcus=2, vec_tracks=1,
+                          # every PCU feature, for the tests
+                          pcu_mul_stages=(0, 2), pcu_sfu=True, pcu_regs=4),
     "default": FabricParams(name="default", rows=4, cols=4, lanes=8, stages=6, pmu_banks=8,
-                            pmu_depth=1024, agcus=4),
+                            pmu_depth=1024, agcus=4, vec_tracks=1,
+                            # ECP5-85: 8 PCUs x 8 lanes x (1 multiplier + 1 SFU) = 128 of
+                            # 156 DSPs
+                            pcu_mul_stages=(0,), pcu_sfu=True, pcu_regs=3),
     "plasticine": FabricParams(name="plasticine", rows=8, cols=16, lanes=16, stages=6,
-                               pmu_banks=16, pmu_depth=4096, agcus=16),
+                               pmu_banks=16, pmu_depth=4096, agcus=16,
+                               pcu_mul_stages=(0, 3), pcu_sfu=True, pcu_regs=4),
 }
 
 
