@@ -114,6 +114,16 @@ def compile_route(params: FabricParams, hops: int, *, network: str = "vec",
                      f"({params.rows}x{params.cols} tiles)")
 
 
+def _merge(into: dict, more: dict) -> dict:
+    """Merge nested configuration dicts (a unit forwarding several networks)."""
+    for key, value in more.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
 def _configure(params, topo, network, path) -> FabricConfig:
     config = FabricConfig(params)
     switch_cfg = {}
@@ -126,7 +136,8 @@ def _configure(params, topo, network, path) -> FabricConfig:
         side, t = outs[k]
         if side == "U":
             cu = topo.slot_unit(tile)
-            unit_cfg[cu.name] = unit_class_for(cu.kind).pass_config(params, network, t)
+            _merge(unit_cfg.setdefault(cu.name, {}),
+                   unit_class_for(cu.kind).pass_config(params, network, t))
     for name, value in {**switch_cfg, **unit_cfg}.items():
         config.set(name, value)
     return config
