@@ -20,7 +20,6 @@ from .config import config_words
 from .links import NETWORKS
 from .params import FabricParams
 from .switch import SIDES, switch_config_layout, switch_ports
-from .unit import PassUnit
 
 __all__ = ["Topology", "ConfigUnit", "EdgePort", "OPPOSITE", "STEP", "unit_class_for"]
 
@@ -30,8 +29,12 @@ STEP = {"N": (-1, 0), "S": (1, 0), "E": (0, 1), "W": (0, -1)}
 
 def unit_class_for(kind: str):
     """The component that fills a unit slot of `kind` ('pcu' or 'pmu')."""
-    if kind in ("pcu", "pmu"):
+    if kind == "pcu":
+        from .unit import PassUnit        # until the PCU is wired in
         return PassUnit
+    if kind == "pmu":
+        from .pmu import PMU
+        return PMU
     raise ValueError(f"unknown unit kind {kind!r}")
 
 
