@@ -1,0 +1,657 @@
+"""The pattern compute unit (PCU): ``lanes`` SIMD lanes x ``stages`` pipeline
+stages, a counter chain, per-dependency token counters and a special-function
+tail, as in Plasticine's PCU (Prabhakar et al., ISCA 2017, sec. 3.2) with the
+exp2/reciprocal of SambaNova's RDUs.
+
+How a PCU runs (every number below is a field of :func:`pcu_config_layout`):
+
+* **Iterations.** The counter chain (``counters`` counters, counter 0
+  innermost, 16-bit ``start``/``stop``/``stride``; a counter wraps when
+  ``value + stride >= stop``, so it runs at least once) names one iteration per
+  firing. A *run* is one pass over the whole chain. "Level" fields select a
+  group of iterations: level 0 = every iteration, level l = counters
+  ``0..l-1`` at their first (``first``) or last (``last``) value, level
+  ``counters`` = once per run.
+* **Firing.** An iteration fires when ``en``, every enabled vector/scalar
+  input FIFO holds a word, every enabled token dependency whose level starts a
+  group here has a token, and the pipeline advances. An input is read on every
+  iteration and popped on the last iteration of its ``level`` group (a scalar
+  held for an inner loop); a dependency consumes one token at the first
+  iteration of its ``level`` group. Token counters start at ``init``
+  (N-buffer credits) and are held as the difference from ``init``, so a
+  balanced program leaves them (and the counter chain) at zero.
+* **Stages.** Each lane carries ``pcu_regs`` pipeline registers R0.. from
+  stage to stage. At stage 0 they hold the vector inputs' lane elements
+  (R_j = vector input j, 0 if disabled). Stage k computes
+  ``op(a, b, c)`` for every lane and writes the result to register ``dst``;
+  the other registers pass through (op NOP writes nothing). Operand sources:
+  ``R0..R{n-1}``; ``BC``, the stage's broadcast value (its ``const``, a
+  scalar input or a counter value, per ``bc``); ``ACC``, the lane
+  accumulator; ``XL``, operand ``a`` of the partner lane
+  ``lane ^ 2**(k mod log2(lanes))`` (0 if ``a`` is ACC or XL; a butterfly:
+  ADD or MAX over log2(lanes) consecutive stages leaves the sum or max of all
+  lanes in every lane); ``LANE``, the lane index.
+* **Accumulators.** ``ACC`` reads the lane's previous result in this stage
+  (a register per lane and stage), except on the first iteration of its
+  ``acc_level`` group, where it reads ``acc_init`` (0, INT_MIN, INT_MAX or
+  ``const``). ``MAC`` with ``c = ACC`` is a dot-product lane.
+* **Ops** (32-bit two's complement): see :class:`Op`. MUL, MAC and QMUL exist
+  only in ``pcu_mul_stages`` (two-cycle stages); elsewhere, and for unknown
+  codes, the result is 0.
+* **Tail.** After the last stage, an optional special-function tail
+  (:mod:`.sfu`) applies exp2 or reciprocal to register ``tail.src`` of every
+  lane. Outputs read a register (``src`` < ``pcu_regs``) or the tail
+  (``src`` = ``pcu_regs``; 0 without an SFU) of the last stage; a scalar
+  output takes one ``lane``.
+* **Outputs.** Each output emits on the last iteration of its ``level`` group
+  (level ``counters`` on a token output = a done token once per run; credit
+  tokens for an upstream N-buffer are the same thing). Its ``last`` bit is
+  chosen by ``last``: 0, a level's last iteration, or an input's ``last``.
+* **Bypass.** ``bypass.<net>`` forwards input ``sel`` of that network to its
+  output 0 (what :meth:`PCU.pass_config` sets); that input and output are then
+  not used by the computation.
+
+Timing: the pipeline has one enable (``adv``): every output has a two-entry
+skid (:class:`~.links.Hop`) and the pipeline advances when every enabled
+output's skid can take a word (a registered signal), so no ready path reaches
+the datapath. A stage's registers load only for valid iterations (so
+``ACC`` is the previous iteration's result, bubbles or not). Under continuous flow the PCU fires
+every cycle and retires one iteration per cycle.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from amaranth import *
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .links import NETWORKS, Hop, InputFIFO, network_layout
+from .params import FabricParams
+from .sfu import SFU_LATENCY, SFULane
+from .unit import pass_config_layout, unit_port_counts, unit_signature_members
+
+__all__ = ["Op", "AccInit", "PCU", "pcu_config_layout", "mul_stages", "stage_latency",
+           "xl_level", "src_code", "bc_code", "last_code", "COUNTER_WIDTH", "TOKEN_MAX"]
+
+COUNTER_WIDTH = 16
+TOKEN_MAX = 15            # a token counter holds 0..15 tokens
+
+
+class Op(enum.IntEnum):
+    """Stage ops. ``a``, ``b``, ``c`` are 32-bit; signed where it matters."""
+    NOP = 0     # write nothing
+    PASS = 1    # a
+    ADD = 2     # a + b
+    SUB = 3     # a - b
+    MUL = 4     # a[:mul_width] * b[:mul_width] (signed), low 32 bits
+    MAC = 5     # MUL + c
+    QMUL = 6    # (MUL + 2**(shift-1)) >> shift, arithmetic (round half up)
+    MAX = 7     # signed
+    MIN = 8
+    AND = 9
+    OR = 10
+    XOR = 11
+    SHL = 12    # a << b[0:5]
+    SHR = 13    # a >> b[0:5], arithmetic
+    LT = 14     # 1 if a < b (signed) else 0
+    EQ = 15     # 1 if a == b else 0
+    SEL = 16    # a if c != 0 else b
+
+
+MUL_OPS = (Op.MUL, Op.MAC, Op.QMUL)
+
+
+class AccInit(enum.IntEnum):
+    ZERO = 0
+    MIN = 1     # INT_MIN, for a running max
+    MAX = 2     # INT_MAX, for a running min
+    CONST = 3   # the stage's const
+
+
+def _check_params(params):
+    if not isinstance(params, FabricParams):
+        raise TypeError(f"params must be a FabricParams, not {params!r}")
+
+
+def mul_stages(params: FabricParams) -> frozenset:
+    """Indices (0-based) of the stages that hold a multiplier."""
+    return frozenset(k % params.stages for k in params.pcu_mul_stages)
+
+
+def stage_latency(params: FabricParams, k: int) -> int:
+    """Cycles of stage k: 2 with a multiplier (operands registered before the
+    DSP), else 1."""
+    return 2 if k in mul_stages(params) else 1
+
+
+def xl_level(params: FabricParams, k: int) -> int:
+    """Stage k's butterfly level: XL reads lane ``lane ^ 2**level``."""
+    return k % max(1, (params.lanes - 1).bit_length())
+
+
+def src_code(params: FabricParams, name: str) -> int:
+    """Operand source code: 'r0'..'r{n-1}', 'bc', 'acc', 'xl', 'lane'."""
+    nr = params.pcu_regs
+    codes = {f"r{j}": j for j in range(nr)}
+    codes.update(bc=nr, acc=nr + 1, xl=nr + 2, lane=nr + 3)
+    try:
+        return codes[name]
+    except KeyError:
+        raise ValueError(f"unknown PCU operand source {name!r}; choose one of "
+                         f"{', '.join(codes)}") from None
+
+
+def bc_code(params: FabricParams, name: str) -> int:
+    """Broadcast value code: 'const', 's0'.. (scalar inputs), 'c0'.. (counters)."""
+    codes = {"const": 0}
+    codes.update({f"s{j}": 1 + j for j in range(params.unit_scal_in)})
+    codes.update({f"c{i}": 1 + params.unit_scal_in + i for i in range(params.counters)})
+    try:
+        return codes[name]
+    except KeyError:
+        raise ValueError(f"unknown PCU broadcast source {name!r}; choose one of "
+                         f"{', '.join(codes)}") from None
+
+
+def last_code(params: FabricParams, name: str) -> int:
+    """Output ``last`` code: 'zero', 'level1'..'level{counters}' (that level's
+    last iteration), 'v0'.. / 's0'.. (that input's ``last`` bit)."""
+    codes = {"zero": 0}
+    codes.update({f"level{l}": l for l in range(1, params.counters + 1)})
+    codes.update({f"v{j}": 1 + params.counters + j for j in range(params.unit_vec_in)})
+    codes.update({f"s{j}": 1 + params.counters + params.unit_vec_in + j
+                  for j in range(params.unit_scal_in)})
+    try:
+        return codes[name]
+    except KeyError:
+        raise ValueError(f"unknown PCU last source {name!r}; choose one of "
+                         f"{', '.join(codes)}") from None
+
+
+def _r(n):
+    """A field holding 0..n-1 (at least one bit)."""
+    return range(max(n, 2))
+
+
+def pcu_config_layout(params: FabricParams) -> data.StructLayout:
+    _check_params(params)
+    p = params
+    nr, c = p.pcu_regs, p.counters
+    level = range(c + 1)
+    n_last = 1 + c + p.unit_vec_in + p.unit_scal_in
+    src = range(nr + 4)
+    counter = data.StructLayout({"start": COUNTER_WIDTH, "stop": COUNTER_WIDTH,
+                                 "stride": COUNTER_WIDTH})
+    data_in = data.StructLayout({"en": 1, "level": level})
+    dep = data.StructLayout({"en": 1, "level": level, "init": range(TOKEN_MAX + 1)})
+    stage = data.StructLayout({
+        "op": 5, "a": src, "b": src, "c": src, "dst": _r(nr),
+        "bc": _r(1 + p.unit_scal_in + c), "shift": 5,
+        "acc_level": level, "acc_init": 2, "const": 32,
+    })
+    vec_out = data.StructLayout({"en": 1, "src": range(nr + 1), "level": level,
+                                 "last": _r(n_last)})
+    scal_out = data.StructLayout({"en": 1, "src": range(nr + 1), "lane": _r(p.lanes),
+                                  "level": level, "last": _r(n_last)})
+    ctrl_out = data.StructLayout({"en": 1, "level": level, "last": _r(n_last)})
+    fields = {
+        "bypass": pass_config_layout(p),
+        "en": 1,
+        "counters": data.ArrayLayout(counter, c),
+        "vec_in": data.ArrayLayout(data_in, p.unit_vec_in),
+        "scal_in": data.ArrayLayout(data_in, p.unit_scal_in),
+        "ctrl_in": data.ArrayLayout(dep, p.unit_ctrl_in),
+        "stages": data.ArrayLayout(stage, p.stages),
+    }
+    if p.pcu_sfu:
+        fields["tail"] = data.StructLayout({"op": 2, "src": _r(nr), "shift": 5})
+    fields.update({
+        "vec_out": data.ArrayLayout(vec_out, p.unit_vec_out),
+        "scal_out": data.ArrayLayout(scal_out, p.unit_scal_out),
+        "ctrl_out": data.ArrayLayout(ctrl_out, p.unit_ctrl_out),
+    })
+    return data.StructLayout(fields)
+
+
+def _pick(m, sel, options, width, name):
+    """A mux of `options` (Values) by `sel`; codes past the end give 0."""
+    out = Signal(width, name=name)
+    with m.Switch(sel):
+        for i, v in enumerate(options):
+            with m.Case(i):
+                m.d.comb += out.eq(v)
+    return out
+
+
+class PCU(wiring.Component):
+    """Pattern compute unit (Plasticine's PCU): SIMD lanes x pipelined stages
+    with a counter chain, lane accumulators, a cross-lane reduction butterfly,
+    token control and a special-function tail. The programming model is in
+    the module docstring; the golden model is :class:`tessera.sim.pcu_model.PCUModel`.
+    """
+
+    kind = "pcu"
+
+    def __init__(self, params: FabricParams):
+        _check_params(params)
+        self.params = params
+        members = unit_signature_members(params, pcu_config_layout(params))
+        members.update(perf_active=Out(1), perf_starved=Out(1), perf_stalled=Out(1))
+        super().__init__(members)
+
+    @staticmethod
+    def config_layout(params: FabricParams) -> data.StructLayout:
+        return pcu_config_layout(params)
+
+    @staticmethod
+    def pass_config(params: FabricParams, network: str, sel: int) -> dict:
+        """Configuration that forwards input `sel` of `network` to output 0."""
+        if network not in NETWORKS:
+            raise ValueError(f"unknown network {network!r}; expected one of {NETWORKS}")
+        n_in, _ = unit_port_counts(params, network)
+        if not 0 <= sel < n_in:
+            raise ValueError(f"PCU {network} input {sel} does not exist ({n_in} inputs)")
+        return {"bypass": {network: {"en": 1, "sel": sel}}}
+
+    @staticmethod
+    def latency(params: FabricParams) -> int:
+        """Cycles from a firing to its outputs entering the output skids."""
+        return (sum(stage_latency(params, k) for k in range(params.stages))
+                + (SFU_LATENCY if params.pcu_sfu else 0))
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        cfg = self.config
+        S, L, C, NR = p.stages, p.lanes, p.counters, p.pcu_regs
+        W = p.word_width
+        n_in = {net: unit_port_counts(p, net)[0] for net in NETWORKS}
+        n_out = {net: unit_port_counts(p, net)[1] for net in NETWORKS}
+        nvi, nsi, nci = n_in["vec"], n_in["scal"], n_in["ctrl"]
+
+        # -- input FIFOs and bypass ------------------------------------------------
+        fifos = {}
+        for net in NETWORKS:
+            fifos[net] = []
+            for j in range(n_in[net]):
+                q = InputFIFO(network_layout(p, net), p.fifo_depth)
+                m.submodules[f"in_{net}{j}"] = q
+                wiring.connect(m, wiring.flipped(getattr(self, f"i_{net}")[j]), q.i)
+                fifos[net].append(q)
+
+        def bypassed_in(net, j):
+            b = getattr(cfg.bypass, net)
+            return b.en & (b.sel == j)
+
+        def enabled_in(net, j):
+            return getattr(cfg, f"{net}_in")[j].en & ~bypassed_in(net, j)
+
+        # -- counter chain ------------------------------------------------------------
+        off = [Signal(COUNTER_WIDTH, name=f"ctr{i}_off") for i in range(C)]
+        val = [Signal(COUNTER_WIDTH, name=f"ctr{i}_val") for i in range(C)]
+        wrap = Signal(C)
+        first = Signal(C)
+        for i in range(C):
+            cc = cfg.counters[i]
+            m.d.comb += [
+                val[i].eq(cc.start + off[i]),
+                wrap[i].eq(val[i] + cc.stride >= cc.stop),
+                first[i].eq(off[i] == 0),
+            ]
+        fm = Signal(C)      # counters 0..l at their first value
+        lm = Signal(C)      # counters 0..l at their last value
+        for l in range(C):
+            m.d.comb += [fm[l].eq(first[:l + 1].all()), lm[l].eq(wrap[:l + 1].all())]
+
+        def at_level(level, mask):
+            return Cat(Const(1, 1), mask).bit_select(level, 1)
+
+        # -- token counters ---------------------------------------------------------
+        deltas, effs = [], []
+        for j in range(nci):
+            d = Signal(signed(6), name=f"tok{j}_delta")
+            e = Signal(6, name=f"tok{j}_count")
+            m.d.comb += e.eq(cfg.ctrl_in[j].init + d)
+            deltas.append(d)
+            effs.append(e)
+
+        # -- issue --------------------------------------------------------------------
+        adv = Signal()
+        fire = Signal()
+        in_ok = Const(1, 1)
+        for net, n in (("vec", nvi), ("scal", nsi)):
+            for j in range(n):
+                in_ok = in_ok & (~enabled_in(net, j) | fifos[net][j].o.valid)
+        tok_need = Signal(max(nci, 1))
+        tok_ok = Const(1, 1)
+        for j in range(nci):
+            m.d.comb += tok_need[j].eq(enabled_in("ctrl", j) &
+                                       at_level(cfg.ctrl_in[j].level, fm))
+            tok_ok = tok_ok & (~tok_need[j] | (effs[j] != 0))
+        m.d.comb += fire.eq(cfg.en & adv & in_ok & tok_ok)
+
+        for net, n in (("vec", nvi), ("scal", nsi)):
+            for j in range(n):
+                pop = fire & enabled_in(net, j) & at_level(getattr(cfg, f"{net}_in")[j].level, lm)
+                m.d.comb += fifos[net][j].o.ready.eq(pop)
+        for j in range(nci):
+            take = Signal(name=f"tok{j}_take")
+            m.d.comb += take.eq(enabled_in("ctrl", j) & (effs[j] != TOKEN_MAX))
+            m.d.comb += fifos["ctrl"][j].o.ready.eq(take)
+            got = take & fifos["ctrl"][j].o.valid
+            used = fire & tok_need[j]
+            m.d.sync += deltas[j].eq(deltas[j] + got - used)
+
+        for i in range(C):
+            step = fire if i == 0 else fire & lm[i - 1]
+            with m.If(step):
+                m.d.sync += off[i].eq(Mux(wrap[i], 0, off[i] + cfg.counters[i].stride))
+
+        # -- pipeline ---------------------------------------------------------------
+        file_layout = data.ArrayLayout(data.ArrayLayout(W, L), NR)
+        ctx_layout = data.StructLayout({
+            "scal": data.ArrayLayout(W, max(nsi, 1)),
+            "ctr": data.ArrayLayout(COUNTER_WIDTH, C),
+            "fm": C, "lm": C,
+            "lasts": max(nvi + nsi, 1),
+        })
+        file0 = Signal(file_layout)
+        ctx0 = Signal(ctx_layout)
+        for j in range(min(NR, nvi)):
+            q = fifos["vec"][j].o
+            for lane in range(L):
+                m.d.comb += file0[j][lane].eq(Mux(enabled_in("vec", j), q.payload.data[lane], 0))
+        for j in range(nsi):
+            q = fifos["scal"][j].o
+            m.d.comb += ctx0.scal[j].eq(Mux(enabled_in("scal", j), q.payload.data, 0))
+        lasts = [enabled_in("vec", j) & fifos["vec"][j].o.payload.last for j in range(nvi)]
+        lasts += [enabled_in("scal", j) & fifos["scal"][j].o.payload.last for j in range(nsi)]
+        m.d.comb += [ctx0.fm.eq(fm), ctx0.lm.eq(lm), ctx0.lasts.eq(Cat(*lasts))]
+        for i in range(C):
+            m.d.comb += ctx0.ctr[i].eq(val[i])
+
+        v_in, f_in, c_in = fire, file0, ctx0
+        for k in range(S):
+            v_in, f_in, c_in = self._stage(m, k, adv, v_in, f_in, c_in, file_layout, ctx_layout)
+
+        # -- tail: outputs' values (+ special functions) -------------------------------
+        t_v, t_file, t_ctx = v_in, f_in, c_in
+        sfu_out = [Const(0, W) for _ in range(L)]
+        depth = 0
+        if p.pcu_sfu:
+            depth = SFU_LATENCY
+            sfu_out = []
+            for lane in range(L):
+                u = SFULane()
+                m.submodules[f"sfu{lane}"] = u
+                m.d.comb += [u.en.eq(adv), u.op.eq(cfg.tail.op), u.shift.eq(cfg.tail.shift),
+                             u.a.eq(_pick(m, cfg.tail.src, [t_file[j][lane] for j in range(NR)],
+                                          W, f"sfu{lane}_a"))]
+                sfu_out.append(u.r)
+
+        def delayed(value, name):
+            for d in range(depth):
+                r = Signal.like(value, name=f"{name}_d{d}")
+                with m.If(adv):
+                    m.d.sync += r.eq(value)
+                value = r
+            return value
+
+        f_v = delayed(t_v, "tail_v")
+        f_lm = delayed(t_ctx.lm, "tail_lm")
+        f_lasts = delayed(t_ctx.lasts, "tail_lasts")
+        n_last = 1 + C + nvi + nsi
+        last_bits = Cat(Const(0, 1), f_lm, f_lasts[:nvi + nsi], Const(0, 1))
+
+        def last_of(code):
+            return last_bits.bit_select(code, 1) if n_last > 1 else Const(0, 1)
+
+        pushes = []   # (hop, enabled)
+
+        def out_enabled(net, k):
+            en = getattr(cfg, f"{net}_out")[k].en
+            if k == 0:
+                en = en & ~getattr(cfg.bypass, net).en
+            return en
+
+        out_hops = {}
+        for net in NETWORKS:
+            out_hops[net] = []
+            for k in range(n_out[net]):
+                ocfg = getattr(cfg, f"{net}_out")[k]
+                layout = network_layout(p, net)
+                hop = Hop(layout)
+                m.submodules[f"out_{net}{k}"] = hop
+                out_hops[net].append(hop)
+                en = Signal(name=f"out_{net}{k}_en")
+                m.d.comb += en.eq(out_enabled(net, k))
+                pushes.append((hop, en))
+                m.d.comb += [
+                    hop.i.valid.eq(adv & f_v & en & at_level(ocfg.level, f_lm)),
+                    hop.i.payload.last.eq(last_of(ocfg.last)),
+                ]
+                if net == "vec":
+                    for lane in range(L):
+                        reg = _pick(m, ocfg.src, [t_file[j][lane] for j in range(NR)],
+                                    W, f"out_vec{k}_reg{lane}")
+                        reg = delayed(reg, f"out_vec{k}_l{lane}")
+                        m.d.comb += hop.i.payload.data[lane].eq(
+                            Mux(ocfg.src == NR, sfu_out[lane], reg))
+                elif net == "scal":
+                    regs = [_pick(m, ocfg.src, [t_file[j][lane] for j in range(NR)],
+                                  W, f"out_scal{k}_reg{lane}") for lane in range(L)]
+                    reg = _pick(m, ocfg.lane, regs, W, f"out_scal{k}_lane")
+                    reg = delayed(reg, f"out_scal{k}")
+                    sfu = _pick(m, ocfg.lane, sfu_out, W, f"out_scal{k}_sfu")
+                    m.d.comb += hop.i.payload.data.eq(Mux(ocfg.src == NR, sfu, reg))
+
+        ready_all = Const(1, 1)
+        for hop, en in pushes:
+            ready_all = ready_all & (~en | hop.i.ready)
+        m.d.comb += adv.eq(ready_all)
+
+        # -- output ports (output 0 may be a bypass) -----------------------------------
+        for net in NETWORKS:
+            outs = getattr(self, f"o_{net}")
+            b = getattr(cfg.bypass, net)
+            for k in range(n_out[net]):
+                hop = out_hops[net][k]
+                if k == 0:
+                    src = fifos[net]
+                    sel_valid = _pick(m, b.sel, [q.o.valid for q in src], 1, f"byp_{net}_valid")
+                    sel_payload = _pick(m, b.sel, [q.o.payload.as_value() for q in src],
+                                        Shape.cast(network_layout(p, net)).width,
+                                        f"byp_{net}_payload")
+                    with m.If(b.en):
+                        m.d.comb += [outs[0].valid.eq(sel_valid),
+                                     outs[0].payload.eq(sel_payload),
+                                     hop.o.ready.eq(0)]
+                        for j, q in enumerate(src):
+                            with m.If(b.sel == j):
+                                m.d.comb += q.o.ready.eq(outs[0].ready)
+                    with m.Else():
+                        wiring.connect(m, hop.o, wiring.flipped(outs[0]))
+                else:
+                    wiring.connect(m, hop.o, wiring.flipped(outs[k]))
+
+        # -- performance counters' events ------------------------------------------------
+        m.d.comb += [
+            self.perf_active.eq(fire),
+            self.perf_stalled.eq(cfg.en & ~adv),
+            self.perf_starved.eq(cfg.en & adv & ~fire),
+        ]
+        return m
+
+    # ---------------------------------------------------------------------------------
+    def _stage(self, m, k, adv, v_in, f_in, c_in, file_layout, ctx_layout):
+        """Stage k: fetch operands, (register them if it is a two-cycle stage),
+        execute, and register the result into the stage's pipeline registers."""
+        p = self.params
+        L, NR, W, C = p.lanes, p.pcu_regs, p.word_width, p.counters
+        nsi = p.unit_scal_in
+        st = self.config.stages[k]
+        has_mul = k in mul_stages(p)
+        lat = stage_latency(p, k)
+        BC, ACC, XL, LANE = NR, NR + 1, NR + 2, NR + 3
+
+        # Stage-wide decoding, shared by the lanes.
+        bc_opts = [st.const] + [c_in.scal[j] for j in range(nsi)] + \
+                  [c_in.ctr[i] for i in range(C)]
+        bc = _pick(m, st.bc, bc_opts, W, f"s{k}_bc")
+        dec = self._decode(m, k, st)
+
+        # Each lane's accumulator: its previous result (a register of its own
+        # rather than a read of register `dst`: no mux), or the initial value on
+        # the first iteration of an acc_level group.
+        accs = [Signal(W, name=f"s{k}_acc{lane}") for lane in range(L)]
+
+        def mux(sel, lane, name, acc, xl):
+            opts = [f_in[j][lane] for j in range(NR)] + [bc, acc, xl, Const(lane, W)]
+            return _pick(m, sel, opts, W, f"s{k}_{name}{lane}")
+
+        # XL is operand a of the partner lane, read before ACC (0 if a is ACC or XL).
+        zero = Const(0, W)
+        a_base = [mux(st.a, lane, "a", zero, zero) for lane in range(L)]
+        lvl = xl_level(p, k)
+        xl = [a_base[lane ^ (1 << lvl)] if lane ^ (1 << lvl) < L else zero for lane in range(L)]
+
+        e_v, e_file, e_ctx = v_in, f_in, c_in
+        if lat == 2:
+            # operands (and everything travelling with them) registered before the DSP
+            e_v = Signal(name=f"s{k}_fv")
+            e_file = Signal(file_layout, name=f"s{k}_ffile")
+            e_ctx = Signal(ctx_layout, name=f"s{k}_fctx")
+        acc_first = Cat(Const(1, 1), e_ctx.fm).bit_select(st.acc_level, 1)
+        init = _pick(m, st.acc_init, [Const(0, W), Const(1 << (W - 1), W),
+                                      Const((1 << (W - 1)) - 1, W), st.const], W, f"s{k}_init")
+        acc = [Mux(acc_first, init, accs[lane]) for lane in range(L)]
+
+        ops = []
+        for lane in range(L):
+            if lat == 1:
+                a = Mux(st.a == ACC, acc[lane], a_base[lane])
+                b = mux(st.b, lane, "b", acc[lane], xl[lane])
+                c = mux(st.c, lane, "c", acc[lane], xl[lane])
+            else:
+                # ACC is read late, in the execute cycle
+                fa = a_base[lane]
+                fb = mux(st.b, lane, "b", zero, xl[lane])
+                fc = mux(st.c, lane, "c", zero, xl[lane])
+                regs = [Signal(W, name=f"s{k}_f{x}{lane}") for x in "abc"]
+                with m.If(adv & v_in):
+                    m.d.sync += [r.eq(v) for r, v in zip(regs, (fa, fb, fc))]
+                a, b, c = (Mux(getattr(st, x) == ACC, acc[lane], r) for x, r in zip("abc", regs))
+            ops.append((a, b, c))
+        if lat == 2:
+            with m.If(adv):
+                m.d.sync += e_v.eq(v_in)
+                with m.If(v_in):
+                    m.d.sync += [e_file.eq(f_in), e_ctx.eq(c_in)]
+
+        # pipeline registers of this stage
+        o_v = Signal(name=f"s{k}_v")
+        o_file = Signal(file_layout, name=f"s{k}_file")
+        o_ctx = Signal(ctx_layout, name=f"s{k}_ctx")
+        new_file = Signal(file_layout, name=f"s{k}_next")
+        results = []
+        for lane, (a, b, c) in enumerate(ops):
+            r = self._alu(m, k, lane, st, dec, a, b, c, has_mul)
+            results.append(r)
+            for j in range(NR):
+                m.d.comb += new_file[j][lane].eq(Mux(dec["write"] & (st.dst == j), r,
+                                                     e_file[j][lane]))
+
+        with m.If(adv):
+            m.d.sync += o_v.eq(e_v)
+            with m.If(e_v):
+                m.d.sync += [o_file.eq(new_file), o_ctx.eq(e_ctx)]
+                m.d.sync += [acc_r.eq(r) for acc_r, r in zip(accs, results)]
+        return o_v, o_file, o_ctx
+
+    def _decode(self, m, k, st):
+        """Per-stage op decoding, shared by every lane."""
+        d = {}
+        for name, cond in (
+                ("write", st.op != Op.NOP),
+                ("sub", st.op != Op.ADD),                    # adder: a - b unless ADD
+                ("shl", st.op == Op.SHL),
+                ("qmul", st.op == Op.QMUL),
+                ("is_max", st.op == Op.MAX), ("is_min", st.op == Op.MIN),
+                ("is_sel", st.op == Op.SEL),
+                # logic unit: PASS a, AND, OR, XOR as f(l1, l0)
+                ("l1", (st.op == Op.OR) | (st.op == Op.XOR)),
+                ("l0", (st.op == Op.AND) | (st.op == Op.XOR))):
+            sig = Signal(name=f"s{k}_{name}")
+            m.d.comb += sig.eq(cond)
+            d[name] = sig
+        return d
+
+    def _alu(self, m, k, lane, st, dec, a, b, c, has_mul):
+        """One lane of stage k. Written with explicit sharing: one adder for
+        ADD/SUB and the signed compare (LT, MAX, MIN), one shifter for SHL, SHR
+        (and QMUL's rounding shift), one 2:1 mux for MAX/MIN/SEL, one 4-input
+        logic function for PASS/AND/OR/XOR."""
+        p = self.params
+        W, mw = p.word_width, p.mul_width
+        n = f"s{k}_l{lane}"
+        r = Signal(W, name=f"{n}_r")
+
+        addsub = Signal(W + 1, name=f"{n}_addsub")
+        sub = dec["sub"]
+        m.d.comb += addsub.eq(Cat(a, a[W - 1]) + (Cat(b, b[W - 1]) ^ sub.replicate(W + 1)) + sub)
+        lt = addsub[W]                                   # sign of a - b (no overflow in W+1 bits)
+
+        logic = Signal(W, name=f"{n}_logic")
+        l1, l0 = dec["l1"], dec["l0"]
+        m.d.comb += logic.eq(Mux(l1, Mux(l0, a ^ b, a | b), Mux(l0, a & b, a)))
+
+        take_a = (dec["is_max"] & ~lt) | (dec["is_min"] & lt) | (dec["is_sel"] & (c != 0))
+        chosen = Signal(W, name=f"{n}_chosen")
+        m.d.comb += chosen.eq(Mux(take_a, a, b))
+
+        # the shifter: SHL as a right shift of the bit-reversed word
+        share_qmul = has_mul and 2 * mw + 1 <= W + 1
+        if has_mul:
+            prod = Signal(signed(2 * mw), name=f"{n}_prod")
+            m.d.comb += prod.eq(a[:mw].as_signed() * b[:mw].as_signed())
+            rnd = ((Const(1, 2 * mw + 1) << st.shift) >> 1)[:2 * mw + 1]
+            rounded = Signal(signed(2 * mw + 1), name=f"{n}_rounded")
+            m.d.comb += rounded.eq(prod + rnd)
+        shl = dec["shl"]
+        sh_in = Signal(signed(W + 1), name=f"{n}_sh_in")
+        sh_amt = Signal(5, name=f"{n}_sh_amt")
+        m.d.comb += [sh_in.eq(Mux(shl, Cat(a[::-1], 0), Cat(a, a[W - 1]))),
+                     sh_amt.eq(b[:5])]
+        if share_qmul:
+            with m.If(dec["qmul"]):
+                m.d.comb += [sh_in.eq(rounded), sh_amt.eq(st.shift)]
+        shifted = Signal(W, name=f"{n}_shifted")
+        m.d.comb += shifted.eq(sh_in >> sh_amt)
+        shift_out = Mux(shl, shifted[::-1], shifted)
+
+        with m.Switch(st.op):
+            with m.Case(Op.ADD, Op.SUB):
+                m.d.comb += r.eq(addsub[:W])
+            with m.Case(Op.PASS, Op.AND, Op.OR, Op.XOR):
+                m.d.comb += r.eq(logic)
+            with m.Case(Op.MAX, Op.MIN, Op.SEL):
+                m.d.comb += r.eq(chosen)
+            with m.Case(Op.SHL, Op.SHR):
+                m.d.comb += r.eq(shift_out)
+            with m.Case(Op.LT):
+                m.d.comb += r.eq(lt)
+            with m.Case(Op.EQ):
+                m.d.comb += r.eq(a == b)
+            if has_mul:
+                with m.Case(Op.MUL):
+                    m.d.comb += r.eq(prod)
+                with m.Case(Op.MAC):
+                    m.d.comb += r.eq(prod + c)
+                with m.Case(Op.QMUL):
+                    if share_qmul:
+                        m.d.comb += r.eq(shifted)
+                    else:
+                        m.d.comb += r.eq(rounded >> st.shift)
+        return r
