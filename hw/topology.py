@@ -30,8 +30,8 @@ STEP = {"N": (-1, 0), "S": (1, 0), "E": (0, 1), "W": (0, -1)}
 def unit_class_for(kind: str):
     """The component that fills a unit slot of `kind` ('pcu' or 'pmu')."""
     if kind == "pcu":
-        from .unit import PassUnit        # until the PCU is wired in
-        return PassUnit
+        from .pcu import PCU
+        return PCU
     if kind == "pmu":
         from .pmu import PMU
         return PMU
