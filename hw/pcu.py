@@ -55,8 +55,13 @@ Timing: the pipeline has one enable (``adv``): every output has a two-entry
 skid (:class:`~.links.Hop`) and the pipeline advances when every enabled
 output's skid can take a word (a registered signal), so no ready path reaches
 the datapath. A stage's registers load only for valid iterations (so
-``ACC`` is the previous iteration's result, bubbles or not). Under continuous flow the PCU fires
-every cycle and retires one iteration per cycle.
+``ACC`` is the previous iteration's result, bubbles or not). Under continuous
+flow the PCU fires every cycle and retires one iteration per cycle.
+
+Area (Yosys ``synth_ecp5 -abc9``, one PCU): about 1.7k LUT4 per 32-bit
+lane-stage, mostly operand muxes and the ALU; default preset 82.8k LUT4,
+14.2k FFs, 16 DSPs (one per lane for the multiplier stage, one per lane for
+the SFU) and 8 block RAMs (the reciprocal seed tables).
 """
 
 from __future__ import annotations
@@ -216,12 +221,18 @@ def pcu_config_layout(params: FabricParams) -> data.StructLayout:
 
 
 def _pick(m, sel, options, width, name):
-    """A mux of `options` (Values) by `sel`; codes past the end give 0."""
+    """A mux of `options` (Values) by `sel`; codes past the end give 0.
+
+    Built as a binary tree on the bits of `sel`: Yosys/ABC map that to about a
+    third fewer ECP5 LUTs than the ``$pmux`` a ``Switch`` becomes."""
+    sel = Value.cast(sel)
+    opts = [Value.cast(v) for v in options]
+    n = 1 << len(sel)
+    opts = (opts + [Const(0, width)] * n)[:n]
+    for bit in range(len(sel)):
+        opts = [Mux(sel[bit], opts[i + 1], opts[i]) for i in range(0, len(opts), 2)]
     out = Signal(width, name=name)
-    with m.Switch(sel):
-        for i, v in enumerate(options):
-            with m.Case(i):
-                m.d.comb += out.eq(v)
+    m.d.comb += out.eq(opts[0])
     return out
 
 
