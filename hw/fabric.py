@@ -21,7 +21,9 @@ class Fabric(wiring.Component):
 
     Ports: ``cfg`` (the config bus, from the loader), and per network
     ``edge_in_<net>[i]`` / ``edge_out_<net>[i]`` in the order of
-    ``Topology.edge_ports[(net, "in"|"out")]``.
+    ``Topology.edge_ports[(net, "in"|"out")]``; ``agcu_config[k]``, the
+    active configuration of AGCU k (the AGCUs themselves sit outside the
+    fabric, on the edge ports of ``Topology.agcu_ports(k)``).
     """
 
     def __init__(self, params: FabricParams):
@@ -34,6 +36,8 @@ class Fabric(wiring.Component):
             sig = stream.Signature(network_layout(params, net))
             members[f"edge_in_{net}"] = In(sig).array(len(self.topology.edge_ports[(net, "in")]))
             members[f"edge_out_{net}"] = Out(sig).array(len(self.topology.edge_ports[(net, "out")]))
+        if params.agcus:
+            members["agcu_config"] = Out(unit_class_for("agcu").config_layout(params)).array(params.agcus)
         super().__init__(members)
         # Filled in by elaborate(); tests read the active configurations here.
         self.config_registers = {}
@@ -57,7 +61,9 @@ class Fabric(wiring.Component):
             m.d.comb += [reg.bus.write.eq(bus.write), reg.bus.addr.eq(bus.addr),
                          reg.bus.data.eq(bus.data), reg.bus.commit.eq(bus.commit)]
             self.config_registers[cu.name] = reg
-            if cu.kind == "switch":
+            if cu.kind == "agcu":
+                m.d.comb += self.agcu_config[int(cu.name.split("_")[1])].eq(reg.active)
+            elif cu.kind == "switch":
                 sw = Switch(p)
                 m.submodules[cu.name] = sw
                 m.d.comb += sw.config.eq(reg.active)

@@ -28,22 +28,26 @@ STEP = {"N": (-1, 0), "S": (1, 0), "E": (0, 1), "W": (0, -1)}
 
 
 def unit_class_for(kind: str):
-    """The component that fills a unit slot of `kind` ('pcu' or 'pmu')."""
+    """The component class of a config unit of `kind` ('pcu', 'pmu' or
+    'agcu'; AGCUs sit outside the fabric, on its west/east edge ports)."""
     if kind == "pcu":
         from .pcu import PCU
         return PCU
     if kind == "pmu":
         from .pmu import PMU
         return PMU
+    if kind == "agcu":
+        from .agcu import AGCU
+        return AGCU
     raise ValueError(f"unknown unit kind {kind!r}")
 
 
 @dataclass(frozen=True)
 class ConfigUnit:
     index: int
-    name: str          # "sw_r_c" or "pcu_r_c" / "pmu_r_c"
-    kind: str          # "switch", "pcu", "pmu"
-    tile: tuple
+    name: str          # "sw_r_c", "pcu_r_c" / "pmu_r_c" or "agcu_k"
+    kind: str          # "switch", "pcu", "pmu", "agcu"
+    tile: tuple        # the tile; for an AGCU, the edge tile it attaches to
     layout: object     # data.StructLayout
     base: int          # first payload word
     words: int
@@ -142,7 +146,34 @@ class Topology:
             units.append(ConfigUnit(len(units), f"{kind}_{tile[0]}_{tile[1]}", kind, tile,
                                     layout, base, words))
             base += words
+        for k in range(self.params.agcus):
+            layout = unit_class_for("agcu").config_layout(self.params)
+            words = config_words(layout)
+            units.append(ConfigUnit(len(units), f"agcu_{k}", "agcu", self.edge_tile(self.agcu_edge(k)),
+                                    layout, base, words))
+            base += words
         return units
+
+    # -- AGCUs ---------------------------------------------------------------------
+    def agcu_edge(self, k: int) -> EdgePort:
+        """The vector edge input that AGCU `k` drives (its read stream); its
+        write stream takes the edge output at the same place. AGCUs 0..rows-1
+        sit on the west edge (row k), the rest on the east edge, track 0."""
+        p = self.params
+        if not 0 <= k < p.agcus:
+            raise ValueError(f"no AGCU {k}: preset {p.name!r} has {p.agcus}")
+        side, pos = ("W", k) if k < p.rows else ("E", k - p.rows)
+        return EdgePort("vec", "in", side, pos, 0)
+
+    def agcu_ports(self, k: int) -> tuple:
+        """(index into edge_ports[("vec", "in")], index into
+        edge_ports[("vec", "out")]) of AGCU `k`."""
+        e = self.agcu_edge(k)
+        return (self.find_edge("vec", "in", e.side, e.pos, 0),
+                self.find_edge("vec", "out", e.side, e.pos, 0))
+
+    def agcu_unit(self, k: int) -> ConfigUnit:
+        return self.config_units[2 * self.params.tiles + k]
 
     @cached_property
     def payload_words(self) -> int:

@@ -22,7 +22,9 @@ def random_value(layout, rng):
         return [random_value(layout.elem_shape, rng) for _ in range(layout.length)]
     if isinstance(layout, range):
         return rng.randrange(layout.start, layout.stop)
-    return rng.getrandbits(Shape.cast(layout).width)
+    shape = Shape.cast(layout)
+    v = rng.getrandbits(shape.width)
+    return v - (1 << shape.width) if shape.signed and v >> (shape.width - 1) else v
 
 
 @pytest.mark.parametrize("name", ["tiny", "small", "default", "plasticine"])
