@@ -36,8 +36,12 @@ class Route:
 
 
 def compile_route(params: FabricParams, hops: int, *, network: str = "vec",
+                  src: int | None = None, dst: int | None = None,
                   max_expansions: int = 200_000) -> Route:
-    """Find a route of exactly `hops` switch traversals and configure it."""
+    """Find a route of exactly `hops` switch traversals and configure it.
+
+    `src` / `dst` pin the edge input / output (indices into
+    ``Topology.edge_ports``); by default the first that works is taken."""
     if not isinstance(hops, int) or hops < 1:
         raise RouteError(f"hops must be a positive integer, got {hops!r}")
     topo = Topology(params)
@@ -74,6 +78,9 @@ def compile_route(params: FabricParams, hops: int, *, network: str = "vec",
         for k, kind, nb in moves(tile, in_port):
             side, t = outs[k]
             if kind == "edge":
+                pos = tile[1] if side in ("N", "S") else tile[0]
+                if dst is not None and topo.find_edge(network, "out", side, pos, t) != dst:
+                    continue
                 if depth == hops:
                     path.append((tile, in_port, k))
                     return (side, t)
@@ -96,7 +103,9 @@ def compile_route(params: FabricParams, hops: int, *, network: str = "vec",
                 used_units.discard(tile)
         return None
 
-    for src, port in enumerate(topo.edge_ports[(network, "in")]):
+    for s_index, port in enumerate(topo.edge_ports[(network, "in")]):
+        if src is not None and s_index != src:
+            continue
         tile = topo.edge_tile(port)
         j = in_index[(port.side, port.track)]
         path.clear(); used_links.clear(); used_units.clear()
@@ -105,9 +114,9 @@ def compile_route(params: FabricParams, hops: int, *, network: str = "vec",
             last_tile = path[-1][0]
             side, t = end
             pos = last_tile[1] if side in ("N", "S") else last_tile[0]
-            dst = topo.find_edge(network, "out", side, pos, t)
-            route = Route(hops, src, dst, port.name,
-                          topo.edge_ports[(network, "out")][dst].name, list(path))
+            d_index = topo.find_edge(network, "out", side, pos, t)
+            route = Route(hops, s_index, d_index, port.name,
+                          topo.edge_ports[(network, "out")][d_index].name, list(path))
             route.config = _configure(params, topo, network, route.path)
             return route
     raise RouteError(f"no route of {hops} switch hops exists on preset {params.name!r} "

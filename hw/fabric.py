@@ -36,6 +36,10 @@ class Fabric(wiring.Component):
             sig = stream.Signature(network_layout(params, net))
             members[f"edge_in_{net}"] = In(sig).array(len(self.topology.edge_ports[(net, "in")]))
             members[f"edge_out_{net}"] = Out(sig).array(len(self.topology.edge_ports[(net, "out")]))
+        # Per unit slot (row-major), the unit's performance events this cycle,
+        # and the cycle its config registers take a commit.
+        members.update(perf_active=Out(params.tiles), perf_starved=Out(params.tiles),
+                       perf_stalled=Out(params.tiles), committing=Out(1))
         if params.agcus:
             members["agcu_config"] = Out(unit_class_for("agcu").config_layout(params)).array(params.agcus)
         super().__init__(members)
@@ -54,6 +58,7 @@ class Fabric(wiring.Component):
         bus = ConfigBusSignature(p.config_beat_words).create()
         m.d.sync += [bus.write.eq(self.cfg.write), bus.addr.eq(self.cfg.addr),
                      bus.data.eq(self.cfg.data), bus.commit.eq(self.cfg.commit)]
+        m.d.comb += self.committing.eq(bus.commit)
 
         for cu in topo.config_units:
             reg = ConfigRegister(cu.layout, base=cu.base, beat_words=p.config_beat_words)
@@ -73,6 +78,10 @@ class Fabric(wiring.Component):
                 m.submodules[cu.name] = unit
                 m.d.comb += unit.config.eq(reg.active)
                 self.units[cu.tile] = unit
+                i = cu.tile[0] * p.cols + cu.tile[1]
+                for ev in ("active", "starved", "stalled"):
+                    if hasattr(unit, f"perf_{ev}"):
+                        m.d.comb += getattr(self, f"perf_{ev}")[i].eq(getattr(unit, f"perf_{ev}"))
 
         for net in NETWORKS:
             ins = topo.switch_inputs(net)

@@ -168,6 +168,9 @@ def available(sim: str) -> tuple[bool, str]:
 class PysimBackend:
     name = "pysim"
 
+    def run_host(self, params: FabricParams, ops: list, *, dram_bytes: int, progress=None):
+        return _pysim_run_host(params, ops, dram_bytes, progress)
+
     def run(self, params: FabricParams, script: list, *, progress=None, inspect=None) -> SimResult:
         from amaranth.sim import Simulator
         from ..hw.tops import SimTop
@@ -225,6 +228,86 @@ class PysimBackend:
         return SimResult("pysim", out["results"], build_seconds=build,
                          sim_seconds=out["sim_seconds"], sim_cycles=out["sim_cycles"],
                          extra={"inspect": out.get("inspect")})
+
+
+class _PysimHostPrims:
+    """Host primitives on Amaranth's simulator (see host_driver)."""
+
+    def __init__(self, ctx, top):
+        self.ctx = ctx
+        self.top = top
+        self.beat_bytes = top.params.dram_bytes_per_cycle
+
+    def _sig(self, name):
+        obj = self.top
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def set(self, name, value):
+        self.ctx.set(self._sig(name), value)
+
+    def get(self, name):
+        return int(self.ctx.get(self._sig(name)))
+
+    async def tick(self, n=1):
+        await self.ctx.tick().repeat(n)
+
+    async def wait_high(self, name, timeout):
+        sig = self._sig(name)
+        if self.ctx.get(sig):
+            return True
+        for _ in range(timeout):
+            await self.ctx.tick()
+            if self.ctx.get(sig):
+                return True
+        return False
+
+    async def write_beat(self, index, value):
+        self.ctx.set(self.top.dram.memory.data[index], value)
+
+    def read_beat(self, index):
+        return int(self.ctx.get(self.top.dram.memory.data[index]))
+
+    def snapshot(self):
+        return {name: int(self.ctx.get(reg.active.as_value()))
+                for name, reg in self.top.fabric.config_registers.items()}
+
+
+def _pysim_run_host(params, ops, dram_bytes, progress=None):
+    from amaranth.sim import Simulator
+    from ..hw.host_top import HostTop
+    from .host_driver import HostRunResult, run_host_ops
+
+    t0 = time.perf_counter()
+    top = HostTop(params, dram_bytes=dram_bytes)
+    csr = {r.name: r.offset for r in HostTop.csr_map(params)}
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    out = {}
+
+    async def bench(ctx):
+        prims = _PysimHostPrims(ctx, top)
+        await ctx.tick()
+        start = time.perf_counter()
+        c0 = ctx.get(top.cycle)
+        out["results"] = await run_host_ops(prims, ops, csr)
+        out["sim_seconds"] = time.perf_counter() - start
+        out["sim_cycles"] = (ctx.get(top.cycle) - c0) & 0xFFFF_FFFF
+
+    sim.add_testbench(bench)
+    build = time.perf_counter() - t0
+    sim.run()
+    return HostRunResult("pysim", out["results"], build_seconds=build,
+                         sim_seconds=out["sim_seconds"], sim_cycles=out["sim_cycles"])
+
+
+HOST_TOP_NAME = "tessera_host_top"
+VERILATOR_PUBLIC_HOST = """`verilator_config
+public_flat_rw -module "tessera_host_top" -var "*"
+public_flat_rw -module "*cfg_*" -var "active"
+public_flat_rw -module "*dram" -var "storage"
+"""
 
 
 #: Signals the testbench touches; everything else stays private so that
@@ -339,6 +422,30 @@ class CocotbBackend:
         return build_model(self.name, top_name=TOP_NAME, key={"params": params.to_dict()},
                            make_top=lambda: SimTop(params), public=VERILATOR_PUBLIC,
                            label=f"preset-{params.name}", progress=progress)
+
+    def build_host(self, params: FabricParams, dram_bytes: int, progress=None):
+        from ..hw.host_top import HostTop
+        return build_model(self.name, top_name=HOST_TOP_NAME,
+                           key={"params": params.to_dict(), "dram_bytes": dram_bytes},
+                           make_top=lambda: HostTop(params, dram_bytes=dram_bytes),
+                           public=VERILATOR_PUBLIC_HOST,
+                           label=f"host-{params.name}", progress=progress)
+
+    def run_host(self, params: FabricParams, ops: list, *, dram_bytes: int, progress=None):
+        from ..hw.host_top import HostTop
+        from ..hw.topology import Topology
+        from .host_driver import HostRunResult
+
+        with simulator_env(self.name):
+            d, cached, build_seconds = self.build_host(params, dram_bytes, progress)
+            payload = {"ops": ops, "beat_bytes": params.dram_bytes_per_cycle,
+                       "csr": {r.name: r.offset for r in HostTop.csr_map(params)},
+                       "config_units": [cu.name for cu in Topology(params).config_units]}
+            out = run_cocotb(self.name, d, top_name=HOST_TOP_NAME,
+                             test_module="tessera.sim.cocotb_hosttop", payload=payload)
+        return HostRunResult(self.name, out["results"], build_seconds=build_seconds,
+                             sim_seconds=out["sim_seconds"], sim_cycles=out["sim_cycles"],
+                             cached=cached)
 
     def model_dir(self, params: FabricParams) -> Path:
         return model_path(self.name, top_name=TOP_NAME, key={"params": params.to_dict()},

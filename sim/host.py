@@ -18,7 +18,7 @@ from ..hw.params import FabricParams
 from ..hw.tops import SimTop
 from .backends import get_backend
 
-__all__ = ["run_route", "load_bitstream"]
+__all__ = ["run_route", "load_bitstream", "copy_config", "run_copy"]
 
 
 def _load_report(result: dict) -> dict:
@@ -102,3 +102,76 @@ def load_bitstream(params: FabricParams, blob: bytes, *, sim: str = "verilator",
                    "model_error": expected.name,
                    "model_agrees": report["error"] == expected.name})
     return report
+
+
+# -- host-top jobs (DRAM, AGCUs, config DMA, CSRs) ------------------------------------------
+
+def copy_config(params: FabricParams, *, src: int, dst: int, nbytes: int, hops: int,
+                read_agcu: int = 0, write_agcu: int | None = None) -> FabricConfig:
+    """A streaming copy: AGCU `read_agcu` reads `nbytes` from `src` into the
+    fabric, a route of `hops` switch hops carries the vectors to AGCU
+    `write_agcu`'s edge output, which writes them to `dst`."""
+    from ..hw.topology import Topology
+    from .agcu_model import Pattern, agcu_config
+
+    topo = Topology(params)
+    write_agcu = read_agcu if write_agcu is None else write_agcu
+    vb = 4 * params.lanes
+    if nbytes <= 0 or nbytes % vb:
+        raise ValueError(f"a copy moves whole vectors: nbytes must be a positive multiple of "
+                         f"{vb}, got {nbytes}")
+    n = nbytes // vb
+    if n >= 1 << 16:
+        raise ValueError(f"a copy of {n} vectors exceeds the AGCU's 16-bit counter")
+    route = compile_route(params, hops, src=topo.agcu_ports(read_agcu)[0],
+                          dst=topo.agcu_ports(write_agcu)[1])
+    config = route.config
+    rd = Pattern(base=src, counts=(n,), strides=(vb,), last_on=1)
+    wr = Pattern(base=dst, counts=(n,), strides=(vb,))
+    if read_agcu == write_agcu:
+        config.set(f"agcu_{read_agcu}", agcu_config(read=rd, write=wr))
+    else:
+        config.set(f"agcu_{read_agcu}", agcu_config(read=rd))
+        config.set(f"agcu_{write_agcu}", agcu_config(write=wr))
+    return config
+
+
+def run_copy(params: FabricParams, *, nbytes: int = 65536, hops: int = 4,
+             sim: str = "verilator", seed: int = 1, progress=None) -> dict:
+    """DRAM -> AGCU -> `hops` switch hops -> AGCU -> DRAM, checked byte for
+    byte; bandwidth from the AXI byte counters and the run's cycle counter."""
+    import numpy as np
+    from .host_driver import Host
+
+    t0 = time.perf_counter()
+    host = Host(params)
+    src = host.alloc(nbytes)
+    dst = host.alloc(nbytes)
+    data = np.random.default_rng(seed).integers(0, 256, nbytes, dtype=np.uint8)
+    host.write_tensor(src, data)
+    bitstream = encode(copy_config(params, src=src, dst=dst, nbytes=nbytes, hops=hops))
+    load = host.load_config(bitstream)
+    host.start()
+    done = host.wait(timeout=64 * nbytes + 100_000)
+    counters = host.read_counters()
+    out = host.read_tensor(dst, (nbytes,), "uint8")
+    res = host.run(sim, progress=progress)
+    c = counters.value
+    moved = c["offchip_read_bytes"] + c["offchip_write_bytes"]
+    cycles = c["run_cycles"]
+    ok = bool(load.value["accepted"] and done.value["ok"]
+              and np.array_equal(out.value, data))
+    return {
+        "ok": ok, "job": "copy", "preset": params.name, "sim": sim, "hops": hops,
+        "bytes": nbytes, "cycles": cycles,
+        "offchip_read_bytes": c["offchip_read_bytes"],
+        "offchip_write_bytes": c["offchip_write_bytes"],
+        "bandwidth_fraction": round(moved / (cycles * params.dram_bytes_per_cycle), 4)
+        if cycles else 0.0,
+        "config_cycles": load.value["config_cycles"],
+        "bitstream_bytes": len(bitstream),
+        "sim_cycles": res.sim_cycles,
+        "sim_cycles_per_second": round(res.cycles_per_second),
+        "build_seconds": round(res.build_seconds, 2), "model_cached": res.cached,
+        "wall_seconds": round(time.perf_counter() - t0, 2),
+    }
