@@ -269,6 +269,9 @@ class _PysimHostPrims:
     def read_beat(self, index):
         return int(self.ctx.get(self.top.dram.memory.data[index]))
 
+    async def settle(self):
+        pass
+
     def snapshot(self):
         return {name: int(self.ctx.get(reg.active.as_value()))
                 for name, reg in self.top.fabric.config_registers.items()}

@@ -76,6 +76,10 @@ class CocotbHostPrimitives(HostPrimitives):
     async def write_beat(self, index, value):
         self.storage[index].value = value
 
+    async def settle(self):
+        # cocotb applies writes at the end of the time step: let them land.
+        await Timer(SETTLE_NS, "ns")
+
     def read_beat(self, index):
         return int(self.storage[index].value)
 

@@ -50,6 +50,8 @@ class HostPrimitives:
     async def wait_high(self, name: str, timeout: int) -> bool: ...
     async def write_beat(self, index: int, value: int) -> None: ...
     def read_beat(self, index: int) -> int: ...
+    async def settle(self) -> None:
+        """Let backdoor writes take effect (no clock edge)."""
     def snapshot(self) -> dict: ...
 
 
@@ -136,6 +138,7 @@ async def run_host_ops(prims: HostPrimitives, ops: list, csr_names: dict) -> lis
         kind = op["op"]
         if kind == "mem_write":
             await _mem_write(prims, op["addr"], bytes.fromhex(op["hex"]))
+            await prims.settle()
             results.append({"op": kind})
         elif kind == "mem_read":
             results.append({"op": kind, "hex": _mem_read(prims, op["addr"], op["length"]).hex()})
