@@ -44,8 +44,9 @@ from .axi import BURST_INCR, AXI4Params, AXI4Signature
 from .links import vector_layout
 from .params import FabricParams
 
-__all__ = ["AGCU", "AGCU_COUNTERS", "COUNT_BITS", "MAX_BURST", "MAX_VECTORS", "PAGE_BYTES",
-           "pattern_layout", "agcu_config_layout", "agcu_axi_params"]
+__all__ = ["AGCU", "AGCU_COUNTERS", "COUNT_BITS", "ELEM_BYTES", "ELEM_INT32", "ELEM_INT16",
+           "ELEM_INT8", "ELEM_UINT8", "MAX_BURST", "MAX_VECTORS", "PAGE_BYTES",
+           "max_vectors", "pattern_layout", "agcu_config_layout", "agcu_axi_params"]
 
 #: Counters in each stream's chain (innermost first).
 AGCU_COUNTERS = 3
@@ -53,17 +54,35 @@ AGCU_COUNTERS = 3
 COUNT_BITS = 16
 #: Longest AXI4 INCR burst the AGCU issues, in beats.
 MAX_BURST = 16
-#: A burst is closed after this many vectors. This bounds the records that
-#: wait on a burst not yet issued, so the record FIFOs cannot deadlock on it
-#: (a stride-0 or sub-beat pattern would otherwise grow one burst forever).
+#: The least number of vectors after which a burst is closed (see
+#: :func:`max_vectors`).
 MAX_VECTORS = 32
 #: INCR bursts never cross a 4 KiB boundary (AXI4).
 PAGE_BYTES = 4096
 
+#: Element widths (the ``elem`` field of a pattern).
+ELEM_INT32 = 0      #: 32-bit words (read and write whole lanes)
+ELEM_INT16 = 1      #: int16: read sign-extends, write stores the low 16 bits
+ELEM_INT8 = 2       #: int8: read sign-extends, write stores the low 8 bits
+ELEM_UINT8 = 3      #: uint8: read zero-extends, write stores the low 8 bits
+#: DRAM bytes per element, indexed by ``elem``.
+ELEM_BYTES = (4, 2, 1, 1)
+
+
+def max_vectors(lanes: int, beat_bytes: int) -> int:
+    """A burst is closed after this many vectors: enough for a whole 16-beat
+    burst of the smallest (int8) vectors, and at least ``MAX_VECTORS``. This
+    bounds the records that wait on a burst not yet issued, so the record
+    FIFOs cannot deadlock on it (a stride-0 or sub-beat pattern would
+    otherwise grow one burst forever)."""
+    return max(MAX_VECTORS, -(-MAX_BURST * beat_bytes // lanes))
+
 
 def pattern_layout(*, read: bool) -> data.StructLayout:
-    """One stream's pattern: ``en``, ``base`` (byte address, 4-aligned),
-    ``count[i]`` and signed byte ``stride[i]`` per counter (innermost first);
+    """One stream's pattern: ``en``, ``base`` (byte address),
+    ``count[i]`` and signed byte ``stride[i]`` per counter (innermost first),
+    ``elem`` (element width, ``ELEM_*``: base and strides are multiples of
+    ``ELEM_BYTES[elem]``; the low bits of ``base`` below that are ignored);
     the read stream adds ``last_on`` (0: never; k: mark ``last`` on the wrap
     of counter k-1)."""
     fields = {
@@ -74,11 +93,12 @@ def pattern_layout(*, read: bool) -> data.StructLayout:
     }
     if read:
         fields["last_on"] = range(AGCU_COUNTERS + 1)
+    fields["elem"] = 2
     return data.StructLayout(fields)
 
 
 def agcu_config_layout(params: FabricParams) -> data.StructLayout:
-    """``rd`` and ``wr`` patterns: 356 bits (12 words) with 3 counters."""
+    """``rd`` and ``wr`` patterns: 360 bits (12 words) with 3 counters."""
     return data.StructLayout({"rd": pattern_layout(read=True), "wr": pattern_layout(read=False)})
 
 
@@ -90,17 +110,23 @@ def _log2(n: int) -> int:
     return n.bit_length() - 1
 
 
-def _span_beats(vector_bytes: int, beat_bytes: int) -> int:
-    """Most beats a 4-aligned vector can touch."""
-    return (beat_bytes - 4 + vector_bytes - 1) // beat_bytes + 1
+def _span_beats(vector_bytes: int, beat_bytes: int, align: int = 4) -> int:
+    """Most beats an `align`-aligned vector can touch."""
+    return (beat_bytes - align + vector_bytes - 1) // beat_bytes + 1
+
+
+def _max_span(lanes: int, beat_bytes: int) -> int:
+    """Most beats a vector of any element width can touch (32-bit vectors,
+    4-aligned, are the widest)."""
+    return max(_span_beats(lanes * es, beat_bytes, es) for es in ELEM_BYTES)
 
 
 def _record_layout(beat_bytes: int, nb_max: int) -> data.StructLayout:
-    """Per-vector instructions from the walker to the data path: word offset
+    """Per-vector instructions from the walker to the data path: byte offset
     in the first beat, beats spanned, first beat shared with the previous
     vector, last beat shared with the next one (kept), and ``last``."""
     return data.StructLayout({
-        "o": max(1, _log2(beat_bytes // 4)),
+        "o": _log2(beat_bytes),
         "nb": range(nb_max + 1),
         "share": 1,
         "keep": 1,
@@ -123,11 +149,12 @@ class _Walker(wiring.Component):
     burst is in its FIFO.
     """
 
-    def __init__(self, *, vector_bytes: int, beat_bytes: int, read: bool, record_depth: int,
+    def __init__(self, *, lanes: int, beat_bytes: int, read: bool, record_depth: int,
                  burst_depth: int = 4):
-        self.vector_bytes = vector_bytes
+        self.lanes = lanes
         self.beat_bytes = beat_bytes
-        self.nb_max = _span_beats(vector_bytes, beat_bytes)
+        self.max_vectors = max_vectors(lanes, beat_bytes)
+        self.nb_max = _max_span(lanes, beat_bytes)
         self.record_depth = record_depth
         self.burst_depth = burst_depth
         self.read = read
@@ -146,7 +173,8 @@ class _Walker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         pat = self.pattern
-        vb, bb = self.vector_bytes, self.beat_bytes
+        bb = self.beat_bytes
+        lanes = self.lanes
         lb = _log2(bb)
         page = PAGE_BYTES // bb
         pbits = _log2(page)
@@ -182,12 +210,17 @@ class _Walker(wiring.Component):
         # -- per-vector record and new-beat range ----------------------------------------
         beat_bits = 32 - lb
         f = addr[lb:]
-        o = addr[2:lb] if lb > 2 else C(0, 1)
+        # the address bits below the element size are ignored (vectors are
+        # element-aligned), so a stray low bit can never widen a vector's span
+        o = Cat(addr[0] & pat.elem[1], addr[1] & (pat.elem != ELEM_INT32), addr[2:lb])
+        # beats spanned: from the byte offset and the vector's size in bytes
+        vb_m1 = Signal(range(4 * lanes))
+        with m.Switch(pat.elem):
+            for e, es in enumerate(ELEM_BYTES):
+                with m.Case(e):
+                    m.d.comb += vb_m1.eq(es * lanes - 1)
         nb = Signal(range(self.nb_max + 1))
-        with m.Switch(o):
-            for oo in range(max(1, bb // 4)):
-                with m.Case(oo):
-                    m.d.comb += nb.eq((4 * oo + vb - 1) // bb + 1)
+        m.d.comb += nb.eq(((o + vb_m1) >> lb) + 1)
         have_prev = Signal()
         lp = Signal(beat_bits)        # last beat of the previous vector
         lp1 = Signal(beat_bits)       # lp + 1
@@ -205,7 +238,7 @@ class _Walker(wiring.Component):
         is_open = Signal()
         bs = Signal(beat_bits)
         bn = Signal(range(MAX_BURST + 1))
-        nv = Signal(range(MAX_VECTORS + 1))
+        nv = Signal(range(self.max_vectors + 1))
 
         consume = Signal()
         adv = Signal()
@@ -248,7 +281,7 @@ class _Walker(wiring.Component):
         def vmin(a, b):
             return Mux(a < b, a, b)
 
-        ext = is_open & ~in_brk & (nv != MAX_VECTORS)
+        ext = is_open & ~in_brk & (nv != self.max_vectors)
         room_cur = vmin(MAX_BURST - bn, page_left(in_lo))
         fit = Signal(range(self.nb_max + 1))
         m.d.comb += fit.eq(Mux(ext, vmin(in_k, room_cur), 0))
@@ -328,23 +361,26 @@ class _Walker(wiring.Component):
 class _ReadAssembler(wiring.Component):
     """The read side's byte-rotating coalescer: takes R beats in order and a
     record per vector, gathers the beats a vector spans (starting with the
-    kept last beat of the previous vector when shared) and rotates them by
-    the vector's word offset into lanes. One vector per cycle when each
-    vector needs at most one new beat."""
+    kept last beat of the previous vector when shared), rotates them by the
+    vector's byte offset (a log-depth byte shifter) and widens each element
+    into its lane per ``elem``. One vector per cycle when each vector needs
+    at most one new beat (so several narrow vectors per beat are one per
+    cycle too)."""
 
     def __init__(self, *, lanes: int, beat_bytes: int, rec_layout, params: FabricParams):
         self.lanes = lanes
         self.beat_bytes = beat_bytes
-        self.nb_max = _span_beats(4 * lanes, beat_bytes)
+        self.nb_max = _max_span(lanes, beat_bytes)
         super().__init__({
             "records": In(stream.Signature(rec_layout)),
             "beats": In(stream.Signature(8 * beat_bytes)),
+            "elem": In(2),
             "o": Out(stream.Signature(vector_layout(params))),
         })
 
     def elaborate(self, platform):
         m = Module()
-        bw = self.beat_bytes // 4
+        lanes = self.lanes
         nbm = self.nb_max
         rec = self.records.payload
         window = [Signal(8 * self.beat_bytes, name=f"w{i}") for i in range(nbm)]
@@ -370,14 +406,31 @@ class _ReadAssembler(wiring.Component):
             self.o.valid.eq(out_valid),
         ]
 
-        words = [full[j // bw][32 * (j % bw):32 * (j % bw + 1)] for j in range(nbm * bw)]
+        # byte rotator: the window shifted down by the byte offset, most
+        # significant offset bit first, keeping only the bytes still needed
+        x = Cat(*full)
+        for k in reversed(range(_log2(self.beat_bytes))):
+            need = 8 * (4 * lanes + (1 << k) - 1)
+            x = Mux(rec.o[k], x[8 << k:], x)[:need]
+        vbytes = Signal(32 * lanes)
+        m.d.comb += vbytes.eq(x)
+        # element widening: lane i is bytes 4i.., 2i.. or i of the vector
+        lane = [Signal(32, name=f"lane{i}") for i in range(lanes)]
+        unsigned = self.elem == ELEM_UINT8
+        for i in range(lanes):
+            w32 = vbytes.word_select(i, 32)
+            w16 = vbytes.word_select(i, 16)
+            w8 = vbytes.word_select(i, 8)
+            with m.Switch(self.elem):
+                with m.Case(ELEM_INT32):
+                    m.d.comb += lane[i].eq(w32)
+                with m.Case(ELEM_INT16):
+                    m.d.comb += lane[i].eq(Cat(w16, w16[15].replicate(16)))
+                with m.Default():
+                    m.d.comb += lane[i].eq(Cat(w8, (w8[7] & ~unsigned).replicate(24)))
         with m.If(complete):
             m.d.sync += [out_valid.eq(1), self.o.payload.last.eq(rec.last), cnt.eq(0)]
-            with m.Switch(rec.o):
-                for oo in range(bw):
-                    with m.Case(oo):
-                        m.d.sync += [self.o.payload.data[i].eq(words[oo + i])
-                                     for i in range(self.lanes)]
+            m.d.sync += [self.o.payload.data[i].eq(lane[i]) for i in range(lanes)]
             with m.Switch(rec.nb):
                 for k in range(1, nbm + 1):
                     with m.Case(k):
@@ -394,19 +447,21 @@ class _ReadAssembler(wiring.Component):
 
 
 class _WritePacker(wiring.Component):
-    """The write side: places each vector into the beats it spans with word
-    strobes, merges a beat shared with the previous vector, keeps a beat
-    shared with the next one, and emits the rest as W beats; ``last`` comes
-    from the burst lengths of the AWs already issued (``lens``), so no W beat
-    precedes its AW."""
+    """The write side: narrows each lane to the element width (``elem``),
+    places the vector's bytes into the beats it spans (a log-depth byte
+    shifter) with byte strobes, merges a beat shared with the previous
+    vector, keeps a beat shared with the next one, and emits the rest as W
+    beats; ``last`` comes from the burst lengths of the AWs already issued
+    (``lens``), so no W beat precedes its AW."""
 
     def __init__(self, *, lanes: int, beat_bytes: int, rec_layout, params: FabricParams):
         self.lanes = lanes
         self.beat_bytes = beat_bytes
-        self.nb_max = _span_beats(4 * lanes, beat_bytes)
+        self.nb_max = _max_span(lanes, beat_bytes)
         super().__init__({
             "records": In(stream.Signature(rec_layout)),
             "i": In(stream.Signature(vector_layout(params))),
+            "elem": In(2),
             "lens": In(stream.Signature(8)),
             "w": Out(stream.Signature(data.StructLayout({
                 "data": 8 * beat_bytes, "strb": beat_bytes, "last": 1}))),
@@ -415,22 +470,37 @@ class _WritePacker(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        bw = self.beat_bytes // 4
+        bw = self.beat_bytes             # bytes per beat: the unit of merging and strobes
         nbm = self.nb_max
         lanes = self.lanes
         rec = self.records.payload
         vec = self.i.payload.data
 
-        # G: the incoming vector placed in its beats (word j of the window)
-        gw = [Signal(32, name=f"gw{j}") for j in range(nbm * bw)]
-        gs = [Signal(name=f"gs{j}") for j in range(nbm * bw)]
-        with m.Switch(rec.o):
-            for oo in range(bw):
-                with m.Case(oo):
-                    for j in range(nbm * bw):
-                        if 0 <= j - oo < lanes:
-                            m.d.comb += [gw[j].eq(vec[j - oo]), gs[j].eq(1)]
-        pend_w = [Signal(32, name=f"pw{j}") for j in range(bw)]
+        # the vector's bytes, packed at the element width, with their strobes
+        packed = Signal(32 * lanes)
+        pstrb = Signal(4 * lanes)
+        with m.Switch(self.elem):
+            with m.Case(ELEM_INT32):
+                m.d.comb += [packed.eq(Cat(*vec)), pstrb.eq((1 << 4 * lanes) - 1)]
+            with m.Case(ELEM_INT16):
+                m.d.comb += [packed.eq(Cat(*[v[:16] for v in vec])),
+                             pstrb.eq((1 << 2 * lanes) - 1)]
+            with m.Default():
+                m.d.comb += [packed.eq(Cat(*[v[:8] for v in vec])),
+                             pstrb.eq((1 << lanes) - 1)]
+        # G: the packed bytes shifted up by the byte offset into the window
+        # (byte j of the window), least significant offset bit first
+        xd, xs = packed, pstrb
+        for k in range(_log2(self.beat_bytes)):
+            width = min(4 * lanes + (2 << k) - 1, nbm * bw)
+            xd = Mux(rec.o[k], Cat(C(0, 8 << k), xd), xd)[:8 * width]
+            xs = Mux(rec.o[k], Cat(C(0, 1 << k), xs), xs)[:width]
+        gall = Signal(8 * nbm * bw)
+        gsall = Signal(nbm * bw)
+        m.d.comb += [gall.eq(xd), gsall.eq(xs)]
+        gw = [gall.word_select(j, 8) for j in range(nbm * bw)]
+        gs = [gsall[j] for j in range(nbm * bw)]
+        pend_w = [Signal(8, name=f"pw{j}") for j in range(bw)]
         pend_s = [Signal(name=f"ps{j}") for j in range(bw)]
         mw = list(gw)
         ms = list(gs)
@@ -438,7 +508,7 @@ class _WritePacker(wiring.Component):
             mw[j] = Mux(rec.share & ~gs[j], pend_w[j], gw[j])
             ms[j] = gs[j] | (rec.share & pend_s[j])
 
-        fw = [Signal(32, name=f"fw{j}") for j in range(nbm * bw)]
+        fw = [Signal(8, name=f"fw{j}") for j in range(nbm * bw)]
         fs = [Signal(name=f"fs{j}") for j in range(nbm * bw)]
         idx = Signal(range(nbm))
         n_last = Signal(range(nbm))
@@ -455,8 +525,7 @@ class _WritePacker(wiring.Component):
             for b in range(nbm):
                 with m.Case(b):
                     m.d.comb += w.payload.data.eq(Cat(*fw[b * bw:(b + 1) * bw]))
-                    m.d.comb += w.payload.strb.eq(Cat(*[s.replicate(4)
-                                                        for s in fs[b * bw:(b + 1) * bw]]))
+                    m.d.comb += w.payload.strb.eq(Cat(*fs[b * bw:(b + 1) * bw]))
         with m.If(w_fire):
             m.d.sync += idx.eq(idx + 1)
             with m.If(w.payload.last):
@@ -585,15 +654,15 @@ class AGCU(wiring.Component):
         ap = self.axi_params
         bb = ap.bytes_per_beat
         lb = _log2(bb)
-        vb = 4 * p.lanes
         axi = self.axi
         start = self.start & ~self.busy
 
         # -- read stream ---------------------------------------------------------------------
         # Records wait for their beats: enough for every beat in flight plus the
         # vectors of one open burst.
-        rd_rec_depth = self.read_buffer_beats + MAX_VECTORS + 8
-        m.submodules.rd_walk = rw = _Walker(vector_bytes=vb, beat_bytes=bb, read=True,
+        mv = max_vectors(p.lanes, bb)
+        rd_rec_depth = self.read_buffer_beats + mv + 8
+        m.submodules.rd_walk = rw = _Walker(lanes=p.lanes, beat_bytes=bb, read=True,
                                             record_depth=rd_rec_depth)
         m.d.comb += [rw.pattern.eq(self.config.rd), rw.start.eq(start)]
         m.submodules.rd_buf = rbuf = fifo.SyncFIFOBuffered(width=8 * bb,
@@ -601,6 +670,7 @@ class AGCU(wiring.Component):
         m.submodules.rd_asm = ra = _ReadAssembler(lanes=p.lanes, beat_bytes=bb,
                                                   rec_layout=rw.rec_layout, params=p)
         wiring.connect(m, rw.records, ra.records)
+        m.d.comb += ra.elem.eq(self.config.rd.elem)
         wiring.connect(m, ra.o, wiring.flipped(self.o_vec))
         m.d.comb += [
             ra.beats.valid.eq(rbuf.r_rdy),
@@ -632,12 +702,13 @@ class AGCU(wiring.Component):
         rd_done = rw.done & (rw.record_level == 0) & ~self.o_vec.valid
 
         # -- write stream --------------------------------------------------------------------
-        m.submodules.wr_walk = ww = _Walker(vector_bytes=vb, beat_bytes=bb, read=False,
-                                            record_depth=2 * MAX_VECTORS)
+        m.submodules.wr_walk = ww = _Walker(lanes=p.lanes, beat_bytes=bb, read=False,
+                                            record_depth=2 * mv)
         m.d.comb += [ww.pattern.eq(self.config.wr), ww.start.eq(start)]
         m.submodules.wr_pack = wp = _WritePacker(lanes=p.lanes, beat_bytes=bb,
                                                  rec_layout=ww.rec_layout, params=p)
         wiring.connect(m, ww.records, wp.records)
+        m.d.comb += wp.elem.eq(self.config.wr.elem)
         wiring.connect(m, wiring.flipped(self.i_vec), wp.i)
         m.submodules.wr_lens = lens = fifo.SyncFIFOBuffered(width=8, depth=self.write_bursts)
         m.d.comb += [

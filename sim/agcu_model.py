@@ -3,8 +3,21 @@
 The AGCU walks an affine tile pattern per stream: a chain of
 ``AGCU_COUNTERS`` counters (innermost first) with a ``count`` and a byte
 ``stride`` each, plus a ``base`` byte address. Every iteration moves one
-vector of ``lanes`` 32-bit words, contiguous in DRAM at
-``base + sum(c_i * stride_i)`` (modulo 2**32; the address must be 4-aligned).
+vector of ``lanes`` elements, contiguous in DRAM at
+``base + sum(c_i * stride_i)`` (modulo 2**32). The element width ``elem``
+(:data:`ELEM_BYTES`) sets the element size and the alignment of ``base`` and
+the strides:
+
+==== ====== ===== ===========================================================
+elem  bytes align read: lane i =               write: stores
+==== ====== ===== ===========================================================
+0     4      4     the 32-bit word at addr+4i   each lane's 32 bits
+1     2      2     int16 at addr+2i, sign-ext.  each lane's low 16 bits
+2     1      1     int8 at addr+i, sign-ext.    each lane's low 8 bits
+3     1      1     uint8 at addr+i, zero-ext.   each lane's low 8 bits
+==== ====== ===== ===========================================================
+
+so a vector is ``lanes * ELEM_BYTES[elem]`` bytes of DRAM.
 
 This module gives, for a pattern:
 
@@ -17,11 +30,13 @@ This module gives, for a pattern:
   for ``layout.const(...)``.
 
 Coalescing rule (RTL and model alike). A vector covers beats ``f .. l`` (beat =
-``beat_bytes`` aligned bytes). If ``f`` equals the previous vector's last beat
+``beat_bytes`` aligned bytes; ``l`` from the vector's byte size). If ``f`` equals the previous vector's last beat
 ``l'``, that beat is *shared* (the read side keeps it, the write side merges
 both vectors' bytes into one beat); the vector then adds beats ``l'+1 .. l``.
 Added beats join the open burst when they continue it (``f`` is ``l'`` or
-``l'+1``) and the burst holds fewer than ``max_vectors`` vectors; otherwise the
+``l'+1``) and the burst holds fewer than ``max_vectors`` vectors
+(:func:`max_vectors`: enough for a 16-beat burst of the smallest vectors);
+otherwise the
 open burst is closed first. A burst is closed as soon as it holds 16 beats or
 reaches the end of a 4 KiB page, so bursts are greedy, never cross a page, and
 one vector's beats may straddle two bursts.
@@ -30,14 +45,19 @@ one vector's beats may straddle two bursts.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..hw.agcu import AGCU_COUNTERS, COUNT_BITS, MAX_BURST, MAX_VECTORS, PAGE_BYTES
+from ..hw.agcu import (AGCU_COUNTERS, COUNT_BITS, ELEM_BYTES, ELEM_INT8, ELEM_INT16,
+                       ELEM_INT32, ELEM_UINT8, MAX_BURST, PAGE_BYTES, max_vectors)
 
-__all__ = ["AGCU_COUNTERS", "COUNT_BITS", "MAX_BURST", "MAX_VECTORS", "PAGE_BYTES",
+__all__ = ["AGCU_COUNTERS", "COUNT_BITS", "ELEM_BYTES", "ELEM_INT32", "ELEM_INT16",
+           "ELEM_INT8", "ELEM_UINT8", "MAX_BURST", "PAGE_BYTES", "max_vectors",
            "Pattern", "vector_addresses", "AGCUModel", "agcu_config"]
+
+#: NumPy dtype of a DRAM element per ``elem``.
+_ELEM_DTYPE = ("<i4", "<i2", "i1", "u1")
 
 _MASK32 = 0xFFFF_FFFF
 
@@ -50,8 +70,9 @@ class Pattern:
     ``AGCU_COUNTERS`` with count 1. ``last_on`` (read stream only): 0 never
     marks ``last``; ``k`` in 1..3 marks it on every vector where counter
     ``k-1`` wraps (counters ``0..k-1`` all at their final value), e.g. 1 is
-    end of row and 3 is end of stream. A disabled pattern (``en=False``) or a
-    zero count moves nothing.
+    end of row and 3 is end of stream. ``elem`` is the element width (see the
+    module docstring); ``base`` and the strides must be multiples of its
+    size. A disabled pattern (``en=False``) or a zero count moves nothing.
     """
 
     base: int
@@ -59,6 +80,7 @@ class Pattern:
     strides: tuple = (0,)
     last_on: int = 0
     en: bool = True
+    elem: int = ELEM_INT32
 
     def __post_init__(self):
         counts = tuple(int(c) for c in self.counts)
@@ -73,13 +95,18 @@ class Pattern:
         for c in counts:
             if not 0 <= c < 1 << COUNT_BITS:
                 raise ValueError(f"Pattern: count {c} outside 0..{(1 << COUNT_BITS) - 1}")
+        if self.elem not in range(len(ELEM_BYTES)):
+            raise ValueError(f"Pattern: elem must be 0..{len(ELEM_BYTES) - 1}, got {self.elem!r}")
+        es = ELEM_BYTES[self.elem]
         for s in strides:
             if not -(1 << 31) <= s < 1 << 31:
                 raise ValueError(f"Pattern: stride {s} does not fit a signed 32-bit field")
-            if s % 4:
-                raise ValueError(f"Pattern: stride {s} is not a multiple of 4 bytes")
-        if self.base % 4 or not 0 <= self.base <= _MASK32:
-            raise ValueError(f"Pattern: base {self.base:#x} must be a 4-aligned 32-bit address")
+            if s % es:
+                raise ValueError(f"Pattern: stride {s} is not a multiple of {es} bytes "
+                                 f"(elem {self.elem})")
+        if self.base % es or not 0 <= self.base <= _MASK32:
+            raise ValueError(f"Pattern: base {self.base:#x} must be a {es}-aligned 32-bit "
+                             f"address (elem {self.elem})")
         if not 0 <= self.last_on <= AGCU_COUNTERS:
             raise ValueError(f"Pattern: last_on must be 0..{AGCU_COUNTERS}, got {self.last_on}")
         object.__setattr__(self, "counts", counts)
@@ -91,9 +118,13 @@ class Pattern:
             return 0
         return int(np.prod(self.counts))
 
+    @property
+    def elem_bytes(self) -> int:
+        return ELEM_BYTES[self.elem]
+
     def as_config(self, *, read: bool) -> dict:
         d = {"en": int(self.en), "base": self.base, "count": list(self.counts),
-             "stride": list(self.strides)}
+             "stride": list(self.strides), "elem": self.elem}
         if read:
             d["last_on"] = self.last_on
         return d
@@ -116,61 +147,71 @@ def vector_addresses(pattern: Pattern) -> list[tuple[int, bool]]:
 
 @dataclass
 class AGCUModel:
-    """The AGCU's data movement and coalescing, for ``lanes`` 32-bit words per
-    vector over a bus of ``beat_bytes`` per beat."""
+    """The AGCU's data movement and coalescing, for ``lanes`` lanes of 32 bits
+    per vector over a bus of ``beat_bytes`` per beat. ``max_vectors`` defaults
+    to the RTL's :func:`max_vectors` for these lanes and beat."""
 
     lanes: int
     beat_bytes: int = 16
     max_burst: int = MAX_BURST
-    max_vectors: int = MAX_VECTORS
+    max_vectors: int | None = None
     page_bytes: int = PAGE_BYTES
-    _vb: int = field(init=False)
 
     def __post_init__(self):
-        self._vb = 4 * self.lanes
+        if self.max_vectors is None:
+            self.max_vectors = max_vectors(self.lanes, self.beat_bytes)
 
-    @property
-    def vector_bytes(self) -> int:
-        return self._vb
+    def vector_bytes(self, pattern: Pattern | None = None) -> int:
+        """DRAM bytes of one vector of `pattern` (32-bit elements if None)."""
+        return self.lanes * (4 if pattern is None else pattern.elem_bytes)
 
     # -- data ------------------------------------------------------------------------
     def read(self, pattern: Pattern, mem) -> list[tuple[np.ndarray, bool]]:
         """The read stream: (uint32 lane words, last) per vector, read from the
-        little-endian byte image `mem` (bytes, bytearray or uint8 array)."""
+        little-endian byte image `mem` (bytes, bytearray or uint8 array); each
+        element sign- or zero-extended to its 32-bit lane per ``pattern.elem``."""
         image = bytes(mem)
+        vb = self.vector_bytes(pattern)
+        dtype = _ELEM_DTYPE[pattern.elem]
         out = []
         for addr, last in vector_addresses(pattern):
-            raw = image[addr:addr + self._vb]
-            if len(raw) != self._vb:
+            raw = image[addr:addr + vb]
+            if len(raw) != vb:
                 raise ValueError(f"vector at {addr:#x} lies outside the {len(image)}-byte image")
-            out.append((np.frombuffer(raw, dtype="<u4").copy(), last))
+            lanes = np.frombuffer(raw, dtype=dtype).astype(np.int64) & 0xFFFF_FFFF
+            out.append((lanes.astype(np.uint32), last))
         return out
 
     def write(self, pattern: Pattern, mem: bytearray, vectors) -> bytearray:
         """Store `vectors` (each `lanes` uint32 words) through the write
-        pattern into `mem` in place (later vectors win where they overlap);
-        returns `mem`. Extra vectors are ignored; missing ones are an error."""
+        pattern into `mem` in place, each lane truncated to the element width
+        (later vectors win where they overlap); returns `mem`. Extra vectors
+        are ignored; missing ones are an error."""
         addrs = vector_addresses(pattern)
+        vb = self.vector_bytes(pattern)
+        es = pattern.elem_bytes
         if len(vectors) < len(addrs):
             raise ValueError(f"write pattern needs {len(addrs)} vectors, got {len(vectors)}")
         for (addr, _), vec in zip(addrs, vectors):
-            raw = np.asarray(vec, dtype="<u4").tobytes()
-            if addr + self._vb > len(mem):
+            words = np.asarray(vec, dtype="<u4").reshape(self.lanes)
+            raw = words.view(np.uint8).reshape(self.lanes, 4)[:, :es].tobytes()
+            if addr + vb > len(mem):
                 raise ValueError(f"vector at {addr:#x} lies outside the {len(mem)}-byte image")
-            mem[addr:addr + self._vb] = raw
+            mem[addr:addr + vb] = raw
         return mem
 
     # -- bursts ----------------------------------------------------------------------
     def bursts(self, pattern: Pattern) -> list[tuple[int, int]]:
         """The INCR bursts (byte address, beats) issued for `pattern`, in order."""
         bb = self.beat_bytes
+        vb = self.vector_bytes(pattern)
         page = self.page_bytes // bb
         bursts = []
         cur = None                        # [first beat, beats, vectors]
         prev_l = None
         for addr, _ in vector_addresses(pattern):
             f = addr // bb
-            l = (addr + self._vb - 1) // bb
+            l = (addr + vb - 1) // bb
             share = prev_l is not None and f == prev_l
             contig = prev_l is not None and f == prev_l + 1
             if cur is not None and (not (share or contig) or cur[2] == self.max_vectors):
