@@ -62,6 +62,12 @@ class Hop(wiring.Component):
     ``o.valid``/``o.payload`` and ``i.ready`` are driven only from registers,
     so the stage cuts every combinational path in both directions; with two
     entries it still accepts one transfer per cycle under continuous flow.
+
+    The output register ``head`` loads either the input or the skid register
+    ``tail``; ``tail`` only ever loads the input, and only when the output is
+    stalled. So each payload bit is one 2:1 mux into a clock-enabled flop plus
+    one clock-enabled flop (the enables are shared by all bits), rather than
+    the 3:1 mux per register of a two-entry queue that shifts its entries.
     """
 
     def __init__(self, layout):
@@ -73,31 +79,27 @@ class Hop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        head = Signal(self._layout)
-        tail = Signal(self._layout)
-        count = Signal(range(3))
-
-        push = self.i.valid & self.i.ready
-        pop = self.o.valid & self.o.ready
+        head = Signal(self._layout)         # the output register (older word)
+        tail = Signal(self._layout)         # the skid register (newer word)
+        head_valid = Signal()
+        tail_valid = Signal()
+        count = Signal(range(3))            # words held (for the formal invariants)
 
         m.d.comb += [
-            self.o.valid.eq(count != 0),
+            count.eq(head_valid + tail_valid),
+            self.o.valid.eq(head_valid),
             self.o.payload.eq(head),
-            self.i.ready.eq(count != 2),
+            self.i.ready.eq(~tail_valid),
         ]
-        with m.If(push & ~pop):
-            m.d.sync += count.eq(count + 1)
-            with m.If(count == 0):
-                m.d.sync += head.eq(self.i.payload)
-            with m.Else():
-                m.d.sync += tail.eq(self.i.payload)
-        with m.Elif(pop & ~push):
-            m.d.sync += [count.eq(count - 1), head.eq(tail)]
-        with m.Elif(pop & push):
-            with m.If(count == 1):
-                m.d.sync += head.eq(self.i.payload)
-            with m.Else():
-                m.d.sync += [head.eq(tail), tail.eq(self.i.payload)]
+        with m.If(~head_valid | self.o.ready):
+            # The output register is free (or being emptied): refill it from the
+            # skid register if that holds a word, else from the input.
+            m.d.sync += [head.eq(Mux(tail_valid, tail, self.i.payload)),
+                         head_valid.eq(tail_valid | self.i.valid),
+                         tail_valid.eq(0)]
+        with m.Elif(~tail_valid):
+            # Output stalled with one word: a new word goes to the skid register.
+            m.d.sync += [tail.eq(self.i.payload), tail_valid.eq(self.i.valid)]
         return m
 
 

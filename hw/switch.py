@@ -21,7 +21,7 @@ from amaranth.lib.wiring import In, Out
 from .links import NETWORKS, Hop, network_layout
 from .params import FabricParams
 
-__all__ = ["select_layout", "Crossbar", "Switch", "SIDES", "switch_ports", "switch_config_layout"]
+__all__ = ["select_layout", "mux_tree", "Crossbar", "Switch", "SIDES", "switch_ports", "switch_config_layout"]
 
 #: Sides of a switch in the order every port list uses.
 SIDES = ("N", "E", "S", "W")
@@ -56,6 +56,21 @@ def switch_config_layout(params: FabricParams) -> data.StructLayout:
         inputs, outputs = switch_ports(params, net)
         fields[net] = data.ArrayLayout(select_layout(len(inputs)), len(outputs))
     return data.StructLayout(fields)
+
+
+def mux_tree(sel, options):
+    """``options[sel]`` as a binary tree of 2:1 muxes on the bits of `sel`
+    (codes past the end give 0). Yosys/ABC map that to fewer ECP5 LUTs than
+    the ``$pmux`` that a ``Switch`` on `sel` becomes (the same construction as
+    the PCU's operand muxes)."""
+    sel = Value.cast(sel)
+    opts = [Value.cast(v) for v in options]
+    width = max(len(v) for v in opts)
+    n = 1 << len(sel)
+    opts = (opts + [Const(0, width)] * n)[:n]
+    for bit in range(len(sel)):
+        opts = [Mux(sel[bit], opts[i + 1], opts[i]) for i in range(0, len(opts), 2)]
+    return opts[0]
 
 
 class Crossbar(wiring.Component):
@@ -98,14 +113,12 @@ class Crossbar(wiring.Component):
         src_valid = Signal(self._n_out)
         for k, hop in enumerate(hops):
             cfg = self.config[k]
-            with m.Switch(cfg.sel):
-                for j in range(self._n_in):
-                    with m.Case(j):
-                        m.d.comb += [
-                            src_valid[k].eq(self.i[j].valid),
-                            hop.i.payload.eq(self.i[j].payload),
-                        ]
-            m.d.comb += hop.i.valid.eq(cfg.en & src_valid[k] & ~taken[k])
+            m.d.comb += [
+                src_valid[k].eq(mux_tree(cfg.sel, [self.i[j].valid for j in range(self._n_in)])),
+                hop.i.payload.eq(mux_tree(cfg.sel, [self.i[j].payload.as_value()
+                                                    for j in range(self._n_in)])),
+                hop.i.valid.eq(cfg.en & src_valid[k] & ~taken[k]),
+            ]
 
         # Input j is consumed when every output selecting it has taken or is
         # taking the word. An input that no output selects is never consumed.
