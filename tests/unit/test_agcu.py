@@ -2,8 +2,10 @@
 byte-exact, through the RTL DRAM (hw/dram.py) with random ready/valid stalls
 on every AXI channel (a throttle stage per channel) and on both vector
 streams, the AXI4 protocol checker (hw/axi_check.py) on the AGCU's port, the
-bursts compared with the model's coalescing, int8/int16/int32 tiles checked
-against NumPy slicing, and the streaming bandwidth measured."""
+bursts compared with the model's coalescing, every element width (int32,
+int16, int8, uint8) at random element alignments, int8/int16/int32 tiles
+checked against NumPy slicing (sign-extended reads, truncating writes), and
+the streaming bandwidth measured from the AGCU's counters."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from tessera.hw.agcu import AGCU, MAX_BURST, PAGE_BYTES
+from tessera.hw.agcu import (AGCU, ELEM_BYTES, ELEM_INT8, ELEM_INT16, ELEM_INT32, ELEM_UINT8,
+                             MAX_BURST, PAGE_BYTES)
 from tessera.hw.axi_check import AXIError, attach_checker
 from tessera.hw.dram import DRAM
 from tessera.hw.links import vector_layout
@@ -198,47 +201,51 @@ def simulate(top, bench):
 
 # -- random patterns -----------------------------------------------------------------------
 
-def random_pattern(rng, vb, mem_bytes, *, read):
-    """A random affine pattern that stays inside [0, mem_bytes)."""
+def random_pattern(rng, lanes, mem_bytes, *, read, elem=ELEM_INT32):
+    """A random affine pattern of `elem` elements that stays inside
+    [0, mem_bytes), with base and strides at random element alignments."""
+    es = ELEM_BYTES[elem]
+    vb = lanes * es
     counts = [rng.choice([1, 1, 2, 3, 4, 5, 8]), rng.choice([1, 1, 2, 3, 4]),
               rng.choice([1, 1, 1, 2, 3])]
     kind = rng.random()
     if kind < 0.45:
         s0 = vb                                           # contiguous
     elif kind < 0.6:
-        s0 = vb + 4 * rng.randrange(1, 8)                 # small gaps
+        s0 = vb + es * rng.randrange(1, 32 // es)         # small gaps
     elif kind < 0.7:
-        s0 = 4 * rng.randrange(1, vb // 4)                # overlapping vectors
+        s0 = es * rng.randrange(1, lanes) if lanes > 1 else 0   # overlapping vectors
     elif kind < 0.75:
         s0 = 0
     else:
-        s0 = 4 * rng.randrange(-64, 96)
+        s0 = es * rng.randrange(-256 // es, 384 // es)
     if rng.random() < 0.5:
         s1 = counts[0] * s0 if s0 > 0 else vb * counts[0]   # contiguous rows
     else:
-        s1 = 4 * rng.randrange(-128, 384)
-    s2 = 4 * rng.randrange(-512, 1024)
+        s1 = es * rng.randrange(-512 // es, 1536 // es)
+    s2 = es * rng.randrange(-2048 // es, 4096 // es)
     strides = [s0, s1, s2]
     offs = [0]
     for c, s in zip(counts, strides):
         offs = [o + i * s for o in offs for i in (0, c - 1)]
     lo, hi = min(offs), max(offs) + vb
     if hi - lo > mem_bytes:
-        return random_pattern(rng, vb, mem_bytes, read=read)
-    base = -lo + 4 * rng.randrange(0, (mem_bytes - (hi - lo)) // 4 + 1)
+        return random_pattern(rng, lanes, mem_bytes, read=read, elem=elem)
+    base = -lo + es * rng.randrange(0, (mem_bytes - (hi - lo)) // es + 1)
     if rng.random() < 0.3:
         # put the 4 KiB page boundary inside the pattern's span where it fits
-        first = PAGE_BYTES - 4 * rng.randrange(1, max(2, (hi - lo) // 4))
+        first = PAGE_BYTES - es * rng.randrange(1, max(2, (hi - lo) // es))
         if first >= 0 and first + (hi - lo) <= mem_bytes:
             base = first - lo
     return Pattern(base=base, counts=tuple(counts), strides=tuple(strides),
-                   last_on=rng.randrange(4) if read else 0)
+                   last_on=rng.randrange(4) if read else 0, elem=elem)
 
 
-def _overlap(a, b, vb):
+def _overlap(a, b, lanes):
     ra = [x for x, _ in vector_addresses(a)]
     rb = [x for x, _ in vector_addresses(b)]
-    return min(ra) < max(rb) + vb and min(rb) < max(ra) + vb
+    va, vb = lanes * a.elem_bytes, lanes * b.elem_bytes
+    return min(ra) < max(rb) + vb and min(rb) < max(ra) + va
 
 
 def check_against_model(params, model, image_before, image_after, case, got, ars, aws):
@@ -264,27 +271,35 @@ def check_against_model(params, model, image_before, image_after, case, got, ars
                              f"(write pattern {write})")
 
 
+ALL_ELEMS = (ELEM_INT32, ELEM_INT16, ELEM_INT8, ELEM_UINT8)
+
+
 def run_random(params, seed, ncases, *, latency=16, mem_bytes=8192, stalls=(0, 4, 8, 12),
-               **agcu_kwargs):
+               elems=ALL_ELEMS, **agcu_kwargs):
+    """`ncases` random read/write pattern pairs, each stream with an element
+    width drawn from `elems`, against the model."""
     rng = random.Random(seed)
-    vb = 4 * params.lanes
+    lanes = params.lanes
     model = AGCUModel(lanes=params.lanes, beat_bytes=params.dram_bytes_per_cycle)
     top = Top(params, dram_bytes=mem_bytes, latency=latency, **agcu_kwargs)
     cases = []
     for i in range(ncases):
         r = rng.random()
-        read = random_pattern(rng, vb, mem_bytes, read=True) if r < 0.75 else None
-        write = random_pattern(rng, vb, mem_bytes, read=False) if r > 0.35 else None
+        read = (random_pattern(rng, lanes, mem_bytes, read=True, elem=rng.choice(elems))
+                if r < 0.75 else None)
+        write = (random_pattern(rng, lanes, mem_bytes, read=False, elem=rng.choice(elems))
+                 if r > 0.35 else None)
         for _ in range(20):
             # the two streams run concurrently: what a read sees of a region being
             # written is a race, so the compiler never overlaps them in one run
-            if read is None or write is None or not _overlap(read, write, vb):
+            if read is None or write is None or not _overlap(read, write, lanes):
                 break
-            write = random_pattern(rng, vb, mem_bytes, read=False)
+            write = random_pattern(rng, lanes, mem_bytes, read=False, elem=write.elem)
         else:
             write = None
         if rng.random() < 0.04 and read is not None:
-            read = Pattern(base=read.base, counts=(0, 2), strides=(vb, 0))   # empty stream
+            read = Pattern(base=read.base, counts=(0, 2), strides=(lanes * read.elem_bytes, 0),
+                           elem=read.elem)    # empty stream
         nw = write.vectors if write is not None else 0
         wvecs = [np.array([rng.getrandbits(32) for _ in range(params.lanes)], dtype=np.uint32)
                  for _ in range(nw)]
@@ -375,6 +390,53 @@ def test_model_bursts_rules():
     assert bs == [(0, 6)]
 
 
+def test_model_bursts_narrow_elements():
+    """Narrow elements: several vectors per beat still coalesce into
+    16-beat bursts; odd byte offsets; a vector straddling beats."""
+    m4 = AGCUModel(lanes=4, beat_bytes=16)
+    m8 = AGCUModel(lanes=8, beat_bytes=16)
+    # int8, 4 lanes: 4 vectors per beat; 128 vectors = 32 beats in two full bursts
+    assert m4.max_vectors == 64
+    assert m4.bursts(Pattern(base=0, counts=(128,), strides=(4,), elem=ELEM_INT8)) == \
+        [(0, 16), (256, 16)]
+    # int8, 8 lanes, 3 bytes off the beat: 64 vectors of 8 bytes = 512 bytes over 33 beats
+    assert m8.bursts(Pattern(base=3, counts=(64,), strides=(8,), elem=ELEM_UINT8)) == \
+        [(0, 16), (256, 16), (512, 1)]
+    # int16, 8 lanes (16 bytes), 2 bytes off: every vector straddles two beats
+    assert m8.bursts(Pattern(base=4096 - 30, counts=(4,), strides=(16,), elem=ELEM_INT16)) == \
+        [(4096 - 32, 2), (4096, 3)]
+    # a sliding int8 window (stride 1): one beat fetched once while vectors share it
+    assert m4.bursts(Pattern(base=5, counts=(8,), strides=(1,), elem=ELEM_INT8)) == [(0, 1)]
+    # ... but a window straddling two beats starts before the kept beat: refetched
+    assert m4.bursts(Pattern(base=13, counts=(3,), strides=(1,), elem=ELEM_INT8)) == [(0, 2)] * 3
+    # element alignment is enforced by the model
+    with pytest.raises(ValueError, match="2-aligned"):
+        Pattern(base=3, counts=(2,), strides=(16,), elem=ELEM_INT16)
+    with pytest.raises(ValueError, match="multiple of 4 bytes"):
+        Pattern(base=0, counts=(2,), strides=(6,))
+    with pytest.raises(ValueError, match="elem must be 0..3"):
+        Pattern(base=0, elem=4)
+
+
+def test_model_element_widths():
+    """The model's element widening and narrowing, against NumPy."""
+    m = AGCUModel(lanes=4)
+    image = bytes(range(256)) * 2
+    for elem, dtype in ((ELEM_INT16, "<i2"), (ELEM_INT8, "i1"), (ELEM_UINT8, "u1")):
+        es = ELEM_BYTES[elem]
+        pat = Pattern(base=126, counts=(3,), strides=(10 * es,), elem=elem)
+        for k, (w, _) in enumerate(m.read(pat, image)):
+            a = 126 + 10 * es * k
+            expect = np.frombuffer(image[a:a + 4 * es], dtype=dtype).astype(np.int64)
+            np.testing.assert_array_equal(w.astype(np.int32) if dtype != "u1" else w, expect)
+        mem = bytearray(64)
+        vec = np.array([0x8180_7FFE, 0x1234_5678, 0xFFFF_FFFF, 0x0000_0080], dtype=np.uint32)
+        m.write(Pattern(base=5 * es, elem=elem), mem, [vec])
+        expect = bytearray(64)
+        expect[5 * es:9 * es] = vec.astype(dtype).tobytes()
+        assert mem == expect
+
+
 def test_model_matches_numpy_tiles():
     """The model alone: int8/int16/int32 tiles of a matrix read and written
     through a 2-D pattern equal NumPy slicing."""
@@ -391,6 +453,69 @@ def test_model_matches_numpy_tiles():
                       strides=(16, cols * es))
         got = np.concatenate([w for w, _ in m.read(pat, image)]).view(dtype).reshape(5, -1)
         np.testing.assert_array_equal(got, a[3:8, c0:c0 + 2 * per_vec])
+
+
+@pytest.mark.parametrize("params", [SMALL, DEFAULT], ids=["lanes4", "lanes8"])
+def test_tiles_elem_widths(params):
+    """Tiles of int8/uint8/int16/int32 matrices at any element column offset,
+    read with the matching ``elem``: lane k of each vector is the element,
+    sign- (zero- for uint8) extended to int32, as NumPy's astype. A tile of
+    arbitrary int32 values written with ``elem`` stores them truncated (as
+    NumPy's astype) into exactly that slice, leaving every other byte."""
+    rng = np.random.default_rng(11)
+    prng = random.Random(11)
+    lanes = params.lanes
+    mem = 8192
+    top = Top(params, dram_bytes=mem, latency=20)
+    cases = []
+    kinds = ((np.int8, ELEM_INT8), (np.uint8, ELEM_UINT8), (np.int16, ELEM_INT16),
+             (np.int32, ELEM_INT32), (np.int8, ELEM_INT8), (np.int16, ELEM_INT16))
+    for dtype, elem in kinds:
+        es = np.dtype(dtype).itemsize
+        cols = lanes * 3 + int(rng.integers(0, 7))
+        rows = int(rng.integers(3, 7))
+        pitch = cols * es
+        a = rng.integers(np.iinfo(dtype).min, np.iinfo(dtype).max, size=(rows, cols),
+                         endpoint=True).astype(dtype)
+        a_base = es * int(rng.integers(0, 800 // es))
+        b_base = 4096 - es * int(rng.integers(0, 240 // es))     # straddles the 4 KiB page
+        r0 = int(rng.integers(0, rows - 2))
+        h = rows - r0 - int(rng.integers(0, 2))
+        w_vecs = int(rng.integers(1, 3))
+        w = w_vecs * lanes
+        c0 = int(rng.integers(0, cols - w + 1))                    # any element offset
+        tile = Pattern(base=a_base + r0 * pitch + c0 * es, counts=(w_vecs, h),
+                       strides=(lanes * es, pitch), last_on=1, elem=elem)
+        dst = Pattern(base=b_base + r0 * pitch + c0 * es, counts=(w_vecs, h),
+                      strides=(lanes * es, pitch), elem=elem)
+        cases.append((dtype, a, a_base, b_base, r0, h, c0, w, tile, dst))
+
+    async def bench(ctx):
+        for dtype, a, a_base, b_base, r0, h, c0, w, tile, dst in cases:
+            image = bytearray(prng.randbytes(mem))
+            image[a_base:a_base + a.nbytes] = a.tobytes()
+            b = a[::-1].copy()
+            image[b_base:b_base + b.nbytes] = b.tobytes()
+            await preload(ctx, top, bytes(image))
+            newtile = rng.integers(0, 1 << 32, size=(h, w), dtype=np.uint64).astype(np.uint32)
+            got, ars, aws, _ = await run_case(ctx, top, prng, read=tile, write=dst,
+                                              wvecs=list(newtile.reshape(-1, lanes)),
+                                              stall=6, vstall=0.3)
+            lanes_got = np.concatenate([v for v, _ in got]).view(np.int32).reshape(h, w)
+            np.testing.assert_array_equal(lanes_got, a[r0:r0 + h, c0:c0 + w].astype(np.int32),
+                                          err_msg=f"{dtype.__name__} tile read")
+            assert [last for _, last in got] == [int((k + 1) % (w // lanes) == 0)
+                                                 for k in range(len(got))]
+            after = await readback(ctx, top, mem)
+            expect_b = b.copy()
+            expect_b[r0:r0 + h, c0:c0 + w] = newtile.astype(dtype)
+            got_b = np.frombuffer(after[b_base:b_base + b.nbytes], dtype=dtype).reshape(b.shape)
+            np.testing.assert_array_equal(got_b, expect_b, err_msg=f"{dtype.__name__} write")
+            assert after[:b_base] == bytes(image[:b_base])
+            assert after[b_base + b.nbytes:] == bytes(image[b_base + b.nbytes:])
+            assert ctx.get(top.checker.errors) == 0
+
+    simulate(top, bench)
 
 
 @pytest.mark.parametrize("params", [SMALL, DEFAULT], ids=["lanes4", "lanes8"])
@@ -458,9 +583,19 @@ def test_tiles_int8_int16_int32(params):
 ], ids=["lanes4-a", "lanes4-b", "lanes8"])
 def test_random_patterns(params, seed, ncases):
     """Random patterns (contiguous, gapped, overlapping, stride 0, negative,
-    across pages; random 4-aligned bases) with random stalls: read vectors
-    and the written memory byte-exact, bursts as the model coalesces them."""
+    across pages; every element width at random element-aligned bases and
+    strides) with random stalls: read vectors and the written memory
+    byte-exact, bursts as the model coalesces them."""
     run_random(params, seed, ncases)
+
+
+@pytest.mark.parametrize("params, seed, ncases", [
+    (SMALL, 21, 60), (DEFAULT, 22, 60),
+], ids=["lanes4", "lanes8"])
+def test_random_patterns_narrow(params, seed, ncases):
+    """As above with int8, uint8 and int16 elements only: odd byte offsets,
+    several vectors per beat, vectors straddling beats."""
+    run_random(params, seed, ncases, elems=(ELEM_INT16, ELEM_INT8, ELEM_UINT8))
 
 
 CORNERS = [
@@ -478,10 +613,23 @@ CORNERS = [
     # rows that continue each other across counter wraps, backwards in the outer counter
     (DEFAULT, Pattern(base=8192 + 4, counts=(2, 3, 2), strides=(32, 64, -192)),
      Pattern(base=4092, counts=(3, 2, 2), strides=(32, 96, 192))),
+    # int8 stride 0 on one beat (bursts close on max_vectors) and a sliding int8
+    # write window (stride 1: every vector overlaps the previous one, last wins)
+    (SMALL, Pattern(base=71, counts=(140,), strides=(0,), last_on=1, elem=ELEM_INT8),
+     Pattern(base=4096 + 9, counts=(20, 2), strides=(1, 3), elem=ELEM_INT8)),
+    # contiguous uint8 / int16 across a page end at odd offsets: 16-beat bursts
+    # cut at 4096 while two vectors share each beat
+    (DEFAULT, Pattern(base=4096 - 333, counts=(90,), strides=(8,), last_on=3, elem=ELEM_UINT8),
+     Pattern(base=8192 + 4096 - 334, counts=(50,), strides=(16,), elem=ELEM_INT16)),
+    # int16 rows that continue each other backwards, 2 bytes off the beat
+    (DEFAULT, Pattern(base=8192 + 4098, counts=(2, 3, 2), strides=(16, 32, -96),
+                      elem=ELEM_INT16),
+     Pattern(base=17, counts=(3, 4), strides=(-8, 24), elem=ELEM_INT8)),
 ]
 
 
-@pytest.mark.parametrize("params, read, write", CORNERS, ids=[f"corner{k}" for k in range(4)])
+@pytest.mark.parametrize("params, read, write", CORNERS,
+                         ids=[f"corner{k}" for k in range(len(CORNERS))])
 def test_corner_patterns(params, read, write):
     rng = random.Random(3)
     mem = 16384
@@ -598,54 +746,73 @@ def test_empty_and_disabled_streams():
 
 # -- bandwidth -----------------------------------------------------------------------------
 
-def measure_stream(params, nbytes, *, copy: bool, offset=0, latency=64):
-    """A contiguous read stream of `nbytes` from byte `offset` (consumed at
-    once), or a copy read -> o_vec -> i_vec -> write of them, against the DRAM
-    at `latency` cycles and 16 B/cycle shared by reads and writes. Returns the
-    bytes moved (read + written) per cycle as a fraction of the DRAM's
-    bandwidth, from start to done, and details (cycles, bursts, steady state:
-    the same fraction over the middle half of the o_vec transfers)."""
-    vb = 4 * params.lanes
+LANES16 = preset("plasticine")     # 16 lanes: an int8 vector is one 16-byte beat
+
+
+def measure_stream(params, nbytes, *, copy: bool, offset=0, latency=64, elem=ELEM_INT32):
+    """A contiguous read stream of `nbytes` of `elem` elements from byte
+    `offset` (consumed at once), or a copy read -> o_vec -> i_vec -> write of
+    them, against the DRAM at `latency` cycles and 16 B/cycle shared by reads
+    and writes. Returns the bytes moved (read + written tensor bytes) per
+    cycle as a fraction of the DRAM's bandwidth, from start to done, and
+    details: cycles, bursts, the AGCU's read_bytes/write_bytes counters (AXI
+    traffic), and the steady state (the same fraction over the middle half
+    of the o_vec transfers)."""
+    vb = params.lanes * ELEM_BYTES[elem]
     bpc = params.dram_bytes_per_cycle
     mem = 2 * nbytes + 8192
     top = Top(params, dram_bytes=1 << (mem - 1).bit_length(), latency=latency, throttle=False,
               loopback=copy)
+    model = AGCUModel(lanes=params.lanes, beat_bytes=bpc)
     n = nbytes // vb
-    read = Pattern(base=offset, counts=(n,), strides=(vb,))
-    write = Pattern(base=nbytes + 4096 + offset, counts=(n,), strides=(vb,)) if copy else None
+    read = Pattern(base=offset, counts=(n,), strides=(vb,), elem=elem)
+    write = (Pattern(base=nbytes + 4096 + offset, counts=(n,), strides=(vb,), elem=elem)
+             if copy else None)
     result = {}
 
     async def bench(ctx):
         rng = random.Random(0)
-        image = rng.randbytes(nbytes + 2 * bpc)
+        image = rng.randbytes(nbytes + offset + 2 * bpc)
         await preload(ctx, top, image)
         ofires = []
+        start = ctx.get(top.cycle)
         got, ars, aws, cycles = await run_case(ctx, top, rng, read=read, write=write,
                                                timeout=20 * n + 1000, ofires=ofires)
+        result["cycles"] = ctx.get(top.cycle) - start - 1     # start pulse to done
+        assert result["cycles"] == cycles + 1
         src = image[offset:offset + nbytes]
         if copy:
             dst = nbytes + 4096 + offset
             after = await readback(ctx, top, dst + nbytes + 2 * bpc)
             assert after[dst:dst + nbytes] == src
         else:
-            assert np.concatenate([w for w, _ in got]).tobytes() == src
-        result["cycles"] = cycles + 1
+            expect = model.read(read, image)
+            assert len(got) == n
+            np.testing.assert_array_equal(np.concatenate([w for w, _ in got]),
+                                          np.concatenate([w for w, _ in expect]))
+        assert ars == model.bursts(read)
+        result["read_bytes"] = ctx.get(top.agcu.read_bytes)
+        result["write_bytes"] = ctx.get(top.agcu.write_bytes)
+        assert result["read_bytes"] == bpc * model.beats(read)
         result["read_bursts"] = len(ars)
         result["burst_beats"] = max(b for _, b in ars)
         # steady state: the middle half of the o_vec transfers
         per_vec = vb * (2 if copy else 1)
         mid = ofires[n // 4:3 * n // 4]
         result["steady"] = (len(mid) - 1) * per_vec / ((mid[-1] - mid[0]) * bpc)
+        result["vectors_per_cycle"] = (len(mid) - 1) / (mid[-1] - mid[0])
 
     simulate(top, bench)
     moved = nbytes * (2 if copy else 1)
+    result["bytes_per_cycle"] = moved / result["cycles"]
+    result["axi_bytes_per_cycle"] = (result["read_bytes"] + result["write_bytes"]) / result["cycles"]
     return moved / (result["cycles"] * bpc), result
 
 
 @pytest.mark.parametrize("offset", [0, 4], ids=["aligned", "offset4"])
 @pytest.mark.parametrize("params", [SMALL, DEFAULT], ids=["lanes4", "lanes8"])
 def test_streaming_read_bandwidth(params, offset, record_property):
-    """Read-only streaming of 16 KiB with 64 cycles of DRAM latency."""
+    """Read-only streaming of 16 KiB of 32-bit words with 64 cycles of DRAM latency."""
     frac, r = measure_stream(params, 16384, copy=False, offset=offset)
     record_property("read_fraction", round(frac, 4))
     record_property("read_steady_fraction", round(r["steady"], 4))
@@ -655,15 +822,57 @@ def test_streaming_read_bandwidth(params, offset, record_property):
     assert frac >= 0.9 and r["steady"] >= 0.99 and r["burst_beats"] == MAX_BURST
 
 
-@pytest.mark.parametrize("offset", [0, 4], ids=["aligned", "offset4"])
-@pytest.mark.parametrize("params", [SMALL, DEFAULT], ids=["lanes4", "lanes8"])
-def test_streaming_copy_bandwidth(params, offset, record_property):
+# A vector is one transfer per cycle on o_vec, so a stream of vectors narrower
+# than a beat is bounded by the vector port, not by DRAM: lanes x element bytes
+# per cycle. The bound below is min(DRAM, port); where the vector is at least a
+# beat (int16 at 8 lanes, int8 at 16 lanes) it is the DRAM's 16 B/cycle.
+NARROW_READS = [
+    (DEFAULT, ELEM_INT16, 0), (DEFAULT, ELEM_INT16, 6),
+    (LANES16, ELEM_INT8, 0), (LANES16, ELEM_INT8, 5),
+    (DEFAULT, ELEM_INT8, 0), (DEFAULT, ELEM_UINT8, 3),
+    (SMALL, ELEM_INT16, 2), (SMALL, ELEM_INT8, 7),
+]
+
+
+@pytest.mark.parametrize("params, elem, offset", NARROW_READS,
+                         ids=[f"lanes{p.lanes}-{['int32', 'int16', 'int8', 'uint8'][e]}-off{o}"
+                              for p, e, o in NARROW_READS])
+def test_streaming_read_bandwidth_narrow(params, elem, offset, record_property):
+    """Long contiguous int16/int8 reads (16 KiB, 64 cycles of latency) at
+    element offsets: bytes per cycle from start to done >= 90% of min(DRAM
+    bandwidth, vector port), one vector per cycle in steady state, 16-beat
+    bursts, the AGCU's read_bytes counter equal to the model's beats."""
+    nbytes = 16384 if params.lanes * ELEM_BYTES[elem] >= 8 else 8192
+    frac, r = measure_stream(params, nbytes, copy=False, offset=offset, elem=elem)
+    bpc = params.dram_bytes_per_cycle
+    bound = min(1.0, params.lanes * ELEM_BYTES[elem] / bpc)
+    record_property("read_fraction", round(frac, 4))
+    record_property("read_bytes_per_cycle", round(r["bytes_per_cycle"], 3))
+    record_property("read_steady_fraction", round(r["steady"], 4))
+    print(f"\nread-only streaming, lanes={params.lanes}, elem {elem}, offset {offset}: "
+          f"{r['bytes_per_cycle']:.2f} tensor B/cycle = {frac:.3f} of {bpc} B/cycle start to "
+          f"done ({r['cycles']} cycles, {nbytes} B; AXI {r['axi_bytes_per_cycle']:.2f} B/cycle "
+          f"from read_bytes), bound {bound:.2f}, steady state {r['steady']:.3f} "
+          f"({r['vectors_per_cycle']:.3f} vectors/cycle)")
+    assert frac >= 0.9 * bound
+    assert r["steady"] >= 0.99 * bound and r["burst_beats"] == MAX_BURST
+
+
+COPIES = [(SMALL, ELEM_INT32, 0), (SMALL, ELEM_INT32, 4), (DEFAULT, ELEM_INT32, 0),
+          (DEFAULT, ELEM_INT32, 4), (DEFAULT, ELEM_INT8, 3), (DEFAULT, ELEM_INT16, 10)]
+
+
+@pytest.mark.parametrize("params, elem, offset", COPIES,
+                         ids=[f"lanes{p.lanes}-{['int32', 'int16', 'int8', 'uint8'][e]}-off{o}"
+                              for p, e, o in COPIES])
+def test_streaming_copy_bandwidth(params, elem, offset, record_property):
     """DRAM -> o_vec -> i_vec -> DRAM, 8 KiB each way: reads and writes share
-    the DRAM's 16 B/cycle, so the figure is (read + written bytes) / cycle."""
-    frac, r = measure_stream(params, 8192, copy=True, offset=offset)
+    the DRAM's 16 B/cycle, so the figure is (read + written bytes) / cycle.
+    With int8/int16 the read widens and the write narrows: an exact copy."""
+    frac, r = measure_stream(params, 8192, copy=True, offset=offset, elem=elem)
     record_property("copy_fraction", round(frac, 4))
     record_property("copy_steady_fraction", round(r["steady"], 4))
-    print(f"\nstreaming copy, lanes={params.lanes}, offset {offset}: {frac:.3f} of "
-          f"{params.dram_bytes_per_cycle} B/cycle (read + write) start to done "
+    print(f"\nstreaming copy, lanes={params.lanes}, elem {elem}, offset {offset}: {frac:.3f} "
+          f"of {params.dram_bytes_per_cycle} B/cycle (read + write) start to done "
           f"({r['cycles']} cycles, 8 KiB each way), steady state {r['steady']:.3f}")
     assert frac >= 0.9 and r["steady"] >= 0.99
