@@ -1,0 +1,125 @@
+"""Draw a placed and routed netlist: the tile grid with each slot's kind and
+role, the AGCUs on the edge, every net's route as a coloured polyline (line
+style per network) and a legend. For reports and for debugging a mapping by
+eye; uses matplotlib's Agg canvas directly (no pyplot, no display)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..hw.params import FabricParams
+from ..hw.topology import STEP, Topology
+from .place import Placement
+
+__all__ = ["draw"]
+
+_KIND_COLOUR = {"pcu": "#f6c28b", "pmu": "#9cc5e8", "agcu": "#b7e0a5"}
+_NET_STYLE = {"vec": "-", "scal": "--", "ctrl": ":"}
+_NET_OFFSET = {"vec": 0.0, "scal": 0.1, "ctrl": -0.1}
+
+
+def _xy(tile):
+    """Tile (row, col) -> plot coordinates (row 0 at the top)."""
+    return float(tile[1]), -float(tile[0])
+
+
+def draw(params: FabricParams, placement: Placement | None, routes, path, *,
+         title: str | None = None, dpi: int = 100) -> Path:
+    """Write a PNG of the grid, the placement and the routes to `path`.
+
+    `routes` is a :class:`~.pathfinder.Routing`, a dict of
+    :class:`~.pathfinder.NetRoute`, or None (placement only)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import FancyBboxPatch
+
+    if routes is not None and hasattr(routes, "routes"):
+        routes = routes.routes
+    routes = dict(routes or {})
+    topo = Topology(params)
+    rows, cols = params.rows, params.cols
+    fig = Figure(figsize=(2.0 + 1.9 * (cols + 2), 1.2 + 1.5 * (rows + 1)), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+    label_at = {}
+    if placement is not None:
+        for name, unit in placement.netlist.units.items():
+            slot = placement.slots[name]
+            label_at[(unit.kind, slot)] = unit.role or name
+
+    for r in range(rows):
+        for c in range(cols):
+            kind = params.unit_kind(r, c)
+            x, y = _xy((r, c))
+            used = (kind, (r, c)) in label_at
+            ax.add_patch(FancyBboxPatch((x - 0.38, y - 0.38), 0.76, 0.76,
+                                        boxstyle="round,pad=0.02", linewidth=1.2,
+                                        facecolor=_KIND_COLOUR[kind] if used else "#eeeeee",
+                                        edgecolor="#555555", zorder=1))
+            text = f"{kind.upper()}\n{label_at[(kind, (r, c))]}" if used else kind.upper()
+            ax.text(x, y + 0.22, text, ha="center", va="top", fontsize=7,
+                    color="black" if used else "#999999", zorder=5)
+            ax.text(x - 0.36, y - 0.36, f"{r},{c}", fontsize=5, color="#777777", zorder=5)
+
+    def agcu_xy(k):
+        e = topo.agcu_edge(k)
+        x, y = _xy(topo.edge_tile(e))
+        dr, dc = STEP[e.side]
+        return x + 0.95 * dc, y - 0.95 * dr
+
+    for k in range(params.agcus):
+        x, y = agcu_xy(k)
+        used = ("agcu", k) in label_at
+        ax.add_patch(FancyBboxPatch((x - 0.3, y - 0.2), 0.6, 0.4, boxstyle="round,pad=0.02",
+                                    facecolor=_KIND_COLOUR["agcu"] if used else "#eeeeee",
+                                    edgecolor="#555555", zorder=1))
+        text = f"AGCU{k}\n{label_at[('agcu', k)]}" if used else f"AGCU{k}"
+        ax.text(x, y, text, ha="center", va="center", fontsize=6, zorder=5)
+
+    import matplotlib
+    cmap = matplotlib.colormaps["tab20"]
+    handles = []
+    n = max(len(routes), 1)
+    for idx, (name, r) in enumerate(routes.items()):
+        colour = cmap(idx % 20)
+        jitter = ((idx % 7) - 3) * 0.025 + _NET_OFFSET.get(r.network, 0.0)
+        src_tile, src_port = r.source
+        for path_tiles, (sink_tile, sink_port) in zip(r.paths, r.sinks):
+            pts = [_xy(t) for t in path_tiles]
+            # Edge ports: extend the line out of the array (to the AGCU).
+            if src_port[0] != "U":
+                dr, dc = STEP[src_port[0]]
+                x, y = _xy(src_tile)
+                pts.insert(0, (x + 0.8 * dc, y - 0.8 * dr))
+            if sink_port[0] != "U":
+                dr, dc = STEP[sink_port[0]]
+                x, y = _xy(sink_tile)
+                pts.append((x + 0.8 * dc, y - 0.8 * dr))
+            xs = [p[0] + jitter for p in pts]
+            ys = [p[1] + jitter for p in pts]
+            ax.plot(xs, ys, linestyle=_NET_STYLE.get(r.network, "-"), color=colour,
+                    linewidth=1.8, alpha=0.9, zorder=3)
+            ax.plot(xs[-1:], ys[-1:], marker="o", markersize=3.5, color=colour, zorder=4)
+        ax.plot([pts[0][0] + jitter], [pts[0][1] + jitter], marker="s", markersize=4,
+                color=colour, zorder=4)
+        if idx < 24:
+            handles.append(Line2D([], [], color=colour, linestyle=_NET_STYLE.get(r.network, "-"),
+                                  label=f"{name} ({r.network}, {len(r.sinks)} sink"
+                                        f"{'s' if len(r.sinks) != 1 else ''})"))
+    if len(routes) > 24:
+        handles.append(Line2D([], [], color="none", label=f"... {len(routes) - 24} more nets"))
+    handles += [Line2D([], [], color="black", linestyle=s, label=f"{net} network")
+                for net, s in _NET_STYLE.items()]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=6,
+              frameon=False)
+    ax.set_xlim(-1.5, cols + 0.5)
+    ax.set_ylim(-rows - 0.0, 1.0)
+    ax.set_title(title or f"Tessera {params.name} ({rows}x{cols}): "
+                          f"{len(label_at)} units, {n if routes else 0} nets", fontsize=9)
+    path = Path(path)
+    fig.savefig(path, format="png", bbox_inches="tight")
+    return path
