@@ -209,14 +209,18 @@ class HostTop(wiring.Component):
         load_done = Signal()
         core.d.sync += ended.eq(loader.ended)
         load_cycles = Signal(32)
+        loading = Signal()
         with core.If(csr.load):
-            core.d.sync += [load_done.eq(0), load_cycles.eq(0)]
+            core.d.sync += [load_done.eq(0), loading.eq(1), load_cycles.eq(1)]
         with core.Elif(ended):
-            core.d.sync += load_done.eq(1)
-        with core.Elif(~load_done):
+            core.d.sync += [load_done.eq(1), loading.eq(0)]
+        with core.Elif(loading):
             core.d.sync += load_cycles.eq(load_cycles + 1)
-        dma_bytes = Signal(32)
-        core.d.sync += dma_bytes.eq(dma.read_bytes)
+        dma_bytes = Signal(32)          # bytes the DMA read for the last load
+        dma_base = Signal(32)
+        with core.If(csr.load):
+            core.d.sync += dma_base.eq(dma.read_bytes)
+        core.d.sync += dma_bytes.eq(dma.read_bytes - dma_base)
 
         # -- AGCUs on the fabric's edge ports ----------------------------------------------
         topo = fabric.topology

@@ -51,7 +51,8 @@ class HostPrimitives:
     async def write_beat(self, index: int, value: int) -> None: ...
     def read_beat(self, index: int) -> int: ...
     async def settle(self) -> None:
-        """Let backdoor writes take effect (no clock edge)."""
+        """Let port and backdoor writes take effect and combinational
+        outputs settle, without a clock edge."""
     def snapshot(self) -> dict: ...
 
 
@@ -65,6 +66,7 @@ async def _csr_write(prims, addr, value, limit=64):
     prims.set("csr.b.ready", 1)
     aw = w = False
     for _ in range(limit):
+        await prims.settle()        # sample ready only after the new inputs settle
         aw_fire = prims.get("csr.aw.ready") and not aw
         w_fire = prims.get("csr.w.ready") and not w
         await prims.tick()
@@ -89,6 +91,7 @@ async def _csr_read(prims, addr, limit=64):
     prims.set("csr.ar.valid", 1)
     prims.set("csr.r.ready", 1)
     for _ in range(limit):
+        await prims.settle()
         fire = prims.get("csr.ar.ready")
         await prims.tick()
         if fire:
