@@ -120,20 +120,32 @@ class Placement:
 # -- cost model ------------------------------------------------------------------------
 
 class _Cost:
-    """Incremental wirelength + channel-overflow cost of a placement."""
+    """Incremental wirelength + channel-overflow cost of a placement.
+
+    Channel cells are numbered: per network, the vertical cuts (between
+    columns c and c+1, one per row) and then the horizontal cuts (between rows
+    r and r+1, one per column); a bounding box's cells are memoized."""
 
     def __init__(self, params, netlist, pos, weight):
         self.params = params
         self.weight = weight
         self.nets = netlist.nets
+        self.network = [net.network for net in self.nets]
+        self.pins = [[net.source.unit] + [s.unit for s in net.sinks] for net in self.nets]
         self.pos = pos                    # unit -> (r, c) of its tile
-        self.cap = {"vec": params.vec_tracks, "scal": params.scal_tracks,
-                    "ctrl": params.ctrl_tracks}
+        R, C = params.rows, params.cols
+        caps = {"vec": params.vec_tracks, "scal": params.scal_tracks, "ctrl": params.ctrl_tracks}
+        self.base = {}
+        self.cap = []
+        for net_name, cap in caps.items():
+            self.base[net_name] = len(self.cap)
+            self.cap += [float(cap)] * (R * (C - 1) + (R - 1) * C)
+        self.demand = [0.0] * len(self.cap)
+        self._boxes = {}
         self.nets_of = {u: [] for u in netlist.units}
-        for i, net in enumerate(self.nets):
-            for u in {net.source.unit, *(s.unit for s in net.sinks)}:
+        for i, pins in enumerate(self.pins):
+            for u in dict.fromkeys(pins):
                 self.nets_of[u].append(i)
-        self.demand = {}
         self.contrib = [None] * len(self.nets)
         self.wl = 0.0
         self.over = 0.0
@@ -144,44 +156,54 @@ class _Cost:
     def total(self) -> float:
         return self.wl + self.weight * self.over
 
+    def _box_cells(self, network, r0, r1, c0, c1):
+        key = (network, r0, r1, c0, c1)
+        cells = self._boxes.get(key)
+        if cells is None:
+            R, C = self.params.rows, self.params.cols
+            b = self.base[network]
+            cells = []
+            if c1 > c0:
+                share = 1.0 / (r1 - r0 + 1)
+                cells += [(b + r * (C - 1) + c, share)
+                          for c in range(c0, c1) for r in range(r0, r1 + 1)]
+            if r1 > r0:
+                share = 1.0 / (c1 - c0 + 1)
+                b2 = b + R * (C - 1)
+                cells += [(b2 + r * C + c, share)
+                          for r in range(r0, r1) for c in range(c0, c1 + 1)]
+            self._boxes[key] = cells
+        return cells
+
     def _net_terms(self, i):
-        net = self.nets[i]
-        pts = [self.pos[net.source.unit]] + [self.pos[s.unit] for s in net.sinks]
+        pos = self.pos
+        pts = [pos[u] for u in self.pins[i]]
         r0 = min(p[0] for p in pts); r1 = max(p[0] for p in pts)
         c0 = min(p[1] for p in pts); c1 = max(p[1] for p in pts)
-        wl = (r1 - r0) + (c1 - c0)
-        cells = {}
-        if c1 > c0:
-            share = 1.0 / (r1 - r0 + 1)
-            for c in range(c0, c1):
-                for r in range(r0, r1 + 1):
-                    cells[(net.network, "v", r, c)] = share
-        if r1 > r0:
-            share = 1.0 / (c1 - c0 + 1)
-            for r in range(r0, r1):
-                for c in range(c0, c1 + 1):
-                    cells[(net.network, "h", r, c)] = share
-        return wl, cells
+        return (r1 - r0) + (c1 - c0), self._box_cells(self.network[i], r0, r1, c0, c1)
 
-    def _over(self, cell, d):
-        return max(0.0, d - self.cap[cell[0]])
+    def _apply(self, cells, sign):
+        dem, cap = self.demand, self.cap
+        over = 0.0
+        for idx, d in cells:
+            old = dem[idx]
+            new = old + sign * d
+            dem[idx] = new
+            cp = cap[idx]
+            if new > cp or old > cp:
+                over += max(new - cp, 0.0) - max(old - cp, 0.0)
+        self.over += over
 
     def _add(self, i):
         wl, cells = self._net_terms(i)
         self.contrib[i] = (wl, cells)
         self.wl += wl
-        for cell, d in cells.items():
-            old = self.demand.get(cell, 0.0)
-            self.demand[cell] = old + d
-            self.over += self._over(cell, old + d) - self._over(cell, old)
+        self._apply(cells, 1.0)
 
     def _remove(self, i):
         wl, cells = self.contrib[i]
         self.wl -= wl
-        for cell, d in cells.items():
-            old = self.demand[cell]
-            self.demand[cell] = old - d
-            self.over += self._over(cell, old - d) - self._over(cell, old)
+        self._apply(cells, -1.0)
 
     def update(self, units):
         nets = sorted({i for u in units for i in self.nets_of[u]})
@@ -257,6 +279,11 @@ def place(params: FabricParams, netlist: Netlist, *, seed: int = 0, effort: floa
     cost = _Cost(params, netlist, pos, congestion_weight)
     movable = [u for u, unit in netlist.units.items() if unit.pin is None]
     kind_slots = {k: slots_of_kind(params, k) for k in UNIT_KINDS}
+    slot_pos = {k: {t: (topo.edge_tile(topo.agcu_edge(t)) if k == "agcu" else t)
+                    for t in kind_slots[k]} for k in UNIT_KINDS}
+    span = max(params.rows, params.cols)
+    rlim = span
+    budget = int(effort * 40000)
     moves = accepted = 0
 
     def propose():
@@ -266,6 +293,13 @@ def place(params: FabricParams, netlist: Netlist, *, seed: int = 0, effort: floa
         cands = kind_slots[kind]
         if len(cands) < 2:
             return None
+        if rlim < span:
+            # Range-limited moves (VPR): once cool, try only nearby slots.
+            ur, uc = pos[u]
+            cands = [t for t in cands if abs(slot_pos[kind][t][0] - ur) <= rlim
+                     and abs(slot_pos[kind][t][1] - uc) <= rlim]
+            if len(cands) < 2:
+                return None
         s = rng.choice(cands)
         if s == slots[u]:
             return None
@@ -340,6 +374,9 @@ def place(params: FabricParams, netlist: Netlist, *, seed: int = 0, effort: floa
             best_at_step = best[0]
             if (temp < 0.005 * max(cost.total, 1.0) / len(netlist.nets) or best[0] == 0
                     or frozen >= 6):
+                break
+            rlim = min(float(span), max(1.0, rlim * (1 - 0.44 + rate)))
+            if moves >= budget:
                 break
             temp *= 0.5 if rate > 0.9 else 0.8 if rate > 0.5 else 0.88 if rate > 0.1 else 0.8
 
