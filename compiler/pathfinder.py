@@ -122,6 +122,9 @@ def _check_physical(params, g: _Graph, pn: PhysicalNet):
     if not (0 <= tile[0] < params.rows and 0 <= tile[1] < params.cols) or port not in g.in_index:
         raise NetlistError(f"net {pn.name!r}: source {tile} {port} is not a {pn.network} "
                            f"switch input")
+    if port[0] in SIDES and g.topo.neighbour(tile, port[0]) is not None:
+        raise NetlistError(f"net {pn.name!r}: source {tile} {port_name(port)} is driven by the "
+                           f"neighbouring switch, not an edge input or a unit output")
     for tile, port in pn.sinks:
         if not (0 <= tile[0] < params.rows and 0 <= tile[1] < params.cols) \
                 or port not in g.out_index:

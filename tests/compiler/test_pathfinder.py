@@ -196,6 +196,8 @@ def test_physical_net_errors():
     params = preset("small")
     with pytest.raises(NetlistError, match="is a link to a neighbour"):
         route_nets(params, [PhysicalNet("x", "vec", ((0, 0), ("U", 0)), (((0, 0), ("E", 0)),))])
+    with pytest.raises(NetlistError, match="driven by the neighbouring switch"):
+        route_nets(params, [PhysicalNet("x", "vec", ((0, 0), ("E", 0)), (((0, 1), ("U", 0)),))])
     with pytest.raises(NetlistError, match="share the sink"):
         route_nets(params, [PhysicalNet("x", "vec", ((0, 0), ("U", 0)), (((0, 1), ("U", 0)),)),
                             PhysicalNet("y", "vec", ((1, 0), ("U", 0)), (((0, 1), ("U", 0)),))])
