@@ -6,32 +6,58 @@ An AGCU runs two streams, each an affine tile pattern (a counter chain of
 ``AGCU_COUNTERS`` counters with a count and a byte stride each, plus a base
 address): the **read stream** turns DRAM bytes into vectors on ``o_vec`` and
 the **write stream** stores the vectors of ``i_vec``. One vector is ``lanes``
-32-bit words, contiguous in DRAM; the compiler packs int8/int16 elements into
-those words, so the AGCU moves bytes and never looks at element types.
+elements, contiguous in DRAM; each pattern's ``elem`` field sets the element
+width, so the PCU gets int8/int16 tensors one element per 32-bit lane (its
+multiplier takes a lane's low 16 bits, signed) without any packing:
 
-Vector addresses need only be 4-aligned, not beat-aligned:
+==== ============== ========== ==================== ===============
+elem name           DRAM bytes read: lane =         write: stores
+==== ============== ========== ==================== ===============
+0    ``ELEM_INT32`` 4 per lane the 32-bit word      the 32-bit word
+1    ``ELEM_INT16`` 2 per lane int16, sign-extended the low 16 bits
+2    ``ELEM_INT8``  1 per lane int8, sign-extended  the low 8 bits
+3    ``ELEM_UINT8`` 1 per lane uint8, zero-extended the low 8 bits
+==== ============== ========== ==================== ===============
 
-* the read side fetches the aligned beats that cover each vector and a
-  word-rotating coalescer (``_ReadAssembler``) shifts the words into lanes;
-  a beat shared by two consecutive vectors is fetched once and kept;
-* the write side places each vector into its beats with per-byte strobes
-  (``_WritePacker``); a beat shared by two consecutive vectors is written
-  once with both vectors' bytes, so no byte outside the pattern is touched.
+``base`` and the strides are byte values that must be multiples of the
+element size (4-, 2- or 1-aligned); address bits below it are ignored.
+Counters and strides stay in bytes whatever the element width.
+
+Vector addresses need not be beat-aligned:
+
+* the read side fetches the aligned beats that cover each vector, and a
+  byte-rotating coalescer (``_ReadAssembler``: a log-depth byte shifter)
+  moves the vector's bytes down, then widens each element into its lane; a
+  beat shared by consecutive vectors is fetched once and kept, so narrow
+  vectors (an int8 vector of 8 lanes is half a 16-byte beat) come out one
+  per cycle, several per beat;
+* the write side narrows each lane to the element width and shifts the bytes
+  into the beats the vector spans with per-byte strobes (``_WritePacker``);
+  a beat shared by consecutive vectors is written once with all their bytes,
+  so no byte outside the pattern is touched.
 
 Coalescing (``_Walker``): consecutive vectors whose beats continue each other
-become one AXI4 INCR burst of up to 16 beats that never crosses a 4 KiB page;
-the exact rule is in :mod:`tessera.sim.agcu_model`, whose ``AGCUModel.bursts``
-the tests compare against the AXI traffic. Reads keep ``read_bursts`` bursts
-in flight with a ``read_buffer_beats`` deep read-data buffer reserved per
-burst (credits), so R is never stalled and the 64-cycle DRAM latency is
-hidden at one beat per cycle (8 bursts x 16 beats x 16 B = 2 KiB in flight).
-All transactions use ID 0, so R data and B responses arrive in order.
+become one AXI4 INCR burst of up to 16 beats that never crosses a 4 KiB page
+(a burst also closes after :func:`max_vectors` vectors, enough for 16 beats
+of int8 vectors); the exact rule is in :mod:`tessera.sim.agcu_model`, whose
+``AGCUModel.bursts`` the tests compare against the AXI traffic. Reads keep
+``read_bursts`` bursts in flight with a ``read_buffer_beats`` deep read-data
+buffer reserved per burst (credits), so R is never stalled and the 64-cycle
+DRAM latency is hidden at one beat per cycle (8 bursts x 16 beats x 16 B =
+2 KiB in flight). W beats leave through a two-entry buffer, so a beat that
+waits for the memory does not stop ``i_vec``. All transactions use ID 0, so
+R data and B responses arrive in order.
+
+Throughput: one vector per cycle on each of ``o_vec`` and ``i_vec``. A
+contiguous stream therefore moves ``min(beat, lanes x element bytes)`` bytes
+per cycle: the DRAM's 16 B/cycle for int32 at 4+ lanes, int16 at 8+ lanes
+and int8 at 16+ lanes; half of it for int8 at 8 lanes (the vector port, not
+the AGCU, is then the limit). Measured figures are in the tests
+(``test_streaming_*``) and in docs/architecture.md.
 
 The two streams run concurrently and independently: what the read stream
 sees of bytes the write stream is changing in the same run is a race, so
-the compiler gives them disjoint regions (or separate runs). The low two
-bits of ``base`` are ignored (vectors are 4-aligned; strides are multiples
-of 4).
+the compiler gives them disjoint regions (or separate runs).
 """
 
 from __future__ import annotations
@@ -408,13 +434,20 @@ class _ReadAssembler(wiring.Component):
         ]
 
         # byte rotator: the window shifted down by the byte offset, most
-        # significant offset bit first, keeping only the bytes still needed
+        # significant offset bit first, keeping only the bytes still needed.
+        # A 32-bit vector is 4-aligned, so the sub-word stages (offset bits 1
+        # and 0) only shift the narrow vectors, which fill at most the low
+        # 2 x lanes bytes: those stages are half as wide.
         x = Cat(*full)
-        for k in reversed(range(_log2(self.beat_bytes))):
+        for k in reversed(range(2, _log2(self.beat_bytes))):
             need = 8 * (4 * lanes + (1 << k) - 1)
             x = Mux(rec.o[k], x[8 << k:], x)[:need]
+        lo = x[:8 * (2 * lanes + 3)]
+        for k in (1, 0):
+            need = 8 * (2 * lanes + (1 << k) - 1)
+            lo = Mux(rec.o[k], lo[8 << k:], lo)[:need]
         vbytes = Signal(32 * lanes)
-        m.d.comb += vbytes.eq(x)
+        m.d.comb += vbytes.eq(Cat(lo[:16 * lanes], x[16 * lanes:32 * lanes]))
         # element widening: lane i is bytes 4i.., 2i.. or i of the vector
         lane = [Signal(32, name=f"lane{i}") for i in range(lanes)]
         unsigned = self.elem == ELEM_UINT8
@@ -480,6 +513,7 @@ class _WritePacker(wiring.Component):
         # the vector's bytes, packed at the element width, with their strobes
         packed = Signal(32 * lanes)
         pstrb = Signal(4 * lanes)
+        is32 = self.elem == ELEM_INT32
         with m.Switch(self.elem):
             with m.Case(ELEM_INT32):
                 m.d.comb += [packed.eq(Cat(*vec)), pstrb.eq((1 << 4 * lanes) - 1)]
@@ -490,10 +524,21 @@ class _WritePacker(wiring.Component):
                 m.d.comb += [packed.eq(Cat(*[v[:8] for v in vec])),
                              pstrb.eq((1 << lanes) - 1)]
         # G: the packed bytes shifted up by the byte offset into the window
-        # (byte j of the window), least significant offset bit first
-        xd, xs = packed, pstrb
-        for k in range(_log2(self.beat_bytes)):
-            width = min(4 * lanes + (2 << k) - 1, nbm * bw)
+        # (byte j of the window), least significant offset bit first. The
+        # sub-word stages (offset bits 0 and 1) only shift narrow vectors
+        # (a 32-bit vector is 4-aligned), which fill the low 2 x lanes bytes.
+        half = 2 * lanes
+        xd, xs = packed[:8 * half], pstrb[:half]
+        for k in (0, 1):
+            xd = Mux(rec.o[k], Cat(C(0, 8 << k), xd), xd)[:8 * (half + (2 << k) - 1)]
+            xs = Mux(rec.o[k], Cat(C(0, 1 << k), xs), xs)[:half + (2 << k) - 1]
+        over = min(3, half)             # bytes a narrow vector can spill above `half`
+        xd = Cat(xd[:8 * half], Mux(is32, packed[8 * half:8 * (half + over)], xd[8 * half:]),
+                 packed[8 * (half + over):])
+        xs = Cat(xs[:half], Mux(is32, pstrb[half:half + over], xs[half:]),
+                 pstrb[half + over:])
+        for k in range(2, _log2(self.beat_bytes)):
+            width = min(4 * lanes + (2 << k) - 4, nbm * bw)
             xd = Mux(rec.o[k], Cat(C(0, 8 << k), xd), xd)[:8 * width]
             xs = Mux(rec.o[k], Cat(C(0, 1 << k), xs), xs)[:width]
         gall = Signal(8 * nbm * bw)

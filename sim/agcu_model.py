@@ -8,14 +8,14 @@ vector of ``lanes`` elements, contiguous in DRAM at
 (:data:`ELEM_BYTES`) sets the element size and the alignment of ``base`` and
 the strides:
 
-==== ====== ===== ===========================================================
-elem  bytes align read: lane i =               write: stores
-==== ====== ===== ===========================================================
-0     4      4     the 32-bit word at addr+4i   each lane's 32 bits
-1     2      2     int16 at addr+2i, sign-ext.  each lane's low 16 bits
-2     1      1     int8 at addr+i, sign-ext.    each lane's low 8 bits
-3     1      1     uint8 at addr+i, zero-ext.   each lane's low 8 bits
-==== ====== ===== ===========================================================
+==== ===== ===== =========================== =======================
+elem bytes align read: lane i =              write: stores
+==== ===== ===== =========================== =======================
+0    4     4     the 32-bit word at addr+4i  each lane's 32 bits
+1    2     2     int16 at addr+2i, sign-ext. each lane's low 16 bits
+2    1     1     int8 at addr+i, sign-ext.   each lane's low 8 bits
+3    1     1     uint8 at addr+i, zero-ext.  each lane's low 8 bits
+==== ===== ===== =========================== =======================
 
 so a vector is ``lanes * ELEM_BYTES[elem]`` bytes of DRAM.
 
