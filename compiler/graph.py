@@ -329,9 +329,10 @@ class Graph:
         if axes is None:
             axes = tuple(reversed(range(x.ndim)))
         axes = tuple(axes)
-        if sorted(a % x.ndim if isinstance(a, int) and -x.ndim <= a < x.ndim else None
-                  for a in axes if isinstance(a, int)) != list(range(x.ndim)) \
-                or len(axes) != x.ndim:
+        ok = (len(axes) == x.ndim
+              and all(isinstance(a, int) and -x.ndim <= a < x.ndim for a in axes)
+              and sorted(a % x.ndim for a in axes) == list(range(x.ndim)))
+        if not ok:
             raise ShapeError(f"transpose({x.name}): axes {axes} are not a permutation of "
                              f"the {x.ndim} axes of {_shape_str(x.shape)}")
         axes = tuple(a % x.ndim for a in axes)

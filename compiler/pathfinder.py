@@ -328,10 +328,18 @@ def route_nets(params: FabricParams, nets, *, config: FabricConfig | None = None
 
 
 def route(placement: Placement, *, config: FabricConfig | None = None,
-          max_iterations: int = 40) -> Routing:
+          programs: dict | None = None, max_iterations: int = 40) -> Routing:
     """Route every net of a placed netlist; the result's ``config`` holds the
-    switch selects merged into `config` (e.g. the PCU/PMU programs of a
-    lowering, keyed by ``placement.config_unit(unit)``)."""
+    switch selects merged into `config`. `programs` maps *logical* unit names
+    to their configurations (a lowering's PCU/PMU/AGCU programs); they are
+    stored under each unit's placed config unit (``placement.config_unit``)."""
+    if programs:
+        config = FabricConfig(placement.params,
+                              copy.deepcopy(config.units) if config is not None else None)
+        for unit, value in programs.items():
+            if unit not in placement.slots:
+                raise NetlistError(f"program for unit {unit!r}, which is not in the netlist")
+            config.set(placement.config_unit(unit), value)
     return route_nets(placement.params, placement.physical_nets(), config=config,
                       max_iterations=max_iterations)
 

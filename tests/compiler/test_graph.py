@@ -134,6 +134,10 @@ def test_shape_error_names_the_shapes():
         A + B
     with pytest.raises(ShapeError, match="axis 2 is out of range for A"):
         g.reduce(A, "sum", axis=2)
+    for axes in [(0, 5), (0, 0), (1,), ("a", 0)]:
+        with pytest.raises(ShapeError, match="are not a permutation of the 2 axes"):
+            g.transpose(A, axes)
+    assert g.transpose(A, (-1, 0)).shape == (5, 4)
     with pytest.raises(ShapeError, match="shape must be a tuple of positive ints"):
         g.input("Z", (0, 3), "int8")
     with pytest.raises(ShapeError, match=r"input A has shape \(4, 4\), the graph declares \(4, 5\)"):

@@ -201,3 +201,15 @@ def test_physical_net_errors():
     with pytest.raises(NetlistError, match="share the sink"):
         route_nets(params, [PhysicalNet("x", "vec", ((0, 0), ("U", 0)), (((0, 1), ("U", 0)),)),
                             PhysicalNet("y", "vec", ((1, 0), ("U", 0)), (((0, 1), ("U", 0)),))])
+
+
+def test_programs_of_logical_units_land_in_their_placed_slots():
+    params = preset("small")
+    nl = pipeline_netlist(1)
+    pl = place(params, nl, seed=0)
+    prog = PCU.pass_config(params, "vec", 1)
+    r = route(pl, programs={"c0": prog})
+    assert r.config.units[pl.config_unit("c0")] == prog
+    assert check_routes(params, r.config, pl.physical_nets()) == []
+    with pytest.raises(NetlistError, match="program for unit 'nope'"):
+        route(pl, programs={"nope": prog})
