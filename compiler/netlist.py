@@ -30,7 +30,9 @@ UNIT_KINDS = ("pcu", "pmu", "agcu")
 def port_counts(params: FabricParams, kind: str, network: str) -> tuple[int, int]:
     """(input ports, output ports) of a unit of `kind` on `network`."""
     if kind == "agcu":
-        return (1, 1) if network == "vec" else (0, 0)
+        # vector: the read stream out, the write stream in; scalar: the read
+        # stream through the AGCU's scalar port (config ``scal``), out only.
+        return {"vec": (1, 1), "scal": (0, 1)}.get(network, (0, 0))
     return unit_port_counts(params, network)
 
 

@@ -71,7 +71,7 @@ from .dram import RegFIFO
 from .links import vector_layout
 from .params import FabricParams
 
-__all__ = ["AGCU", "AGCU_COUNTERS", "COUNT_BITS", "ELEM_BYTES", "ELEM_INT32", "ELEM_INT16",
+__all__ = ["AGCU", "ScalarPort", "AGCU_COUNTERS", "COUNT_BITS", "ELEM_BYTES", "ELEM_INT32", "ELEM_INT16",
            "ELEM_INT8", "ELEM_UINT8", "MAX_BURST", "MAX_VECTORS", "PAGE_BYTES",
            "max_vectors", "pattern_layout", "agcu_config_layout", "agcu_axi_params"]
 
@@ -125,8 +125,49 @@ def pattern_layout(*, read: bool) -> data.StructLayout:
 
 
 def agcu_config_layout(params: FabricParams) -> data.StructLayout:
-    """``rd`` and ``wr`` patterns: 360 bits (12 words) with 3 counters."""
-    return data.StructLayout({"rd": pattern_layout(read=True), "wr": pattern_layout(read=False)})
+    """``rd`` and ``wr`` patterns (3 counters each), and ``scal``: the read
+    stream leaves through the :class:`ScalarPort` onto the scalar network,
+    one lane per word, instead of onto the vector network."""
+    return data.StructLayout({"rd": pattern_layout(read=True), "wr": pattern_layout(read=False),
+                              "scal": 1})
+
+
+class ScalarPort(wiring.Component):
+    """The AGCU's scalar output: serializes each read vector into ``lanes``
+    scalar words, lane 0 first, at one word per cycle (``last`` on the final
+    lane of a vector marked ``last``). A stream of row vectors thus becomes
+    the element stream a PCU broadcasts (``BC`` = a scalar input), e.g. the
+    A operand of an outer-product GEMM. The output is registered."""
+
+    def __init__(self, params: FabricParams):
+        from .links import scalar_layout
+        self.params = params
+        super().__init__({
+            "i": In(stream.Signature(vector_layout(params))),
+            "o": Out(stream.Signature(scalar_layout(params))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        L = self.params.lanes
+        held = Signal(vector_layout(self.params))
+        full = Signal()
+        lane = Signal(range(max(L, 2)))
+        words = Array(held.data[j] for j in range(L))
+        m.d.comb += [
+            self.o.valid.eq(full),
+            self.o.payload.data.eq(words[lane]),
+            self.o.payload.last.eq(held.last & (lane == L - 1)),
+        ]
+        emptying = self.o.ready & full & (lane == L - 1)
+        m.d.comb += self.i.ready.eq(~full | emptying)
+        with m.If(self.o.ready & full):
+            m.d.sync += lane.eq(Mux(lane == L - 1, 0, lane + 1))
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [held.eq(self.i.payload), full.eq(1)]
+        with m.Elif(emptying):
+            m.d.sync += full.eq(0)
+        return m
 
 
 def agcu_axi_params(params: FabricParams) -> AXI4Params:

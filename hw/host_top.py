@@ -39,7 +39,7 @@ from amaranth import *
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .agcu import AGCU, agcu_axi_params
+from .agcu import AGCU, ScalarPort, agcu_axi_params
 from .axi import AXI4LiteSignature
 from .axi_interconnect import AXI4Interconnect
 from .config_dma import ConfigDMA
@@ -226,9 +226,21 @@ class HostTop(wiring.Component):
         topo = fabric.topology
         for k, a in enumerate(agcus):
             i_in, i_out = topo.agcu_ports(k)
-            wiring.connect(core, a.o_vec, fabric.edge_in_vec[i_in])
+            cfg = fabric.agcu_config[k]
+            # The read stream goes to the vector edge input, or (cfg.scal)
+            # through the scalar port to the scalar edge input.
+            sp = ScalarPort(p)
+            core.submodules[f"agcu_{k}_scal"] = sp
+            vin = fabric.edge_in_vec[i_in]
+            sin = fabric.edge_in_scal[topo.agcu_scal_port(k)]
+            core.d.comb += [
+                vin.payload.eq(a.o_vec.payload), sp.i.payload.eq(a.o_vec.payload),
+                vin.valid.eq(a.o_vec.valid & ~cfg.scal), sp.i.valid.eq(a.o_vec.valid & cfg.scal),
+                a.o_vec.ready.eq(Mux(cfg.scal, sp.i.ready, vin.ready)),
+            ]
+            wiring.connect(core, sp.o, sin)
             wiring.connect(core, fabric.edge_out_vec[i_out], a.i_vec)
-            core.d.comb += [a.config.eq(fabric.agcu_config[k]), a.start.eq(csr.start)]
+            core.d.comb += [a.config.eq(cfg), a.start.eq(csr.start)]
 
         # -- run control ----------------------------------------------------------------------
         running = Signal()

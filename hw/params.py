@@ -173,17 +173,17 @@ class FabricParams:
 
 PRESETS: dict[str, FabricParams] = {
     "tiny": FabricParams(name="tiny", rows=1, cols=2, lanes=4, stages=4, pmu_banks=4,
-                         pmu_depth=256, agcus=1, vec_tracks=2, scal_tracks=1, ctrl_tracks=1,
+                         pmu_depth=256, agcus=2, vec_tracks=2, scal_tracks=1, ctrl_tracks=1,
                          # iCE40 UP5K: 4 of its 8 DSPs, no special functions.
                          pcu_mul_stages=(0,), pcu_sfu=False, pcu_regs=2),
     # One vector track per side on the larger grids: a two-entry vector hop per
     # side output is what fills an ECP5 (see docs/architecture.md, Area).
     "small": FabricParams(name="small", rows=2, cols=2, lanes=4, stages=4, pmu_banks=4,
-                          pmu_depth=256, agcus=2, vec_tracks=1,
+                          pmu_depth=256, agcus=4, vec_tracks=1,
                           # every PCU feature, for the tests
                           pcu_mul_stages=(0, 2), pcu_sfu=True, pcu_regs=4),
     "default": FabricParams(name="default", rows=4, cols=4, lanes=8, stages=6, pmu_banks=8,
-                            pmu_depth=1024, agcus=4, vec_tracks=1,
+                            pmu_depth=1024, agcus=8, vec_tracks=1,
                             # ECP5-85: 8 PCUs x 8 lanes x (1 multiplier + 1 SFU) = 128 of
                             # 156 DSPs
                             pcu_mul_stages=(0,), pcu_sfu=True, pcu_regs=3),

@@ -172,6 +172,12 @@ class Topology:
         return (self.find_edge("vec", "in", e.side, e.pos, 0),
                 self.find_edge("vec", "out", e.side, e.pos, 0))
 
+    def agcu_scal_port(self, k: int) -> int:
+        """Index into edge_ports[("scal", "in")] of AGCU `k`'s scalar port
+        (same side and row as its vector ports, track 0)."""
+        e = self.agcu_edge(k)
+        return self.find_edge("scal", "in", e.side, e.pos, 0)
+
     def agcu_unit(self, k: int) -> ConfigUnit:
         return self.config_units[2 * self.params.tiles + k]
 

@@ -18,7 +18,7 @@ from ..hw.params import FabricParams
 from ..hw.tops import SimTop
 from .backends import get_backend
 
-__all__ = ["run_route", "load_bitstream", "copy_config", "run_copy"]
+__all__ = ["run_route", "load_bitstream", "copy_config", "run_copy", "run_gemm"]
 
 
 def _load_report(result: dict) -> dict:
@@ -170,6 +170,87 @@ def run_copy(params: FabricParams, *, nbytes: int = 65536, hops: int = 4,
         if cycles else 0.0,
         "config_cycles": load.value["config_cycles"],
         "bitstream_bytes": len(bitstream),
+        "sim_cycles": res.sim_cycles,
+        "sim_cycles_per_second": round(res.cycles_per_second),
+        "build_seconds": round(res.build_seconds, 2), "model_cached": res.cached,
+        "wall_seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8",
+             sim: str = "verilator", seed: int = 1, a=None, b=None, progress=None,
+             compiled=None) -> dict:
+    """Compile C = A @ B for the fabric, run it on the host top and compare
+    with NumPy. Every figure is measured by RTL counters: cycles from start to
+    done, off-chip bytes on the AGCUs' AXI ports, per-unit activity."""
+    import numpy as np
+    from ..compiler.gemm import DTYPES, compile_gemm
+    from ..hw.host_top import HostTop
+    from .host_driver import Host
+
+    t0 = time.perf_counter()
+    cg = compiled or compile_gemm(params, m, n, k, dtype, seed=seed)
+    plan = cg.plan
+    rng = np.random.default_rng(seed)
+    np_dtype = DTYPES[dtype][0]
+    info = np.iinfo(np_dtype)
+    if a is None:
+        a = rng.integers(info.min, info.max + 1, (m, k), dtype=np_dtype)
+    if b is None:
+        b = rng.integers(info.min, info.max + 1, (k, n), dtype=np_dtype)
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != (m, k) or b.shape != (k, n):
+        raise ValueError(f"operand shapes {a.shape} and {b.shape} do not match M={m}, N={n}, "
+                         f"K={k}")
+    need = plan.c_addr + plan.c_bytes
+    dram = HostTop.default_dram_bytes(params)
+    if need + len(cg.bitstream) + 0x1000 > dram:
+        from ..compiler.errors import DoesNotFit
+        raise DoesNotFit(f"GEMM {m}x{n}x{k} needs {need} bytes of DRAM; the simulated DRAM "
+                         f"holds {dram}", asked={"dram_bytes": need},
+                         available={"dram_bytes": dram})
+    host = Host(params)
+    bs_addr = host.alloc(len(cg.bitstream), align=64)
+    assert bs_addr + len(cg.bitstream) <= plan.a_addr
+    host.write_tensor(plan.a_addr, plan.pad_a(a))
+    host.write_tensor(plan.b_addr, plan.pad_b(b))
+    load = host.load_config(cg.bitstream, addr=bs_addr)
+    host.start()
+    # a generous bound: every MAC on one lane, plus the traffic
+    done = host.wait(timeout=4 * plan.Mp * plan.Np * plan.Kp // params.lanes + 200_000)
+    counters = host.read_counters()
+    c_out = host.read_tensor(plan.c_addr, (plan.Mp, plan.Np), "int32")
+    res = host.run(sim, progress=progress)
+    c = counters.value
+    got = plan.crop_c(c_out.value)
+    want = a.astype(np.int32) @ b.astype(np.int32)
+    cycles = c["run_cycles"]
+    peak = params.num_pcus * params.lanes * len(set(k % params.stages
+                                                    for k in params.pcu_mul_stages))
+    macs = m * n * k
+    esize = np.dtype(np_dtype).itemsize
+    compulsory = (m * k + k * n) * esize + m * n * 4
+    roofline = max(macs / peak, compulsory / params.dram_bytes_per_cycle)
+    ok = bool(load.value["accepted"] and done.value["ok"] and np.array_equal(got, want))
+    mismatches = int(np.count_nonzero(got != want)) if got.shape == want.shape else -1
+    units = HostTop.perf_units(params)
+    pcu_active = {u: c[f"perf_{u}_active"] for u in units if u.startswith("pcu")}
+    return {
+        "ok": ok, "job": "gemm", "preset": params.name, "sim": sim,
+        "m": m, "n": n, "k": k, "dtype": dtype, "mismatches": mismatches,
+        "cycles": cycles, "macs": macs, "peak_macs_per_cycle": peak,
+        "utilization": round(macs / (cycles * peak), 4) if cycles else 0.0,
+        "roofline_cycles": round(roofline, 1),
+        "roofline_fraction": round(roofline / cycles, 4) if cycles else 0.0,
+        "offchip_read_bytes": c["offchip_read_bytes"],
+        "offchip_write_bytes": c["offchip_write_bytes"],
+        "compulsory_bytes": compulsory,
+        "config_cycles": load.value["config_cycles"],
+        "bitstream_bytes": len(cg.bitstream),
+        "grid": f"{plan.R}x{plan.G}", "padded": [plan.Mp, plan.Np, plan.Kp],
+        "pcu_active_cycles": pcu_active,
+        "timed_out": not done.value["ok"],
+        "compile_seconds": round(cg.compile_seconds, 3),
         "sim_cycles": res.sim_cycles,
         "sim_cycles_per_second": round(res.cycles_per_second),
         "build_seconds": round(res.build_seconds, 2), "model_cached": res.cached,
