@@ -1,6 +1,9 @@
 """The ``tessera`` command: the user's entry point.
 
+    tessera run gemm --m M --n N --k K [--dtype int8|int16] [--preset P] [--sim S] [--json]
+    tessera run copy [--bytes B] [--hops H] [--preset P] [--sim S] [--json]
     tessera run route --hops H [--preset P] [--sim S] [--words N] [--json]
+    tessera compile gemm --m M --n N --k K [--dtype D] [--preset P] -o FILE.bit [--draw FILE.png]
     tessera load FILE [--preset P] [--sim S] [--json]
     tessera synth [--preset P] [--device D] [--json]
     tessera info [--preset P] [--json]
@@ -57,11 +60,54 @@ def _human_route(r):
     print(f"  simulation     {r['sim_cycles_per_second']} cycles/s, wall {r['wall_seconds']} s")
 
 
+def _human_gemm(r):
+    status = "OK (bit-exact vs NumPy)" if r["ok"] else f"FAILED ({r['mismatches']} mismatches)"
+    print(f"gemm {r['m']}x{r['n']}x{r['k']} {r['dtype']} on preset {r['preset']} "
+          f"({r['grid']} PCU grid), sim {r['sim']}: {status}")
+    print(f"  cycles             {r['cycles']} (start to done: loads, compute, write-back)")
+    print(f"  MACs               {r['macs']} at peak {r['peak_macs_per_cycle']}/cycle")
+    print(f"  utilization        {r['utilization']:.4f}")
+    print(f"  roofline           {r['roofline_cycles']} cycles, fraction {r['roofline_fraction']:.4f}")
+    print(f"  off-chip bytes     read {r['offchip_read_bytes']}, write {r['offchip_write_bytes']} "
+          f"(compulsory {r['compulsory_bytes']})")
+    print(f"  config_cycles      {r['config_cycles']} ({r['bitstream_bytes']} byte bitstream, "
+          f"fetched from DRAM)")
+    print(f"  simulation         {r['sim_cycles_per_second']} cycles/s, wall {r['wall_seconds']} s"
+          + (" (model cached)" if r.get("model_cached") else f", model build {r['build_seconds']} s"))
+
+
+def _human_copy(r):
+    status = "OK" if r["ok"] else "FAILED"
+    print(f"copy {r['bytes']} bytes DRAM -> {r['hops']} hops -> DRAM on preset {r['preset']}, "
+          f"sim {r['sim']}: {status}")
+    print(f"  cycles          {r['cycles']}")
+    print(f"  off-chip bytes  read {r['offchip_read_bytes']}, write {r['offchip_write_bytes']}")
+    print(f"  bandwidth       {r['bandwidth_fraction']:.4f} of the DRAM model's")
+    print(f"  config_cycles   {r['config_cycles']}")
+
+
 def cmd_run(args):
+    from tessera.compiler.errors import CompileError
     from tessera.compiler.route import RouteError
     from tessera.sim.backends import SimulatorMissing
-    from tessera.sim.host import run_route
+    from tessera.sim.host import run_copy, run_gemm, run_route
     params = _params(args)
+    if args.job == "gemm":
+        try:
+            report = run_gemm(params, m=args.m, n=args.n, k=args.k, dtype=args.dtype,
+                              sim=args.sim, seed=args.seed, progress=_progress(args))
+        except (CompileError, SimulatorMissing, ValueError) as e:
+            raise UserError(str(e)) from None
+        _emit(args, report, _human_gemm)
+        return 0 if report["ok"] else 1
+    if args.job == "copy":
+        try:
+            report = run_copy(params, nbytes=args.bytes, hops=args.hops, sim=args.sim,
+                              seed=args.seed, progress=_progress(args))
+        except (RouteError, SimulatorMissing, ValueError) as e:
+            raise UserError(str(e)) from None
+        _emit(args, report, _human_copy)
+        return 0 if report["ok"] else 1
     if args.job == "route":
         if args.hops < 3:
             raise UserError(f"--hops must be >= 3, got {args.hops}")
@@ -74,6 +120,40 @@ def cmd_run(args):
         _emit(args, report, _human_route)
         return 0 if report["ok"] else 1
     raise UserError(f"unknown job {args.job!r}")
+
+
+def cmd_compile(args):
+    from tessera.compiler.errors import CompileError
+    from tessera.compiler.gemm import compile_gemm
+    params = _params(args)
+    try:
+        cg = compile_gemm(params, args.m, args.n, args.k, args.dtype, seed=args.seed)
+    except CompileError as e:
+        raise UserError(str(e)) from None
+    try:
+        with open(args.output, "wb") as f:
+            f.write(cg.bitstream)
+    except OSError as e:
+        raise UserError(f"cannot write {args.output}: {e.strerror}") from None
+    report = {"ok": True, "job": "gemm", "preset": params.name, "output": args.output,
+              "bitstream_bytes": len(cg.bitstream), "summary": cg.plan.summary(),
+              "routing_iterations": cg.routing.iterations,
+              "compile_seconds": round(cg.compile_seconds, 3),
+              "layout": {"a_addr": cg.plan.a_addr, "b_addr": cg.plan.b_addr,
+                         "c_addr": cg.plan.c_addr, "padded": [cg.plan.Mp, cg.plan.Np, cg.plan.Kp]}}
+    if args.draw:
+        from tessera.compiler.draw import draw
+        draw(params, cg.placement, cg.routing, args.draw)
+        report["draw"] = args.draw
+
+    def human(r):
+        print(f"{r['summary']}")
+        print(f"  bitstream  {r['output']} ({r['bitstream_bytes']} bytes), routed in "
+              f"{r['routing_iterations']} PathFinder iteration(s), {r['compile_seconds']} s")
+        if r.get("draw"):
+            print(f"  picture    {r['draw']}")
+    _emit(args, report, human)
+    return 0
 
 
 def cmd_load(args):
@@ -135,8 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print one JSON object")
 
     run = sub.add_parser("run", help="compile, load and run a job on the simulated fabric")
-    run.add_argument("job", choices=["route"])
-    run.add_argument("--hops", type=int, default=6, help="switch hops of the route (>= 3)")
+    run.add_argument("job", choices=["gemm", "copy", "route"])
+    run.add_argument("--m", type=int, default=64, help="gemm: rows of A and C")
+    run.add_argument("--n", type=int, default=64, help="gemm: columns of B and C")
+    run.add_argument("--k", type=int, default=64, help="gemm: columns of A, rows of B")
+    run.add_argument("--dtype", default="int8", choices=["int8", "int16"],
+                     help="gemm: operand type (the result is int32)")
+    run.add_argument("--bytes", type=int, default=65536, help="copy: bytes to move")
+    run.add_argument("--hops", type=int, default=6, help="route/copy: switch hops (>= 3)")
     run.add_argument("--words", type=int, default=4096)
     run.add_argument("--seed", type=int, default=1)
     run.add_argument("--gen-stall", type=int, default=0,
@@ -145,6 +231,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="probability in 256ths that the sink applies backpressure")
     common(run)
     run.set_defaults(func=cmd_run)
+
+    comp = sub.add_parser("compile", help="compile a job to a bitstream (and a picture)")
+    comp.add_argument("job", choices=["gemm"])
+    comp.add_argument("--m", type=int, required=True)
+    comp.add_argument("--n", type=int, required=True)
+    comp.add_argument("--k", type=int, required=True)
+    comp.add_argument("--dtype", default="int8", choices=["int8", "int16"])
+    comp.add_argument("--seed", type=int, default=0, help="placement seed")
+    comp.add_argument("-o", "--output", required=True, help="bitstream file to write")
+    comp.add_argument("--draw", help="PNG of the placement and routes")
+    common(comp, sim=False)
+    comp.set_defaults(func=cmd_compile)
 
     load = sub.add_parser("load", help="load a file as a bitstream through the RTL loader")
     load.add_argument("file")
