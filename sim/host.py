@@ -175,11 +175,14 @@ def run_copy(params: FabricParams, *, nbytes: int = 65536, hops: int = 4,
         "build_seconds": round(res.build_seconds, 2), "model_cached": res.cached,
         "wall_seconds": round(time.perf_counter() - t0, 2),
     }
+    if return_result:
+        report["result"] = got
+    return report
 
 
 def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8",
              sim: str = "verilator", seed: int = 1, a=None, b=None, progress=None,
-             compiled=None) -> dict:
+             compiled=None, return_result: bool = False) -> dict:
     """Compile C = A @ B for the fabric, run it on the host top and compare
     with NumPy. Every figure is measured by RTL counters: cycles from start to
     done, off-chip bytes on the AGCUs' AXI ports, per-unit activity."""
@@ -235,7 +238,7 @@ def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8
     mismatches = int(np.count_nonzero(got != want)) if got.shape == want.shape else -1
     units = HostTop.perf_units(params)
     pcu_active = {u: c[f"perf_{u}_active"] for u in units if u.startswith("pcu")}
-    return {
+    report = {
         "ok": ok, "job": "gemm", "preset": params.name, "sim": sim,
         "m": m, "n": n, "k": k, "dtype": dtype, "mismatches": mismatches,
         "cycles": cycles, "macs": macs, "peak_macs_per_cycle": peak,
@@ -256,3 +259,6 @@ def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8
         "build_seconds": round(res.build_seconds, 2), "model_cached": res.cached,
         "wall_seconds": round(time.perf_counter() - t0, 2),
     }
+    if return_result:
+        report["result"] = got
+    return report
