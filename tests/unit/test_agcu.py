@@ -569,6 +569,10 @@ def test_tiles_elem_widths(params):
             expect_b[r0:r0 + h, c0:c0 + w] = newtile.astype(dtype)
             got_b = np.frombuffer(after[b_base:b_base + b.nbytes], dtype=dtype).reshape(b.shape)
             np.testing.assert_array_equal(got_b, expect_b, err_msg=f"{dtype.__name__} write")
+            # the counters: whole R beats; strobed W bytes = the tile's bytes exactly
+            model = AGCUModel(lanes=lanes)
+            assert ctx.get(top.agcu.read_bytes) == 16 * model.beats(tile)
+            assert ctx.get(top.agcu.write_bytes) == h * w * a.itemsize
             assert after[:b_base] == bytes(image[:b_base])
             assert after[b_base + b.nbytes:] == bytes(image[b_base + b.nbytes:])
             assert ctx.get(top.checker.errors) == 0
