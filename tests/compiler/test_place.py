@@ -135,11 +135,11 @@ def test_does_not_fit_counts_units_and_slots():
     nl = Netlist()
     for i in range(3):
         nl.add_unit(f"c{i}", "pcu")
-    nl.add_unit("a0", "agcu")
-    nl.add_unit("a1", "agcu")
-    with pytest.raises(DoesNotFit, match=r"needs 3 PCUs, 0 PMUs, 2 AGCUs; preset 'tiny' \(1x2\) "
-                                         r"has 1 PCU, 1 PMU, 1 AGCU: too many PCUs \(3 > 1\), "
-                                         r"AGCUs \(2 > 1\)") as info:
+    for i in range(3):
+        nl.add_unit(f"a{i}", "agcu")
+    with pytest.raises(DoesNotFit, match=r"needs 3 PCUs, 0 PMUs, 3 AGCUs; preset 'tiny' \(1x2\) "
+                                         r"has 1 PCU, 1 PMU, 2 AGCUs: too many PCUs \(3 > 1\), "
+                                         r"AGCUs \(3 > 2\)") as info:
         place(params, nl)
     assert info.value.asked["pcu"] == 3 and info.value.available["pcu"] == 1
 
@@ -147,13 +147,13 @@ def test_does_not_fit_counts_units_and_slots():
 @pytest.mark.parametrize("build,message", [
     (lambda nl: nl.add_unit("x", "pcu", pin=(0, 1)), r"'x' is a PCU but tile \(0, 1\) holds a PMU"),
     (lambda nl: nl.add_unit("x", "pmu", pin=(9, 0)), r"pinned to \(9, 0\), not a tile of the 4x4"),
-    (lambda nl: nl.add_unit("x", "agcu", pin=7), r"pinned to AGCU 7; preset 'default' has AGCUs 0..3"),
+    (lambda nl: nl.add_unit("x", "agcu", pin=9), r"pinned to AGCU 9; preset 'default' has AGCUs 0..7"),
     (lambda nl: (nl.add_unit("x", "pcu", pin=(0, 0)), nl.add_unit("y", "pcu", pin=(0, 0))),
      r"'x' and 'y' are both pinned to PCU slot \(0, 0\)"),
     (lambda nl: (nl.add_unit("x", "pcu"), nl.connect("n", ("x", "vec", 5), ("x", "vec", 0))),
      r"PCU 'x' has 1 vec output port\(s\), not port 5"),
-    (lambda nl: (nl.add_unit("x", "agcu"), nl.connect("n", ("x", "scal", 0), ("x", "vec", 0))),
-     r"AGCU 'x' has 0 scal output port\(s\)"),
+    (lambda nl: (nl.add_unit("x", "agcu"), nl.connect("n", ("x", "ctrl", 0), ("x", "vec", 0))),
+     r"AGCU 'x' has 0 ctrl output port\(s\)"),
     (lambda nl: (nl.add_unit("x", "pcu"), nl.connect("n", ("x", "vec", 0), ("y", "vec", 0))),
      r"no unit named 'y'"),
     (lambda nl: (nl.add_unit("x", "pcu"), nl.add_unit("y", "pmu"),
