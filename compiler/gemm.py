@@ -15,7 +15,8 @@ The mapping (an outer-product, output-stationary dataflow):
   elements, sign-extended) once per pass and its scalar port serializes them
   into ``A[i, k]`` scalars, multicast on the scalar network to the G PCUs of
   the row group.
-* ``B`` goes through PMUs: AGCU ``B[c]`` reads the ``Kp x lanes`` column block
+* ``B`` goes through PMUs. It lies in DRAM panel-major (``pack_b``: each
+  ``lanes``-column panel contiguous). AGCU ``B[c]`` reads the ``Kp x lanes`` column block
   of column group c for each pass into PMU ``B[c]`` (double-buffered when two
   blocks fit, so the next pass's block loads while this one is used); the PMU
   replays the block once per row of the group, multicast on the vector network
@@ -111,6 +112,15 @@ class GemmPlan:
         out = np.zeros((self.Kp, self.Np), dtype=DTYPES[self.dtype][0])
         out[:self.K, :self.N] = b
         return out
+
+    def pack_b(self, b):
+        """B as it lies in DRAM: zero-padded to (Kp, Np), then panel-major,
+        ``(Np / lanes, Kp, lanes)``: the ``lanes`` columns a PCU lane group
+        uses are one contiguous run, so an AGCU fetches a column block in
+        full bursts (row-major, each vector would be a burst of its own)."""
+        L = self.lanes
+        return np.ascontiguousarray(self.pad_b(b).reshape(self.Kp, self.Np // L, L)
+                                    .transpose(1, 0, 2))
 
     def crop_c(self, c):
         return np.asarray(c).reshape(self.Mp, self.Np)[:self.M, :self.N]
@@ -248,8 +258,9 @@ def _program(plan: GemmPlan):
             scal = 1
         elif rd:
             c = rd[1]
-            cfg_rd = Pattern(base=plan.b_addr + c * L * es, counts=(Kp, plan.passes),
-                             strides=(Np * es, G * L * es), elem=elem)
+            # panel (pass * G + c) of the panel-major B: Kp contiguous vectors
+            cfg_rd = Pattern(base=plan.b_addr + c * Kp * L * es, counts=(Kp, plan.passes),
+                             strides=(L * es, G * Kp * L * es), elem=elem)
         if wr:
             g, c = wr
             cfg_wr = Pattern(base=plan.c_addr + (g * Mg * Np + c * L) * 4,

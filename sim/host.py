@@ -216,7 +216,7 @@ def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8
     bs_addr = host.alloc(len(cg.bitstream), align=64)
     assert bs_addr + len(cg.bitstream) <= plan.a_addr
     host.write_tensor(plan.a_addr, plan.pad_a(a))
-    host.write_tensor(plan.b_addr, plan.pad_b(b))
+    host.write_tensor(plan.b_addr, plan.pack_b(b))
     load = host.load_config(cg.bitstream, addr=bs_addr)
     host.start()
     # a generous bound: every MAC on one lane, plus the traffic
