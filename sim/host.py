@@ -238,6 +238,8 @@ def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8
     mismatches = int(np.count_nonzero(got != want)) if got.shape == want.shape else -1
     units = HostTop.perf_units(params)
     pcu_active = {u: c[f"perf_{u}_active"] for u in units if u.startswith("pcu")}
+    unit_perf = {u: {ev: c[f"perf_{u}_{ev}"] for ev in ("active", "starved", "stalled")}
+                 for u in units}
     report = {
         "ok": ok, "job": "gemm", "preset": params.name, "sim": sim,
         "m": m, "n": n, "k": k, "dtype": dtype, "mismatches": mismatches,
@@ -252,6 +254,7 @@ def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8
         "bitstream_bytes": len(cg.bitstream),
         "grid": f"{plan.R}x{plan.G}", "padded": [plan.Mp, plan.Np, plan.Kp],
         "pcu_active_cycles": pcu_active,
+        "unit_perf": unit_perf,
         "timed_out": not done.value["ok"],
         "compile_seconds": round(cg.compile_seconds, 3),
         "sim_cycles": res.sim_cycles,
