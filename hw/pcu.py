@@ -36,8 +36,8 @@ How a PCU runs (every number below is a field of :func:`pcu_config_layout`):
   ``acc_level`` group, where it reads ``acc_init`` (0, INT_MIN, INT_MAX or
   ``const``). ``MAC`` with ``c = ACC`` is a dot-product lane.
 * **Ops** (32-bit two's complement): see :class:`Op`. MUL, MAC and QMUL exist
-  only in ``pcu_mul_stages`` (two-cycle stages); elsewhere, and for unknown
-  codes, the result is 0.
+  only in ``pcu_mul_stages``; elsewhere, and for unknown codes, the result
+  is 0.
 * **Tail.** After the last stage, an optional special-function tail
   (:mod:`.sfu`) applies exp2 or reciprocal to register ``tail.src`` of every
   lane. Outputs read a register (``src`` < ``pcu_regs``) or the tail
@@ -54,14 +54,19 @@ How a PCU runs (every number below is a field of :func:`pcu_config_layout`):
 Timing: the pipeline has one enable (``adv``): every output has a two-entry
 skid (:class:`~.links.Hop`) and the pipeline advances when every enabled
 output's skid can take a word (a registered signal), so no ready path reaches
-the datapath. A stage's registers load only for valid iterations (so
-``ACC`` is the previous iteration's result, bubbles or not). Under continuous
-flow the PCU fires every cycle and retires one iteration per cycle.
+the datapath. Every stage takes two cycles: a fetch cycle selects the
+operands into registers and an execute cycle runs the ALU (``ACC`` is
+selected late, in the execute cycle, so an accumulation still closes in one
+cycle). A stage's registers load only for valid iterations (so ``ACC`` is the
+previous iteration's result, bubbles or not). Under continuous flow the PCU
+fires every cycle and retires one iteration per cycle.
 
-Area (Yosys ``synth_ecp5 -abc9``, one PCU): about 1.7k LUT4 per 32-bit
-lane-stage, mostly operand muxes and the ALU; default preset 82.8k LUT4,
-14.2k FFs, 16 DSPs (one per lane for the multiplier stage, one per lane for
-the SFU) and 8 block RAMs (the reciprocal seed tables).
+Area: the lane datapath is written for the ECP5 (``docs/area.md`` has the
+measured figures): operand selects are binary mux trees that
+:func:`~.switch.mux_tree` builds from LUT4/PFUMX/L6MUX21 cells when
+synthesizing for ECP5; a stage without a multiplier fetches only ``c != 0``
+(all that SEL reads of ``c``); one adder serves ADD/SUB/LT/EQ, one multiply-add
+serves MUL/MAC/QMUL, one shifter SHL/SHR/QMUL; the result is a 4:1 select.
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ from amaranth.lib.wiring import In, Out
 from .links import NETWORKS, Hop, InputFIFO, network_layout
 from .params import FabricParams
 from .sfu import SFU_LATENCY, SFULane
+from .switch import mux_tree, select4_gated
 from .unit import pass_config_layout, unit_port_counts, unit_signature_members
 
 __all__ = ["Op", "AccInit", "PCU", "pcu_config_layout", "mul_stages", "stage_latency",
@@ -126,9 +132,12 @@ def mul_stages(params: FabricParams) -> frozenset:
 
 
 def stage_latency(params: FabricParams, k: int) -> int:
-    """Cycles of stage k: 2 with a multiplier (operands registered before the
-    DSP), else 1."""
-    return 2 if k in mul_stages(params) else 1
+    """Cycles of stage k: 2, a fetch cycle (the operand selects, into
+    registers; a multiplier's DSP wants registered inputs anyway) and an
+    execute cycle (the ALU). Registering the operands of every stage, not only
+    of the multiplier stages, takes the operand selects off the path through
+    the ALU, at the cost of flops only (docs/area.md)."""
+    return 2
 
 
 def xl_level(params: FabricParams, k: int) -> int:
@@ -223,16 +232,12 @@ def pcu_config_layout(params: FabricParams) -> data.StructLayout:
 def _pick(m, sel, options, width, name):
     """A mux of `options` (Values) by `sel`; codes past the end give 0.
 
-    Built as a binary tree on the bits of `sel`: Yosys/ABC map that to about a
-    third fewer ECP5 LUTs than the ``$pmux`` a ``Switch`` becomes."""
-    sel = Value.cast(sel)
-    opts = [Value.cast(v) for v in options]
-    n = 1 << len(sel)
-    opts = (opts + [Const(0, width)] * n)[:n]
-    for bit in range(len(sel)):
-        opts = [Mux(sel[bit], opts[i + 1], opts[i]) for i in range(0, len(opts), 2)]
+    Built as a binary tree on the bits of `sel` (:func:`~.switch.mux_tree`):
+    Yosys/ABC map that to about a third fewer ECP5 LUTs than the ``$pmux`` a
+    ``Switch`` becomes, and when synthesizing for ECP5 the groups of signal
+    options become LUT4/PFUMX/L6MUX21 cells (another third fewer)."""
     out = Signal(width, name=name)
-    m.d.comb += out.eq(opts[0])
+    m.d.comb += out.eq(mux_tree(sel, options, m=m, name=name))
     return out
 
 
@@ -296,8 +301,21 @@ class PCU(wiring.Component):
             b = getattr(cfg.bypass, net)
             return b.en & (b.sel == j)
 
+        # The enables that gate firing are decoded from the (static) config and
+        # registered: that takes the config decode off the firing path, which
+        # fans out to the FIFOs, the counters and stage 0. Switch configurations
+        # while the unit is idle (it is, between graphs).
+        enables = {}
+        for net in NETWORKS:
+            for j in range(n_in[net]):
+                e = Signal(name=f"{net}_in{j}_en")
+                m.d.sync += e.eq(getattr(cfg, f"{net}_in")[j].en & ~bypassed_in(net, j))
+                enables[(net, j)] = e
+        run_en = Signal()
+        m.d.sync += run_en.eq(cfg.en)
+
         def enabled_in(net, j):
-            return getattr(cfg, f"{net}_in")[j].en & ~bypassed_in(net, j)
+            return enables[(net, j)]
 
         # -- counter chain ------------------------------------------------------------
         off = [Signal(COUNTER_WIDTH, name=f"ctr{i}_off") for i in range(C)]
@@ -341,7 +359,7 @@ class PCU(wiring.Component):
             m.d.comb += tok_need[j].eq(enabled_in("ctrl", j) &
                                        at_level(cfg.ctrl_in[j].level, fm))
             tok_ok = tok_ok & (~tok_need[j] | (effs[j] != 0))
-        m.d.comb += fire.eq(cfg.en & adv & in_ok & tok_ok)
+        m.d.comb += fire.eq(run_en & adv & in_ok & tok_ok)
 
         for net, n in (("vec", nvi), ("scal", nsi)):
             for j in range(n):
@@ -490,8 +508,8 @@ class PCU(wiring.Component):
         # -- performance counters' events ------------------------------------------------
         m.d.comb += [
             self.perf_active.eq(fire),
-            self.perf_stalled.eq(cfg.en & ~adv),
-            self.perf_starved.eq(cfg.en & adv & ~fire),
+            self.perf_stalled.eq(run_en & ~adv),
+            self.perf_starved.eq(run_en & adv & ~fire),
         ]
         return m
 
@@ -504,14 +522,13 @@ class PCU(wiring.Component):
         nsi = p.unit_scal_in
         st = self.config.stages[k]
         has_mul = k in mul_stages(p)
-        lat = stage_latency(p, k)
         BC, ACC, XL, LANE = NR, NR + 1, NR + 2, NR + 3
 
         # Stage-wide decoding, shared by the lanes.
         bc_opts = [st.const] + [c_in.scal[j] for j in range(nsi)] + \
                   [c_in.ctr[i] for i in range(C)]
         bc = _pick(m, st.bc, bc_opts, W, f"s{k}_bc")
-        dec = self._decode(m, k, st)
+        dec = self._decode(m, k, st, has_mul)
 
         # Each lane's accumulator: its previous result (a register of its own
         # rather than a read of register `dst`: no mux), or the initial value on
@@ -526,40 +543,54 @@ class PCU(wiring.Component):
         zero = Const(0, W)
         a_base = [mux(st.a, lane, "a", zero, zero) for lane in range(L)]
         lvl = xl_level(p, k)
-        xl = [a_base[lane ^ (1 << lvl)] if lane ^ (1 << lvl) < L else zero for lane in range(L)]
+        partner = [lane ^ (1 << lvl) for lane in range(L)]
+        xl = [a_base[q] if q < L else zero for q in partner]
 
-        e_v, e_file, e_ctx = v_in, f_in, c_in
-        if lat == 2:
-            # operands (and everything travelling with them) registered before the DSP
-            e_v = Signal(name=f"s{k}_fv")
-            e_file = Signal(file_layout, name=f"s{k}_ffile")
-            e_ctx = Signal(ctx_layout, name=f"s{k}_fctx")
-        acc_first = Cat(Const(1, 1), e_ctx.fm).bit_select(st.acc_level, 1)
+        # Fetch cycle: the operands (and everything travelling with them) into
+        # registers. ACC is read late, in the execute cycle.
+        e_v = Signal(name=f"s{k}_fv")
+        e_file = Signal(file_layout, name=f"s{k}_ffile")
+        e_ctx = Signal(ctx_layout, name=f"s{k}_fctx")
+        with m.If(adv):
+            m.d.sync += e_v.eq(v_in)
+            with m.If(v_in):
+                m.d.sync += [e_file.eq(f_in), e_ctx.eq(c_in)]
+
+        acc_first = Signal(name=f"s{k}_acc_first")
+        m.d.comb += acc_first.eq(Cat(Const(1, 1), e_ctx.fm).bit_select(st.acc_level, 1))
         init = _pick(m, st.acc_init, [Const(0, W), Const(1 << (W - 1), W),
                                       Const((1 << (W - 1)) - 1, W), st.const], W, f"s{k}_init")
-        acc = [Mux(acc_first, init, accs[lane]) for lane in range(L)]
+        acc = []
+        for lane in range(L):
+            sig = Signal(W, name=f"s{k}_accv{lane}")
+            m.d.comb += sig.eq(Mux(acc_first, init, accs[lane]))
+            acc.append(sig)
 
         ops = []
         for lane in range(L):
-            if lat == 1:
-                a = Mux(st.a == ACC, acc[lane], a_base[lane])
-                b = mux(st.b, lane, "b", acc[lane], xl[lane])
-                c = mux(st.c, lane, "c", acc[lane], xl[lane])
-            else:
-                # ACC is read late, in the execute cycle
-                fa = a_base[lane]
-                fb = mux(st.b, lane, "b", zero, xl[lane])
+            fa = a_base[lane]
+            fb = mux(st.b, lane, "b", zero, xl[lane])
+            regs = [Signal(W, name=f"s{k}_f{x}{lane}") for x in "ab"]
+            if has_mul:
                 fc = mux(st.c, lane, "c", zero, xl[lane])
-                regs = [Signal(W, name=f"s{k}_f{x}{lane}") for x in "abc"]
-                with m.If(adv & v_in):
-                    m.d.sync += [r.eq(v) for r, v in zip(regs, (fa, fb, fc))]
-                a, b, c = (Mux(getattr(st, x) == ACC, acc[lane], r) for x, r in zip("abc", regs))
+                regs.append(Signal(W, name=f"s{k}_fc{lane}"))
+            else:
+                # Without a multiplier, operand c only feeds SEL's test c != 0:
+                # fetch that one bit (from the sources' own zero tests) instead
+                # of a 32-bit operand.
+                fc = _pick(m, st.c, [f_in[j][lane].any() for j in range(NR)] +
+                           [bc.any(), Const(0, 1), xl[lane].any(), Const(int(lane != 0), 1)],
+                           1, f"s{k}_fcnz{lane}")
+                regs.append(Signal(name=f"s{k}_fcnz{lane}_r"))
+            with m.If(adv & v_in):
+                m.d.sync += [r.eq(v) for r, v in zip(regs, (fa, fb, fc))]
+            a = Mux(st.a == ACC, acc[lane], regs[0])
+            b = Mux(st.b == ACC, acc[lane], regs[1])
+            if has_mul:
+                c = Mux(st.c == ACC, acc[lane], regs[2])
+            else:
+                c = Mux(st.c == ACC, acc[lane].any(), regs[2])
             ops.append((a, b, c))
-        if lat == 2:
-            with m.If(adv):
-                m.d.sync += e_v.eq(v_in)
-                with m.If(v_in):
-                    m.d.sync += [e_file.eq(f_in), e_ctx.eq(c_in)]
 
         # pipeline registers of this stage
         o_v = Signal(name=f"s{k}_v")
@@ -571,8 +602,7 @@ class PCU(wiring.Component):
             r = self._alu(m, k, lane, st, dec, a, b, c, has_mul)
             results.append(r)
             for j in range(NR):
-                m.d.comb += new_file[j][lane].eq(Mux(dec["write"] & (st.dst == j), r,
-                                                     e_file[j][lane]))
+                m.d.comb += new_file[j][lane].eq(Mux(dec[f"w{j}"], r, e_file[j][lane]))
 
         with m.If(adv):
             m.d.sync += o_v.eq(e_v)
@@ -581,29 +611,66 @@ class PCU(wiring.Component):
                 m.d.sync += [acc_r.eq(r) for acc_r, r in zip(accs, results)]
         return o_v, o_file, o_ctx
 
-    def _decode(self, m, k, st):
-        """Per-stage op decoding, shared by every lane."""
+    def _decode(self, m, k, st, has_mul):
+        """Per-stage op decoding, shared by every lane.
+
+        The result of a lane is a 4:1 mux by ``cat`` of: the arithmetic unit
+        (adder, compares, multiply-add), the bitwise unit (PASS, AND, OR, XOR,
+        MAX, MIN, SEL: ``a`` if ``take`` else ``g(a, b)``), the shifter's output
+        (SHR, QMUL) and its bit reversal (SHL). Ops that give 0 (NOP, unknown
+        codes, MUL ops without a multiplier) select the arithmetic unit with
+        its output forced to 0."""
+        NR = self.params.pcu_regs
+        op = st.op
         d = {}
-        for name, cond in (
-                ("write", st.op != Op.NOP),
-                ("sub", st.op != Op.ADD),                    # adder: a - b unless ADD
-                ("shl", st.op == Op.SHL),
-                ("qmul", st.op == Op.QMUL),
-                ("is_max", st.op == Op.MAX), ("is_min", st.op == Op.MIN),
-                ("is_sel", st.op == Op.SEL),
-                # logic unit: PASS a, AND, OR, XOR as f(l1, l0)
-                ("l1", (st.op == Op.OR) | (st.op == Op.XOR)),
-                ("l0", (st.op == Op.AND) | (st.op == Op.XOR))):
-            sig = Signal(name=f"s{k}_{name}")
-            m.d.comb += sig.eq(cond)
-            d[name] = sig
+
+        def sig(name, cond):
+            s = Signal(name=f"s{k}_{name}")
+            m.d.comb += s.eq(cond)
+            d[name] = s
+            return s
+
+        def any_of(*ops):
+            return Cat(*(op == o for o in ops)).any()
+
+        mul_ops = (Op.MUL, Op.MAC) if has_mul else ()
+        sig("write", op != Op.NOP)
+        for j in range(NR):
+            sig(f"w{j}", (op != Op.NOP) & (st.dst == j))
+        sig("sub", op != Op.ADD)                      # adder: a - b unless ADD
+        sig("cmp", any_of(Op.LT, Op.EQ))
+        sig("is_eq", op == Op.EQ)
+        sig("arith", any_of(Op.ADD, Op.SUB, *mul_ops))   # full-width adder output
+        sig("mulop", any_of(*mul_ops) if has_mul else Const(0, 1))
+        sig("mac", op == Op.MAC)
+        sig("qmul", op == Op.QMUL)
+        sig("shl", op == Op.SHL)
+        sig("is_pass", op == Op.PASS)
+        sig("is_max", op == Op.MAX)
+        sig("is_min", op == Op.MIN)
+        sig("is_sel", op == Op.SEL)
+        # g(a, b) of the bitwise unit: 0 b, 1 AND, 2 OR, 3 XOR
+        sig("g1", any_of(Op.OR, Op.XOR))
+        sig("g0", any_of(Op.AND, Op.XOR))
+        bitwise = any_of(Op.PASS, Op.AND, Op.OR, Op.XOR, Op.MAX, Op.MIN, Op.SEL)
+        shifter = any_of(Op.SHR, *((Op.QMUL,) if has_mul else ()))
+        cat = Signal(2, name=f"s{k}_cat")
+        with m.If(bitwise):
+            m.d.comb += cat.eq(1)
+        with m.Elif(shifter):
+            m.d.comb += cat.eq(2)
+        with m.Elif(op == Op.SHL):
+            m.d.comb += cat.eq(3)
+        d["cat"] = cat
         return d
 
     def _alu(self, m, k, lane, st, dec, a, b, c, has_mul):
-        """One lane of stage k. Written with explicit sharing: one adder for
-        ADD/SUB and the signed compare (LT, MAX, MIN), one shifter for SHL, SHR
-        (and QMUL's rounding shift), one 2:1 mux for MAX/MIN/SEL, one 4-input
-        logic function for PASS/AND/OR/XOR."""
+        """One lane of stage k, written with explicit sharing: one adder for
+        ADD/SUB and the compares (LT from its sign, EQ from a zero difference),
+        one adder for the multiplier (MUL adds 0, MAC adds c, QMUL adds the
+        rounding constant), one shifter for SHL, SHR and QMUL's rounding shift,
+        and one bitwise unit for PASS/AND/OR/XOR/MAX/MIN/SEL. Without a
+        multiplier, `c` is the 1-bit test c != 0 (all that SEL needs)."""
         p = self.params
         W, mw = p.word_width, p.mul_width
         n = f"s{k}_l{lane}"
@@ -613,23 +680,29 @@ class PCU(wiring.Component):
         sub = dec["sub"]
         m.d.comb += addsub.eq(Cat(a, a[W - 1]) + (Cat(b, b[W - 1]) ^ sub.replicate(W + 1)) + sub)
         lt = addsub[W]                                   # sign of a - b (no overflow in W+1 bits)
+        eq = ~addsub[:W].any()                           # a - b == 0 (mod 2**W)
 
-        logic = Signal(W, name=f"{n}_logic")
-        l1, l0 = dec["l1"], dec["l0"]
-        m.d.comb += logic.eq(Mux(l1, Mux(l0, a ^ b, a | b), Mux(l0, a & b, a)))
+        c_nz = c.any() if has_mul else c
+        take = Signal(name=f"{n}_take")
+        m.d.comb += take.eq(dec["is_pass"] | (dec["is_max"] & ~lt) | (dec["is_min"] & lt) |
+                            (dec["is_sel"] & c_nz))
+        g1, g0 = dec["g1"], dec["g0"]
+        bitwise = Signal(W, name=f"{n}_bitwise")
+        m.d.comb += bitwise.eq(Mux(take, a, Mux(g1, Mux(g0, a ^ b, a | b), Mux(g0, a & b, b))))
 
-        take_a = (dec["is_max"] & ~lt) | (dec["is_min"] & lt) | (dec["is_sel"] & (c != 0))
-        chosen = Signal(W, name=f"{n}_chosen")
-        m.d.comb += chosen.eq(Mux(take_a, a, b))
-
-        # the shifter: SHL as a right shift of the bit-reversed word
-        share_qmul = has_mul and 2 * mw + 1 <= W + 1
+        # the multiply-add and the shifter (SHL as a right shift of the bit-reversed word)
+        share_qmul = has_mul and 2 * mw <= W
+        arith = addsub[:W]
         if has_mul:
             prod = Signal(signed(2 * mw), name=f"{n}_prod")
             m.d.comb += prod.eq(a[:mw].as_signed() * b[:mw].as_signed())
             rnd = ((Const(1, 2 * mw + 1) << st.shift) >> 1)[:2 * mw + 1]
-            rounded = Signal(signed(2 * mw + 1), name=f"{n}_rounded")
-            m.d.comb += rounded.eq(prod + rnd)
+            mw1 = max(2 * mw, W) + 1
+            addend = Signal(mw1, name=f"{n}_addend")
+            m.d.comb += addend.eq(Mux(dec["mac"], c, Mux(dec["qmul"], rnd, 0)))
+            madd = Signal(signed(mw1), name=f"{n}_madd")
+            m.d.comb += madd.eq(prod + addend)
+            arith = Mux(dec["mulop"], madd[:W], addsub[:W])
         shl = dec["shl"]
         sh_in = Signal(signed(W + 1), name=f"{n}_sh_in")
         sh_amt = Signal(5, name=f"{n}_sh_amt")
@@ -637,32 +710,22 @@ class PCU(wiring.Component):
                      sh_amt.eq(b[:5])]
         if share_qmul:
             with m.If(dec["qmul"]):
-                m.d.comb += [sh_in.eq(rounded), sh_amt.eq(st.shift)]
+                m.d.comb += [sh_in.eq(madd), sh_amt.eq(st.shift)]
         shifted = Signal(W, name=f"{n}_shifted")
         m.d.comb += shifted.eq(sh_in >> sh_amt)
-        shift_out = Mux(shl, shifted[::-1], shifted)
+        shr_out = shifted
+        if has_mul and not share_qmul:
+            shr_out = Mux(dec["qmul"], (madd >> st.shift)[:W], shifted)
 
-        with m.Switch(st.op):
-            with m.Case(Op.ADD, Op.SUB):
-                m.d.comb += r.eq(addsub[:W])
-            with m.Case(Op.PASS, Op.AND, Op.OR, Op.XOR):
-                m.d.comb += r.eq(logic)
-            with m.Case(Op.MAX, Op.MIN, Op.SEL):
-                m.d.comb += r.eq(chosen)
-            with m.Case(Op.SHL, Op.SHR):
-                m.d.comb += r.eq(shift_out)
-            with m.Case(Op.LT):
-                m.d.comb += r.eq(lt)
-            with m.Case(Op.EQ):
-                m.d.comb += r.eq(a == b)
-            if has_mul:
-                with m.Case(Op.MUL):
-                    m.d.comb += r.eq(prod)
-                with m.Case(Op.MAC):
-                    m.d.comb += r.eq(prod + c)
-                with m.Case(Op.QMUL):
-                    if share_qmul:
-                        m.d.comb += r.eq(shifted)
-                    else:
-                        m.d.comb += r.eq(rounded >> st.shift)
+        # The arithmetic unit's output, gated by its enable inside the result
+        # select; bit 0 carries the compares.
+        arith_out = Signal(W, name=f"{n}_arith")
+        m.d.comb += arith_out.eq(arith)
+        with m.If(dec["cmp"]):
+            m.d.comb += arith_out[0].eq(Mux(dec["is_eq"], eq, lt))
+        gate = Cat(dec["arith"] | dec["cmp"], dec["arith"].replicate(W - 1))
+        cat = dec["cat"]
+        m.d.comb += r.eq(select4_gated(cat[0], cat[1], [arith_out, bitwise, shr_out,
+                                                        shifted[::-1]],
+                                       gate, m=m, name=f"{n}_result"))
         return r

@@ -12,6 +12,7 @@ that it has already taken the current word, so ``valid`` never depends on
 
 from __future__ import annotations
 
+import contextvars
 from types import SimpleNamespace
 
 from amaranth import *
@@ -21,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from .links import NETWORKS, Hop, network_layout
 from .params import FabricParams
 
-__all__ = ["select_layout", "mux_tree", "Crossbar", "Switch", "SIDES", "switch_ports", "switch_config_layout"]
+__all__ = ["select_layout", "mux_tree", "select4_gated", "ECP5_MUXES", "Crossbar", "Switch", "SIDES", "switch_ports", "switch_config_layout"]
 
 #: Sides of a switch in the order every port list uses.
 SIDES = ("N", "E", "S", "W")
@@ -58,19 +59,149 @@ def switch_config_layout(params: FabricParams) -> data.StructLayout:
     return data.StructLayout(fields)
 
 
-def mux_tree(sel, options):
+#: Set (by :func:`tessera.hw.synth.synthesize`, for ECP5 devices) while a
+#: design is elaborated for synthesis: wide selects are then built from ECP5
+#: LUT4/PFUMX/L6MUX21 cells (see :func:`mux_tree`). Everywhere else (the
+#: simulators, other devices) they are plain Amaranth muxes.
+ECP5_MUXES = contextvars.ContextVar("tessera_ecp5_muxes", default=False)
+
+
+def _lut_init(f) -> int:
+    """INIT of an ECP5 LUT4 computing f(A, B, C, D) (index D:C:B:A)."""
+    return sum(1 << i for i in range(16) if f(i & 1, (i >> 1) & 1, (i >> 2) & 1, (i >> 3) & 1))
+
+
+#: Z = A ? C : B, a 2:1 mux with select A (D unused).
+LUT4_MUX2 = _lut_init(lambda a, b, c, d: c if a else b)
+#: Z = A ? C : (B & D): the same with a gate on the B input.
+LUT4_MUX2_GATED = _lut_init(lambda a, b, c, d: c if a else b & d)
+
+
+class _Prims:
+    """ECP5 mux cells, one Instance per bit, behind `m.submodules`."""
+
+    def __init__(self, m, name):
+        self.m, self.name, self.n = m, name, 0
+
+    def _add(self, inst):
+        self.m.submodules[f"{self.name}_p{self.n}"] = inst
+        self.n += 1
+
+    def mux2(self, s, d0, d1):
+        z = Signal()
+        self._add(Instance("LUT4", p_INIT=Const(LUT4_MUX2, 16), i_A=s, i_B=d0, i_C=d1,
+                           i_D=Const(0, 1), o_Z=z))
+        return z
+
+    def mux2_gated(self, s, d0, g, d1):
+        """s ? d1 : (d0 & g), one LUT4."""
+        z = Signal()
+        self._add(Instance("LUT4", p_INIT=Const(LUT4_MUX2_GATED, 16), i_A=s, i_B=d0, i_C=d1,
+                           i_D=g, o_Z=z))
+        return z
+
+    def mux4(self, s0, s1, d):
+        lo, hi = self.mux2(s0, d[0], d[1]), self.mux2(s0, d[2], d[3])
+        z = Signal()
+        # PFUMX: Z = C0 ? ALUT : BLUT, fed by the two LUT4s of its slice.
+        self._add(Instance("PFUMX", i_ALUT=hi, i_BLUT=lo, i_C0=s1, o_Z=z))
+        return z
+
+    def mux8(self, s, d):
+        lo, hi = self.mux4(s[0], s[1], d[0:4]), self.mux4(s[0], s[1], d[4:8])
+        z = Signal()
+        # L6MUX21: Z = SD ? D1 : D0, fed by the PFUMXs of two slices.
+        self._add(Instance("L6MUX21", i_D0=lo, i_D1=hi, i_SD=s[2], o_Z=z))
+        return z
+
+
+def _is_const(v) -> bool:
+    return isinstance(v, Const)
+
+
+def mux_tree(sel, options, *, m=None, name="mux"):
     """``options[sel]`` as a binary tree of 2:1 muxes on the bits of `sel`
     (codes past the end give 0). Yosys/ABC map that to fewer ECP5 LUTs than
-    the ``$pmux`` that a ``Switch`` on `sel` becomes (the same construction as
-    the PCU's operand muxes)."""
+    the ``$pmux`` that a ``Switch`` on `sel` becomes.
+
+    When synthesizing for ECP5 (:data:`ECP5_MUXES`) and given the module `m`,
+    every group of 8 (or 4) options that are all signals is built per bit from
+    LUT4s, PFUMXs and an L6MUX21: 4 LUT4s per bit for 8:1 and 2 for 4:1, where
+    ABC9 maps the same logic to about 6 and 3 (it cannot use the slice's wide
+    muxes for a function of more than five inputs). Groups with constants and
+    the levels above a group stay ordinary muxes."""
     sel = Value.cast(sel)
     opts = [Value.cast(v) for v in options]
     width = max(len(v) for v in opts)
     n = 1 << len(sel)
     opts = (opts + [Const(0, width)] * n)[:n]
-    for bit in range(len(sel)):
-        opts = [Mux(sel[bit], opts[i + 1], opts[i]) for i in range(0, len(opts), 2)]
+    bit = 0
+    if m is not None and ECP5_MUXES.get() and len(sel) >= 2:
+        group = 3 if len(sel) >= 3 else 2
+        prims = _Prims(m, name)
+
+        def behavioural(chunk, levels):
+            for b in range(levels):
+                chunk = [Mux(sel[b], chunk[i + 1], chunk[i]) for i in range(0, len(chunk), 2)]
+            return chunk[0]
+
+        def bit_of(v, i):
+            return v[i] if i < len(v) else Const(0, 1)
+
+        def quad(chunk):
+            # 4:1 by sel[0:2]: LUT4 + LUT4 + PFUMX per bit (bits fed by a
+            # constant stay ordinary logic, which Yosys simplifies)
+            if any(_is_const(v) for v in chunk):
+                return behavioural(chunk, 2)
+            out = []
+            for i in range(width):
+                d = [bit_of(v, i) for v in chunk]
+                out.append(behavioural(d, 2) if any(_is_const(x) for x in d)
+                           else prims.mux4(sel[0], sel[1], d))
+            return Cat(*out)
+
+        grouped = []
+        for g in range(0, n, 1 << group):
+            chunk = opts[g:g + (1 << group)]
+            if group == 2:
+                grouped.append(quad(chunk))
+            elif any(_is_const(v) for v in chunk):
+                lo, hi = quad(chunk[:4]), quad(chunk[4:])
+                grouped.append(Mux(sel[2], hi, lo))
+            else:
+                out = []
+                for i in range(width):
+                    d = [bit_of(v, i) for v in chunk]
+                    out.append(behavioural(d, 3) if any(_is_const(x) for x in d)
+                               else prims.mux8(sel[:3], d))
+                grouped.append(Cat(*out))
+        opts, bit = grouped, group
+    for b in range(bit, len(sel)):
+        opts = [Mux(sel[b], opts[i + 1], opts[i]) for i in range(0, len(opts), 2)]
     return opts[0]
+
+
+def select4_gated(s0, s1, options, gate, *, m=None, name="sel4"):
+    """``[options[0] & gate, options[1], options[2], options[3]][s1:s0]``, where
+    `gate` has one bit per bit of the result (an operand unit's result
+    enable folded into the select). On ECP5 (:data:`ECP5_MUXES`) each bit is
+    two LUT4s and a PFUMX, the gate taking the spare input of one LUT4."""
+    opts = [Value.cast(v) for v in options]
+    gate = Value.cast(gate)
+    width = max(len(v) for v in opts)
+    if m is None or not ECP5_MUXES.get() or any(_is_const(v) for v in opts):
+        lo = Mux(s0, opts[1], opts[0] & gate)
+        return Mux(s1, Mux(s0, opts[3], opts[2]), lo)
+    prims = _Prims(m, name)
+    bits = []
+    for i in range(width):
+        d = [v[i] if i < len(v) else Const(0, 1) for v in opts]
+        lo = prims.mux2_gated(s0, d[0], gate[i], d[1])
+        hi = prims.mux2(s0, d[2], d[3])
+        z = Signal()
+        prims._add(Instance("PFUMX", i_ALUT=hi, i_BLUT=lo, i_C0=s1, o_Z=z))
+        bits.append(z)
+    return Cat(*bits)
 
 
 class Crossbar(wiring.Component):
@@ -116,7 +247,8 @@ class Crossbar(wiring.Component):
             m.d.comb += [
                 src_valid[k].eq(mux_tree(cfg.sel, [self.i[j].valid for j in range(self._n_in)])),
                 hop.i.payload.eq(mux_tree(cfg.sel, [self.i[j].payload.as_value()
-                                                    for j in range(self._n_in)])),
+                                                    for j in range(self._n_in)],
+                                          m=m, name=f"sel{k}")),
                 hop.i.valid.eq(cfg.en & src_valid[k] & ~taken[k]),
             ]
 

@@ -30,6 +30,7 @@ then ``yowasp-*``) on ``PATH``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -47,8 +48,9 @@ from amaranth.lib.wiring import In, Out
 
 from .links import NETWORKS, Hop, scalar_layout
 from .params import PRESETS, FabricParams, preset as _preset
+from .switch import ECP5_MUXES
 
-__all__ = ["DEVICES", "TOPS", "SynthTop", "HopTop", "SynthError", "DesignDoesNotFit",
+__all__ = ["DEVICES", "TOPS", "SynthTop", "UnitTop", "HopTop", "SynthError", "DesignDoesNotFit",
            "ToolNotFound", "find_tool", "build_top", "synthesize", "add_synth_arguments",
            "main_synth", "format_report"]
 
@@ -83,7 +85,9 @@ DEVICES: dict[str, Device] = {
                          5280),
 }
 
-TOPS = ("fabric", "hop")
+#: What `tessera synth --top` can build: the wrapped fabric, one PCU, one PMU
+#: (each with the preset's parameters), or one scalar link hop.
+TOPS = ("fabric", "pcu", "pmu", "hop")
 
 # nextpnr bel types -> report fields (ECP5 LUT4 cells are packed into TRELLIS_COMB).
 _ECP5_MAP = {"luts": ("TRELLIS_COMB", "LUT4"), "ffs": ("TRELLIS_FF",),
@@ -308,6 +312,42 @@ class SynthTop(wiring.Component):
         return m
 
 
+class UnitTop(wiring.Component):
+    """One unit (``kind`` "pcu" or "pmu") of the preset, for per-unit figures.
+
+    Every port of the unit, its configuration included, is driven from the
+    on-chip LFSR and every output is XOR-reduced into registered pins. In the
+    fabric the configuration comes from the loader's registers, so an LFSR bit
+    (a flop) per configuration bit is the same kind of source: no logic behind
+    the configuration can be folded away as a constant."""
+
+    def __init__(self, params: FabricParams, kind: str, *, obs_pins: int = 2):
+        if not isinstance(params, FabricParams):
+            raise TypeError(f"params must be a FabricParams, not {params!r}")
+        if kind not in ("pcu", "pmu"):
+            raise ValueError(f"unknown unit kind {kind!r}; choose pcu or pmu")
+        self.params = params
+        self.kind = kind
+        self.harness_info = {}
+        super().__init__({"obs": Out(obs_pins)})
+
+    @staticmethod
+    def _unit_class(kind):
+        if kind == "pcu":
+            from .pcu import PCU
+            return PCU
+        from .pmu import PMU
+        return PMU
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.unit = unit = self._unit_class(self.kind)(self.params)
+        h = _PortHarness(m, [("unit", unit)])
+        obs_regs = h.observer.reduce(m, self.obs)
+        self.harness_info = h.info(observer_flops=obs_regs)
+        return m
+
+
 class HopTop(wiring.Component):
     """A single :class:`~tessera.hw.links.Hop` of a scalar (32-bit + last)
     payload, with registered I/O: its input is driven from an LFSR and its
@@ -332,6 +372,8 @@ def build_top(params: FabricParams, top: str = "fabric"):
         return SynthTop(params)
     if top == "hop":
         return HopTop(params)
+    if top in ("pcu", "pmu"):
+        return UnitTop(params, top)
     raise ValueError(f"unknown synthesis top {top!r}; choose one of {', '.join(TOPS)}")
 
 
@@ -412,20 +454,51 @@ def _pick(util: dict, names) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _nextpnr_slot(progress):
+    """One nextpnr at a time per machine (it is the memory- and CPU-hungry
+    step; parallel sweeps and test workers queue here): an exclusive lock on
+    ``$TESSERA_CACHE`` (or ``~/.cache/tessera``) ``/nextpnr.lock``."""
+    try:
+        import fcntl
+    except ImportError:                     # not POSIX: no queueing
+        yield
+        return
+    root = Path(os.environ.get("TESSERA_CACHE") or Path.home() / ".cache" / "tessera")
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "nextpnr.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            progress("waiting for another nextpnr run to finish (one at a time) ...")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def default_workdir(params: FabricParams, device: str, top: str = "fabric") -> Path:
     tag = f"{params.name}-{device}" if top == "fabric" else f"{top}-{params.name}-{device}"
     return Path.cwd() / ".tessera-cache" / "synth" / tag
 
 
 def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=print,
-               timeout=None, nextpnr_args=(), route=True) -> dict:
-    """Synthesize, place and route `top` ("fabric": :class:`SynthTop`, "hop":
-    :class:`HopTop`) for `device` and return the figures from nextpnr's report.
+               timeout=None, nextpnr_args=(), route=True, pnr=True) -> dict:
+    """Synthesize, place and route `top` ("fabric": :class:`SynthTop`, "pcu" /
+    "pmu": :class:`UnitTop`, "hop": :class:`HopTop`) for `device` and return
+    the figures from nextpnr's report.
 
     With ``route=False`` nextpnr stops after placement: ``fmax_mhz`` is None
     (nextpnr reports no Fmax without routing) and the placer's estimate, which
     nextpnr only logs, is given apart as ``placement_fmax_estimate_mhz``.
     Routing a congested fabric in the WebAssembly nextpnr can take an hour.
+
+    With ``pnr=False`` only Yosys runs (no flop check against the device):
+    the figures are Yosys' cell counts (``"source": "yosys"``; on ECP5 ``luts``
+    counts LUT4s plus two per CCU2C carry cell, as nextpnr's TRELLIS_COMB
+    does), and there is no Fmax. That is how a design larger than any device
+    is measured.
 
     Raises ValueError (unknown device, top or preset), ToolNotFound, DesignDoesNotFit
     (more flops than the device after Yosys' flop mapping, or nextpnr placement
@@ -460,7 +533,13 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     # 1. Elaborate.
     t = stage("elaborate (amaranth -> rtlil)")
     design = build_top(params, top)
-    text = rtlil.convert(design, name="top", emit_src=False)
+    # On ECP5 the wide selects are built from the slice's LUT4/PFUMX/L6MUX21
+    # cells (tessera.hw.switch.mux_tree); elaboration happens in convert().
+    token = ECP5_MUXES.set(dev.family == "ecp5")
+    try:
+        text = rtlil.convert(design, name="top", emit_src=False)
+    finally:
+        ECP5_MUXES.reset(token)
     (workdir / "top.il").write_text(text)
     stages["elaborate"] = round(time.monotonic() - t, 2)
 
@@ -474,7 +553,7 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
         "read_rtlil top.il\n"
         f"{synth} -top top -run :map_luts\n"
         "tee -q -o stat_ffs.json stat -json\n"
-        f"select -assert-max {dev.ff_capacity} {ff_cells}\n"
+        + (f"select -assert-max {dev.ff_capacity} {ff_cells}\n" if pnr else "") +
         f"{synth} -top top -run map_luts: -json synth.json\n"
         "tee -q -o stat.json stat -json\n")
     t = stage(f"yosys ({synth})")
@@ -495,6 +574,25 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
                     f"log: {ylog}", {bel: (ffs_early, dev.ff_capacity)})
         _raise_yosys_failure(r.returncode, ylog, yout, dev)
     cells = _yosys_cell_counts(workdir / "stat.json")
+    if not pnr:
+        if dev.family == "ecp5":
+            luts = cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
+            dsps, brams = cells.get("MULT18X18D", 0), cells.get("DP16KD", 0)
+        else:
+            luts = cells.get("SB_LUT4", 0)
+            dsps, brams = cells.get("SB_MAC16", 0), cells.get("SB_RAM40_4K", 0)
+        result = {
+            "device": device, "preset": params.name, "top": top, "source": "yosys",
+            "luts": luts, "ffs": _flops(cells), "ffs_source": "yosys:stat",
+            "dsps": dsps, "brams": brams, "fmax_mhz": None,
+            "target_mhz": float(params.clock_mhz), "timing_met": None,
+            "fmax_kind": "none (synthesis only)", "fmax": {}, "utilization": {},
+            "yosys_cells": cells, "harness": dict(design.harness_info), "seed": int(seed),
+            "stage_seconds": stages, "wall_seconds": round(time.monotonic() - t0, 2),
+            "workdir": str(workdir),
+        }
+        stage(f"done (synthesis only): {luts} LUTs, {result['ffs']} FFs, {dsps} DSPs")
+        return result
 
     # 3. nextpnr.
     argv = nextpnr + list(dev.nextpnr_args) + [
@@ -513,7 +611,9 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     t = stage(f"nextpnr ({dev.nextpnr} {' '.join(dev.nextpnr_args)}"
               f"{'' if route else ', placement only'})")
     nlog = workdir / "nextpnr.log"
-    r = _run(argv, cwd=workdir, log=workdir / "nextpnr.out", what=dev.nextpnr, timeout=timeout)
+    with _nextpnr_slot(progress):
+        r = _run(argv, cwd=workdir, log=workdir / "nextpnr.out", what=dev.nextpnr,
+                 timeout=timeout)
     stages["nextpnr"] = round(time.monotonic() - t, 2)
     if r.returncode != 0 or not (workdir / "report.json").exists():
         log = nlog if nlog.exists() else workdir / "nextpnr.out"
@@ -552,6 +652,7 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
         "device": device,
         "preset": params.name,
         "top": top,
+        "source": "nextpnr",
         "luts": fields["luts"],
         "ffs": fields["ffs"],
         "ffs_source": ffs_source,
@@ -585,10 +686,14 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--device", default="ecp5-85k", choices=list(DEVICES),
                         help="target device (default: ecp5-85k)")
     parser.add_argument("--top", default="fabric", choices=list(TOPS),
-                        help="what to synthesize: the wrapped fabric, or one link hop")
+                        help="what to synthesize: the wrapped fabric, one PCU or PMU of "
+                             "the preset, or one link hop")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     parser.add_argument("--no-route", dest="route", action="store_false",
                         help="stop after placement (Fmax is nextpnr's post-placement estimate)")
+    parser.add_argument("--synth-only", dest="pnr", action="store_false",
+                        help="run Yosys only: its cell counts, no place and route, no Fmax "
+                             "(for designs larger than the device)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object on stdout (progress on stderr)")
     return parser
@@ -619,6 +724,9 @@ def format_report(r: dict) -> str:
         "nextpnr utilization:",
         *util_rows,
     ]
+    if r.get("source") == "yosys":
+        lines[-1 - len(util_rows):] = ["Yosys cells (no place and route):"] + [
+            f"  {cell:<16} {n:>7}" for cell, n in sorted(r["yosys_cells"].items())]
     return "\n".join(lines)
 
 
@@ -631,7 +739,7 @@ def main_synth(args) -> int:
         result = synthesize(params, getattr(args, "device", "ecp5-85k"),
                             top=getattr(args, "top", "fabric"),
                             seed=getattr(args, "seed", 1), route=getattr(args, "route", True),
-                            progress=progress)
+                            pnr=getattr(args, "pnr", True), progress=progress)
     except (ValueError, SynthError) as e:
         if getattr(args, "json", False):
             out = {"error": type(e).__name__, "message": str(e)}

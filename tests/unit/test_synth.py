@@ -56,7 +56,7 @@ def test_unknown_device_names_choices(tmp_path):
 
 
 def test_unknown_top(tmp_path):
-    with pytest.raises(ValueError, match="hop"):
+    with pytest.raises(ValueError, match="hop.*|pcu"):
         synthesize(preset("tiny"), "ice40-up5k", top="cpu", workdir=tmp_path, progress=None)
 
 
@@ -117,6 +117,11 @@ def test_arguments_defaults():
     a = p.parse_args([])
     assert (a.preset, a.device, a.json, a.top, a.seed) == ("small", "ecp5-85k", False,
                                                             "fabric", 1)
+    assert a.pnr is True and a.route is True
+    a = p.parse_args(["--top", "pcu", "--preset", "default", "--synth-only"])
+    assert (a.top, a.preset, a.pnr) == ("pcu", "default", False)
+    a = p.parse_args(["--top", "pmu"])
+    assert a.top == "pmu"
     a = p.parse_args(["--preset", "tiny", "--device", "ice40-up5k", "--json"])
     assert (a.preset, a.device, a.json) == ("tiny", "ice40-up5k", True)
     with pytest.raises(SystemExit):
@@ -140,6 +145,46 @@ def test_synth_top_pins_fit_ice40_package():
     assert info["driven_bits"] > p.lanes * 32
     assert info["observed_bits"] > p.lanes * 32
     assert info["lfsr_bits"] > p.lanes * 32 + 1
+
+
+@pytest.mark.parametrize("kind", ["pcu", "pmu"])
+def test_unit_top_drives_every_port(kind):
+    """`--top pcu|pmu`: one unit, every input (its configuration included)
+    driven from the LFSR and every output observed."""
+    from amaranth.lib import wiring
+
+    from tessera.hw.synth import TOPS, UnitTop, build_top
+    assert kind in TOPS
+    p = preset("tiny")
+    top = build_top(p, kind)
+    assert isinstance(top, UnitTop) and top.kind == kind
+    text = rtlil.convert(top, name="top", emit_src=False)
+    assert "unit" in text
+    info = top.harness_info
+    unit_cls = type(top)._unit_class(kind)
+    unit = unit_cls(p)
+    ins = sum(len(v.as_value() if hasattr(v, "as_value") else v)
+              for path, m, v in unit.signature.flatten(unit) if m.flow == wiring.In)
+    assert info["driven_bits"] == ins
+    assert info["driven_bits"] > len(unit.config.as_value())
+    assert info["observed_bits"] > p.lanes * 32
+    with pytest.raises(ValueError, match="unit kind"):
+        UnitTop(p, "agcu")
+
+
+def test_ecp5_flag_builds_mux_cells():
+    """Synthesis for ECP5 elaborates with ECP5_MUXES set: the PCU's operand
+    selects become PFUMX cells; simulation elaborates without them."""
+    from tessera.hw.switch import ECP5_MUXES
+    p = preset("tiny")
+    plain = rtlil.convert(synth.build_top(p, "pcu"), name="top", emit_src=False)
+    assert "PFUMX" not in plain
+    token = ECP5_MUXES.set(True)
+    try:
+        cells = rtlil.convert(synth.build_top(p, "pcu"), name="top", emit_src=False)
+    finally:
+        ECP5_MUXES.reset(token)
+    assert "PFUMX" in cells
 
 
 def test_words_to_beats():
@@ -189,6 +234,19 @@ def test_hop_ice40(tmp_path):
 
 
 @needs_ecp5
+def test_hop_ecp5_synth_only(tmp_path):
+    r = synthesize(preset("tiny"), "ecp5-25k", top="hop", workdir=tmp_path, progress=None,
+                   pnr=False)
+    assert r["source"] == "yosys" and r["fmax_mhz"] is None
+    # the lean hop: one 2:1 mux per payload bit (33) plus a few control LUTs,
+    # on top of the harness's XOR tree
+    assert r["ffs"] >= 68 and 0 < r["luts"] < 200
+    assert r["yosys_cells"]["TRELLIS_FF"] == r["ffs"]
+    assert not (tmp_path / "report.json").exists()
+    assert "Yosys cells" in synth.format_report(r)
+
+
+@needs_ecp5
 def test_hop_ecp5(tmp_path):
     r = synthesize(preset("tiny"), "ecp5-25k", top="hop", workdir=tmp_path, progress=None)
     _check_report(r, "ecp5-25k")
@@ -228,3 +286,36 @@ def test_tiny_fabric_ecp5_85k_placed(tmp_path):
     assert r["luts"] > 1000 and r["ffs"] > 1000
     assert r["fmax_mhz"] is None and r["fmax_kind"].startswith("none")
     assert r["placement_fmax_estimate_mhz"] > 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file locks")
+def test_nextpnr_runs_one_at_a_time(tmp_path, monkeypatch):
+    """A second nextpnr waits for the slot that the first one holds."""
+    import threading
+    monkeypatch.setenv("TESSERA_CACHE", str(tmp_path))
+    order, waited = [], []
+    first_in = threading.Event()
+    release = threading.Event()
+
+    def first():
+        with synth._nextpnr_slot(lambda msg: None):
+            order.append("first in")
+            first_in.set()
+            release.wait(10)
+            order.append("first out")
+
+    def second():
+        first_in.wait(10)
+        with synth._nextpnr_slot(waited.append):
+            order.append("second in")
+
+    t1, t2 = threading.Thread(target=first), threading.Thread(target=second)
+    t1.start(), t2.start()
+    first_in.wait(10)
+    import time
+    time.sleep(0.3)
+    release.set()
+    t1.join(10), t2.join(10)
+    assert order == ["first in", "first out", "second in"]
+    assert waited and "one at a time" in waited[0]
+    assert (tmp_path / "nextpnr.lock").exists()
