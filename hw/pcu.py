@@ -37,7 +37,9 @@ How a PCU runs (every number below is a field of :func:`pcu_config_layout`):
   ``const``). ``MAC`` with ``c = ACC`` is a dot-product lane.
 * **Ops** (32-bit two's complement): see :class:`Op`. MUL, MAC and QMUL exist
   only in ``pcu_mul_stages``; elsewhere, and for unknown codes, the result
-  is 0.
+  is 0. Their product is formed in the stage's fetch cycle, so its operands
+  ``a`` and ``b`` read ``ACC`` as 0 (MAC's addend ``c`` may be ``ACC``: a
+  dot product accumulates in one cycle).
 * **Tail.** After the last stage, an optional special-function tail
   (:mod:`.sfu`) applies exp2 or reciprocal to register ``tail.src`` of every
   lane. Outputs read a register (``src`` < ``pcu_regs``) or the tail
@@ -55,11 +57,13 @@ Timing: the pipeline has one enable (``adv``): every output has a two-entry
 skid (:class:`~.links.Hop`) and the pipeline advances when every enabled
 output's skid can take a word (a registered signal), so no ready path reaches
 the datapath. Every stage takes two cycles: a fetch cycle selects the
-operands into registers and an execute cycle runs the ALU (``ACC`` is
-selected late, in the execute cycle, so an accumulation still closes in one
-cycle). A stage's registers load only for valid iterations (so ``ACC`` is the
-previous iteration's result, bubbles or not). Under continuous flow the PCU
-fires every cycle and retires one iteration per cycle.
+operands into registers (and multiplies, in a multiplier stage) and an
+execute cycle runs the ALU (``ACC`` is selected late, in the execute cycle,
+so an accumulation still closes in one cycle). The stage's op decoding is
+registered from the configuration, which is static while the unit runs. A
+stage's registers load only for valid iterations (so ``ACC`` is the previous
+iteration's result, bubbles or not). Under continuous flow the PCU fires
+every cycle and retires one iteration per cycle.
 
 Area: the lane datapath is written for the ECP5 (``docs/area.md`` has the
 measured figures): operand selects are binary mux trees that
@@ -556,10 +560,15 @@ class PCU(wiring.Component):
             with m.If(v_in):
                 m.d.sync += [e_file.eq(f_in), e_ctx.eq(c_in)]
 
+        # acc_level as a registered one-hot mask (off the timing paths, like
+        # the decoding)
+        acc_lvl = Signal(C + 1, name=f"s{k}_acc_lvl")
+        m.d.sync += acc_lvl.eq(Const(1, C + 1) << st.acc_level)
         acc_first = Signal(name=f"s{k}_acc_first")
-        m.d.comb += acc_first.eq(Cat(Const(1, 1), e_ctx.fm).bit_select(st.acc_level, 1))
-        init = _pick(m, st.acc_init, [Const(0, W), Const(1 << (W - 1), W),
-                                      Const((1 << (W - 1)) - 1, W), st.const], W, f"s{k}_init")
+        m.d.comb += acc_first.eq((acc_lvl & Cat(Const(1, 1), e_ctx.fm)).any())
+        init = Signal(W, name=f"s{k}_init")         # registered, like the decoding
+        m.d.sync += init.eq(mux_tree(st.acc_init, [Const(0, W), Const(1 << (W - 1), W),
+                                                   Const((1 << (W - 1)) - 1, W), st.const]))
         acc = []
         for lane in range(L):
             sig = Signal(W, name=f"s{k}_accv{lane}")
@@ -582,15 +591,25 @@ class PCU(wiring.Component):
                            [bc.any(), Const(0, 1), xl[lane].any(), Const(int(lane != 0), 1)],
                            1, f"s{k}_fcnz{lane}")
                 regs.append(Signal(name=f"s{k}_fcnz{lane}_r"))
+            prod = None
+            if has_mul:
+                # The product is formed in the fetch cycle, from the fetched
+                # operands (so the multiplier reads ACC as 0), and registered:
+                # the execute cycle only adds.
+                prod = Signal(signed(2 * p.mul_width), name=f"s{k}_prod{lane}")
+                regs.append(prod)
+                fp = fa[:p.mul_width].as_signed() * fb[:p.mul_width].as_signed()
             with m.If(adv & v_in):
                 m.d.sync += [r.eq(v) for r, v in zip(regs, (fa, fb, fc))]
-            a = Mux(st.a == ACC, acc[lane], regs[0])
-            b = Mux(st.b == ACC, acc[lane], regs[1])
+                if has_mul:
+                    m.d.sync += prod.eq(fp)
+            a = Mux(dec["a_acc"], acc[lane], regs[0])
+            b = Mux(dec["b_acc"], acc[lane], regs[1])
             if has_mul:
-                c = Mux(st.c == ACC, acc[lane], regs[2])
+                c = Mux(dec["c_acc"], acc[lane], regs[2])
             else:
-                c = Mux(st.c == ACC, acc[lane].any(), regs[2])
-            ops.append((a, b, c))
+                c = Mux(dec["c_acc"], acc[lane].any(), regs[2])
+            ops.append((a, b, c, prod))
 
         # pipeline registers of this stage
         o_v = Signal(name=f"s{k}_v")
@@ -598,8 +617,8 @@ class PCU(wiring.Component):
         o_ctx = Signal(ctx_layout, name=f"s{k}_ctx")
         new_file = Signal(file_layout, name=f"s{k}_next")
         results = []
-        for lane, (a, b, c) in enumerate(ops):
-            r = self._alu(m, k, lane, st, dec, a, b, c, has_mul)
+        for lane, (a, b, c, prod) in enumerate(ops):
+            r = self._alu(m, k, lane, dec, a, b, c, prod, has_mul)
             results.append(r)
             for j in range(NR):
                 m.d.comb += new_file[j][lane].eq(Mux(dec[f"w{j}"], r, e_file[j][lane]))
@@ -624,9 +643,11 @@ class PCU(wiring.Component):
         op = st.op
         d = {}
 
+        # Registered: the configuration is static while the unit runs, and a
+        # register takes the decoding off the datapath's timing paths.
         def sig(name, cond):
             s = Signal(name=f"s{k}_{name}")
-            m.d.comb += s.eq(cond)
+            m.d.sync += s.eq(cond)
             d[name] = s
             return s
 
@@ -656,15 +677,23 @@ class PCU(wiring.Component):
         shifter = any_of(Op.SHR, *((Op.QMUL,) if has_mul else ()))
         cat = Signal(2, name=f"s{k}_cat")
         with m.If(bitwise):
-            m.d.comb += cat.eq(1)
+            m.d.sync += cat.eq(1)
         with m.Elif(shifter):
-            m.d.comb += cat.eq(2)
+            m.d.sync += cat.eq(2)
         with m.Elif(op == Op.SHL):
-            m.d.comb += cat.eq(3)
+            m.d.sync += cat.eq(3)
+        with m.Else():
+            m.d.sync += cat.eq(0)
         d["cat"] = cat
+        ACC = NR + 1
+        for x in "abc":
+            sig(f"{x}_acc", getattr(st, x) == ACC)
+        shift = Signal(5, name=f"s{k}_shift")
+        m.d.sync += shift.eq(st.shift)
+        d["shift"] = shift
         return d
 
-    def _alu(self, m, k, lane, st, dec, a, b, c, has_mul):
+    def _alu(self, m, k, lane, dec, a, b, c, prod, has_mul):
         """One lane of stage k, written with explicit sharing: one adder for
         ADD/SUB and the compares (LT from its sign, EQ from a zero difference),
         one adder for the multiplier (MUL adds 0, MAC adds c, QMUL adds the
@@ -694,9 +723,7 @@ class PCU(wiring.Component):
         share_qmul = has_mul and 2 * mw <= W
         arith = addsub[:W]
         if has_mul:
-            prod = Signal(signed(2 * mw), name=f"{n}_prod")
-            m.d.comb += prod.eq(a[:mw].as_signed() * b[:mw].as_signed())
-            rnd = ((Const(1, 2 * mw + 1) << st.shift) >> 1)[:2 * mw + 1]
+            rnd = ((Const(1, 2 * mw + 1) << dec["shift"]) >> 1)[:2 * mw + 1]
             mw1 = max(2 * mw, W) + 1
             addend = Signal(mw1, name=f"{n}_addend")
             m.d.comb += addend.eq(Mux(dec["mac"], c, Mux(dec["qmul"], rnd, 0)))
@@ -710,12 +737,12 @@ class PCU(wiring.Component):
                      sh_amt.eq(b[:5])]
         if share_qmul:
             with m.If(dec["qmul"]):
-                m.d.comb += [sh_in.eq(madd), sh_amt.eq(st.shift)]
+                m.d.comb += [sh_in.eq(madd), sh_amt.eq(dec["shift"])]
         shifted = Signal(W, name=f"{n}_shifted")
         m.d.comb += shifted.eq(sh_in >> sh_amt)
         shr_out = shifted
         if has_mul and not share_qmul:
-            shr_out = Mux(dec["qmul"], (madd >> st.shift)[:W], shifted)
+            shr_out = Mux(dec["qmul"], (madd >> dec["shift"])[:W], shifted)
 
         # The arithmetic unit's output, gated by its enable inside the result
         # select; bit 0 carries the compares.

@@ -43,7 +43,7 @@ __all__ = ["SFU_NONE", "SFU_EXP2", "SFU_RECIP", "SFU_LATENCY", "EXP2_T", "EXP2_D
 SFU_NONE, SFU_EXP2, SFU_RECIP = 0, 1, 2
 
 #: Cycles (PCU enables) from the lane's input register to its output register.
-SFU_LATENCY = 5
+SFU_LATENCY = 6
 
 SATURATED = 0x7FFF_FFFF
 
@@ -168,22 +168,30 @@ class SFULane(wiring.Component):
                 m.d.sync += [s4_v.eq(s3_t + ((s3_p + 2048) >> 12)),
                              s4_rs.eq(15 - self.shift - s3_n), s4_bad.eq(0)]
 
-        # -- step 5: scale with rounding and saturation --------------------------
-        result = Signal(32)
-        right = Signal(36)
+        # -- step 5: scale with rounding and saturation, in two cycles ----------
+        # 5a: the rounding add of the right shift; the whole left-shift case
+        # (rs in -15..0), saturated.
         amount = Signal(6)
         m.d.comb += amount.eq(Mux(s4_rs > 36, 36, s4_rs[0:6]))
-        m.d.comb += right.eq((s4_v + ((Const(1, 37) << amount) >> 1)) >> amount)
         left = Signal(50)
         m.d.comb += left.eq(s4_v << (-s4_rs)[0:4])
-        with m.If(s4_bad):
-            m.d.comb += result.eq(SATURATED)
-        with m.Elif(s4_rs > 0):
-            m.d.comb += result.eq(Mux(right >= 2 ** 31, SATURATED, right))
-        with m.Elif(s4_rs < -15):
-            m.d.comb += result.eq(SATURATED)
-        with m.Else():
-            m.d.comb += result.eq(Mux(left >= 2 ** 31, SATURATED, left))
+        s5_sum = Signal(37)
+        s5_amount = Signal(6)
+        s5_right = Signal()        # rs > 0: the result is the rounded right shift
+        s5_fixed = Signal(32)      # otherwise, the result
+        with m.If(en):
+            m.d.sync += [s5_sum.eq(s4_v + ((Const(1, 37) << amount) >> 1)),
+                         s5_amount.eq(amount),
+                         s5_right.eq(~s4_bad & (s4_rs > 0))]
+            with m.If(s4_bad | (s4_rs < -15)):
+                m.d.sync += s5_fixed.eq(SATURATED)
+            with m.Else():
+                m.d.sync += s5_fixed.eq(Mux(left >= 2 ** 31, SATURATED, left))
+        # 5b: the right shift and its saturation.
+        right = Signal(36)
+        m.d.comb += right.eq(s5_sum >> s5_amount)
+        result = Signal(32)
+        m.d.comb += result.eq(Mux(s5_right, Mux(right >= 2 ** 31, SATURATED, right), s5_fixed))
         with m.If(en):
             m.d.sync += self.r.eq(Mux(is_exp | is_rcp, result, 0))
         return m

@@ -376,6 +376,10 @@ class PCUModel:
                     return xl
                 return early(sel, lane)
             a, b, c = operand(st.a), operand(st.b), operand(st.c)
+            if k in self.muls and op in (Op.MUL, Op.MAC, Op.QMUL):
+                # the product is formed in the fetch cycle: ACC reads 0 there
+                a = 0 if st.a == ACC else a
+                b = 0 if st.b == ACC else b
             r = alu(op, a, b, c, shift=int(st.shift), has_mul=k in self.muls,
                     mul_width=p.mul_width)
             if st.dst < NR:
