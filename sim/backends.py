@@ -280,7 +280,7 @@ class _PysimHostPrims:
 def _pysim_run_host(params, ops, dram_bytes, progress=None):
     from amaranth.sim import Simulator
     from ..hw.host_top import HostTop
-    from .host_driver import HostRunResult, run_host_ops
+    from .host_driver import run_host_ops
 
     t0 = time.perf_counter()
     top = HostTop(params, dram_bytes=dram_bytes)
@@ -301,8 +301,8 @@ def _pysim_run_host(params, ops, dram_bytes, progress=None):
     sim.add_testbench(bench)
     build = time.perf_counter() - t0
     sim.run()
-    return HostRunResult("pysim", out["results"], build_seconds=build,
-                         sim_seconds=out["sim_seconds"], sim_cycles=out["sim_cycles"])
+    return SimResult("pysim", out["results"], build_seconds=build,
+                     sim_seconds=out["sim_seconds"], sim_cycles=out["sim_cycles"])
 
 
 HOST_TOP_NAME = "tessera_host_top"
@@ -437,7 +437,6 @@ class CocotbBackend:
     def run_host(self, params: FabricParams, ops: list, *, dram_bytes: int, progress=None):
         from ..hw.host_top import HostTop
         from ..hw.topology import Topology
-        from .host_driver import HostRunResult
 
         with simulator_env(self.name):
             d, cached, build_seconds = self.build_host(params, dram_bytes, progress)
@@ -446,9 +445,9 @@ class CocotbBackend:
                        "config_units": [cu.name for cu in Topology(params).config_units]}
             out = run_cocotb(self.name, d, top_name=HOST_TOP_NAME,
                              test_module="tessera.sim.cocotb_hosttop", payload=payload)
-        return HostRunResult(self.name, out["results"], build_seconds=build_seconds,
-                             sim_seconds=out["sim_seconds"], sim_cycles=out["sim_cycles"],
-                             cached=cached)
+        return SimResult(self.name, out["results"], build_seconds=build_seconds,
+                         sim_seconds=out["sim_seconds"], sim_cycles=out["sim_cycles"],
+                         cached=cached)
 
     def model_dir(self, params: FabricParams) -> Path:
         return model_path(self.name, top_name=TOP_NAME, key={"params": params.to_dict()},

@@ -106,6 +106,16 @@ def load_bitstream(params: FabricParams, blob: bytes, *, sim: str = "verilator",
 
 # -- host-top jobs (DRAM, AGCUs, config DMA, CSRs) ------------------------------------------
 
+def _sim_figures(res, t0) -> dict:
+    """The simulation's own figures, common to every job's report."""
+    return {
+        "sim_cycles": res.sim_cycles,
+        "sim_cycles_per_second": round(res.cycles_per_second),
+        "build_seconds": round(res.build_seconds, 2), "model_cached": res.cached,
+        "wall_seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
 def copy_config(params: FabricParams, *, src: int, dst: int, nbytes: int, hops: int,
                 read_agcu: int = 0, write_agcu: int | None = None) -> FabricConfig:
     """A streaming copy: AGCU `read_agcu` reads `nbytes` from `src` into the
@@ -170,10 +180,7 @@ def run_copy(params: FabricParams, *, nbytes: int = 65536, hops: int = 4,
         if cycles else 0.0,
         "config_cycles": load.value["config_cycles"],
         "bitstream_bytes": len(bitstream),
-        "sim_cycles": res.sim_cycles,
-        "sim_cycles_per_second": round(res.cycles_per_second),
-        "build_seconds": round(res.build_seconds, 2), "model_cached": res.cached,
-        "wall_seconds": round(time.perf_counter() - t0, 2),
+        **_sim_figures(res, t0),
     }
     if return_result:
         report["result"] = got
@@ -257,10 +264,7 @@ def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8
         "unit_perf": unit_perf,
         "timed_out": not done.value["ok"],
         "compile_seconds": round(cg.compile_seconds, 3),
-        "sim_cycles": res.sim_cycles,
-        "sim_cycles_per_second": round(res.cycles_per_second),
-        "build_seconds": round(res.build_seconds, 2), "model_cached": res.cached,
-        "wall_seconds": round(time.perf_counter() - t0, 2),
+        **_sim_figures(res, t0),
     }
     if return_result:
         report["result"] = got

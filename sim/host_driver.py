@@ -27,12 +27,12 @@ Operations:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..hw.host_top import STATUS_BITS, HostTop
 from ..hw.params import FabricParams
+from .backends import SimResult
 
 __all__ = ["Host", "HostPrimitives", "run_host_ops", "Pending", "HostRunResult", "DTYPES"]
 
@@ -190,18 +190,8 @@ class Pending:
         return self._value
 
 
-@dataclass
-class HostRunResult:
-    sim: str
-    results: list
-    build_seconds: float = 0.0
-    sim_seconds: float = 0.0
-    sim_cycles: int = 0
-    cached: bool = False
-
-    @property
-    def cycles_per_second(self) -> float:
-        return self.sim_cycles / self.sim_seconds if self.sim_seconds > 0 else 0.0
+#: What :meth:`Host.run` returns: the backends' result record.
+HostRunResult = SimResult
 
 
 class Host:
