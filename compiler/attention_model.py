@@ -22,16 +22,16 @@ step   value                                  format            op (PCU)
 3      ``t = QMUL(s16, C, qs)``               Q15.16 log2 units QMUL (stage 0 of next PCU)
 4      masked key: ``t = T_MASK = -2**30``    Q15.16            LT on counters, SEL
 5      ``T = max(T, max_j t_j)``              Q15.16            butterfly MAX, MAX with ACC
-6      ``m = T >> 16`` (integer running max)  integer log2      SHR
-7      ``delta = min(m - m_old, 31)``         integer           SUB, MIN
-8      ``x = t - (m << 16)``  (x < 1.0)       Q15.16            SHL, SUB
+6      ``m = T >> 16`` (integer running max)  integer log2      AND 0xFFFF0000 (= m << 16)
+7      ``delta = min(m - m_old, 31)``         integer           SUB, SHR 16, MIN
+8      ``x = t - (m << 16)``  (x < 1.0)       Q15.16            SUB
 9      ``p = exp2_fixed(x, 13)`` <= 2**14     Q2.13 (int16)     SFU tail EXP2, shift 13
 10     ``l = (l >> delta) + sum_j p_j``       Q.13, <= 2**23    SHR, butterfly ADD, ADD
 11     ``o = (o >> delta) + sum_j p_j*v8_j``  Q.13 * v8 units   SHR, MAC(p, v8, ACC), ADD
-12     ``c = #{i in 0..7: l >= 2**(15+i)}``   integer 0..8      LT against 2**(15+lane), ADD butterfly
+12     ``c = #{i in 0..7: l >= 2**(15+i)}``   integer 0..8      SHL, SUB, LT per lane, ADD butterfly
 13     ``lam = l >> c`` in [2**13, 2**15]     integer           SHR
 14     ``r = recip_fixed(lam, 11)``           2**27/lam (int16) SFU tail RECIP, shift 11
-15     ``on = (o + 2**(c+6)) >> (c+7)``       int16             SHL, ADD, SHR
+15     ``on = (o + 2**(c+6)) >> (c+7)``       int16             ADD, SHR, ADD 1, SHR 1
 16     ``out = QMUL(on, r, 12)``              Q7.8 v8 units     QMUL: out ~= 256 * o / l
 =====  =====================================  ================  ============================
 
@@ -48,6 +48,10 @@ Why these choices (each forced by the hardware):
 * ``C = round(scale_q * scale_k * log2(e) / sqrt(d) * 2**(rs + 16 + qs))``
   folds 1/sqrt(d), log2(e), both input scales and the narrowing into one
   16-bit constant; ``qs`` (0..31) is the largest shift with ``C <= 32767``.
+* The row state ``m`` starts at ``T_MASK >> 16`` (below every real score's),
+  so ``m - m_old`` never wraps and the first block's ``delta`` is 31 (it
+  shifts the zero state). The running max ``T`` itself starts at INT_MIN
+  (a MAX accumulator's ``acc_init``).
 * The running max is kept as an **integer** ``m`` (log2 units): the rescale
   factor ``exp2(m_old - m_new) = 2**-delta`` is then an arithmetic shift.
   A multiply could not do it: ``o`` is 32 bits wide and the multipliers
@@ -425,7 +429,7 @@ def attention_fixed(q8, k8, v8, scales, causal: bool = False, block: int = 8,
     rec("v8", v, INT16)
     vis = _visible(N, M, causal)
     T = np.full(N, INT32[0], dtype=np.int64)          # running max of t (ACC init MIN)
-    m = T >> 16
+    m = np.full(N, T_MASK >> 16, dtype=np.int64)      # row state: m before the 1st block
     l = np.zeros(N, dtype=np.int64)
     o = np.zeros((N, d), dtype=np.int64)
     rescales = 0
@@ -454,7 +458,8 @@ def attention_fixed(q8, k8, v8, scales, causal: bool = False, block: int = 8,
         orow = (o[rows] >> delta[:, None]) + p @ v[b0:b1]   # step 11: MAC(p, v8, ACC)
         rec("l", lr)
         rec("o", orow)
-        rescales += int(np.count_nonzero((delta > 0) & (m[rows] > INT32[0] >> 16)))
+        if b0 > 0:
+            rescales += int(np.count_nonzero(delta > 0))
         T[rows], m[rows], l[rows], o[rows] = T_new, m_new, lr, orow
     out = _normalize(o, l, rec)
     return AttentionResult(out, fm.out_scale, fm, rec.ranges, rescales)
@@ -545,3 +550,63 @@ def measure_fused_vs_unfused(q8, k8, v8, scales, causal: bool = False, block: in
             "frac_differ": float(np.count_nonzero(diff)) / diff.size,
             "rel_diff": rel_err(fused.dequantize(), unf.dequantize()),
             "rescales": fused.rescales}
+
+
+# -- measured figures (docs/attention.md) -------------------------------------------------
+
+def report(seeds=(0, 1, 2)) -> str:
+    """The error tables of docs/attention.md, measured on Gaussian inputs
+    (q, k, v ~ N(0, 1) unless sigma says otherwise, quantized by
+    :func:`quantize_qkv`); each cell is the max over ``seeds``.
+    ``python -m tessera.compiler.attention_model`` prints them."""
+    def case(seed, N, M, d, sigma=1.0):
+        rng = np.random.default_rng(seed)
+        return quantize_qkv(sigma * rng.standard_normal((N, d)),
+                            sigma * rng.standard_normal((M, d)), rng.standard_normal((M, d)))
+
+    lines = ["| N = M | d | causal | fused, block 8 | fused, block 1 | unfused | "
+             "fused vs unfused: max diff (LSB) | outputs that differ | rescales/row |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for n in (64, 256, 512):
+        for d in HEAD_DIMS:
+            for causal in (False, True):
+                e8 = e1 = eu = 0.0
+                diff = frac = resc = 0
+                for seed in seeds:
+                    q8, k8, v8, sc = case(seed, n, n, d)
+                    ref = attention_float(dequantize(q8, sc.q), dequantize(k8, sc.k),
+                                          dequantize(v8, sc.v), causal)
+                    f8 = attention_fixed(q8, k8, v8, sc, causal, 8)
+                    f1 = attention_fixed(q8, k8, v8, sc, causal, 1)
+                    un = attention_unfused_fixed(q8, k8, v8, sc, causal)
+                    e8 = max(e8, rel_err(f8.dequantize(), ref))
+                    e1 = max(e1, rel_err(f1.dequantize(), ref))
+                    eu = max(eu, rel_err(un.dequantize(), ref))
+                    dd = np.abs(f8.out.astype(np.int64) - un.out)
+                    diff = max(diff, int(dd.max()))
+                    frac = max(frac, np.count_nonzero(dd) / dd.size)
+                    resc = max(resc, f8.rescales / n)
+                lines.append(f"| {n} | {d} | {'yes' if causal else 'no'} | {e8:.2e} | "
+                             f"{e1:.2e} | {eu:.2e} | {diff} | {100 * frac:.1f}% | "
+                             f"{resc:.2f} |")
+    lines += ["", "| sigma of q, k (N = M = 256, d = 32) | logit std (nats) | rs | "
+              "rel_err, for_inputs formats | rel_err, worst_case formats |",
+              "|---|---|---|---|---|"]
+    for sigma in (0.25, 0.5, 1.0, 2.0, 4.0):
+        ea = eb = 0.0
+        rs = None
+        for seed in seeds:
+            q8, k8, v8, sc = case(seed, 256, 256, 32, sigma)
+            ref = attention_float(dequantize(q8, sc.q), dequantize(k8, sc.k),
+                                  dequantize(v8, sc.v))
+            a = attention_fixed(q8, k8, v8, sc)
+            b = attention_fixed(q8, k8, v8, sc, formats=AttentionFormats.worst_case(32, sc))
+            rs = a.formats.rs
+            ea = max(ea, rel_err(a.dequantize(), ref))
+            eb = max(eb, rel_err(b.dequantize(), ref))
+        lines.append(f"| {sigma} | {sigma * sigma:.3g} | {rs} | {ea:.2e} | {eb:.2e} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(report())

@@ -183,7 +183,7 @@ def _row_by_pcu_ops(qi, k8, v8, fm, vis, block):
     recip_fixed on 32-bit words, keys in blocks, as the docs' step table."""
     M, d = k8.shape
     T = 0x8000_0000                                   # ACC init MIN
-    m = _op(Op.SHR, T, 16)
+    M_old = _u(am.T_MASK)                             # row state: m << 16 before block 0
     l = 0
     o = [0] * d
     for b0 in range(0, vis, block):
@@ -201,12 +201,13 @@ def _row_by_pcu_ops(qi, k8, v8, fm, vis, block):
         for t in ts[1:]:
             bm = _op(Op.MAX, bm, t)                                     # butterfly MAX
         T = _op(Op.MAX, bm, T)                                          # ACC
-        m_new = _op(Op.SHR, T, 16)
-        delta = _op(Op.MIN, _op(Op.SUB, m_new, m), 31)                  # step 7
-        m = m_new
+        M_new = _op(Op.AND, T, 0xFFFF_0000)                             # step 6: m << 16
+        delta = _op(Op.MIN, _op(Op.SHR, _op(Op.SUB, M_new, M_old), 16), 31)  # step 7
+        assert 0 <= _s(delta) <= 31
+        M_old = M_new
         ps = []
         for t in ts:
-            x = _op(Op.SUB, t, _op(Op.SHL, m, 16))                      # step 8
+            x = _op(Op.SUB, t, M_new)                                   # step 8
             ps.append(int(pcu_model.exp2_fixed(np.array([x]), am.P_SHIFT)[0]))  # step 9
         psum = 0
         for p in ps:
@@ -220,15 +221,15 @@ def _row_by_pcu_ops(qi, k8, v8, fm, vis, block):
             o[c] = acc
     cnt = 0
     for lane in range(am.NORM_LANES):                                   # step 12
-        thr = _op(Op.SHL, 1 << am.NORM_BASE, lane)
-        cnt = _op(Op.ADD, cnt, 1 - _op(Op.LT, l, thr))
+        thr = _op(Op.SUB, _op(Op.SHL, 1 << am.NORM_BASE, lane), 1)
+        cnt = _op(Op.ADD, cnt, _op(Op.LT, thr, l))                      # l >= 2**(15+lane)
     lam = _op(Op.SHR, l, cnt)                                           # step 13
     r = int(pcu_model.recip_fixed(np.array([lam]), am.R_SHIFT)[0])      # step 14
-    k = _op(Op.ADD, cnt, am.OUT_NARROW)
-    half = _op(Op.SHR, _op(Op.SHL, 1, k), 1)
+    k1 = _op(Op.ADD, cnt, am.OUT_NARROW - 1)
     out = []
     for c in range(d):
-        on = _op(Op.SHR, _op(Op.ADD, o[c], half), k)                    # step 15
+        # step 15: round half up as SHR(c+6), ADD 1, SHR 1
+        on = _op(Op.SHR, _op(Op.ADD, _op(Op.SHR, o[c], k1), 1), 1)
         assert -2 ** 15 <= _s(on) < 2 ** 15 and 0 < r < 2 ** 15
         out.append(_s(_op(Op.QMUL, on, r, shift=am.OUT_QMUL_SHIFT)))   # step 16
     return out
