@@ -26,7 +26,7 @@ step   value                                  format            op (PCU)
 7      ``delta = min(m - m_old, 31)``         integer           SUB, SHR 16, MIN
 8      ``x = t - (m << 16)``  (x < 1.0)       Q15.16            SUB
 9      ``p = exp2_fixed(x, 13)`` <= 2**14     Q2.13 (int16)     SFU tail EXP2, shift 13
-10     ``l = (l >> delta) + sum_j p_j``       Q.13, <= 2**23    SHR, butterfly ADD, ADD
+10     ``l = (l >> delta) + sum_j p_j``       Q.13, <= 2**23    SHR, ADD; sum: MAC with a ones column
 11     ``o = (o >> delta) + sum_j p_j*v8_j``  Q.13 * v8 units   SHR, MAC(p, v8, ACC), ADD
 12     ``c = #{i in 0..7: l >= 2**(15+i)}``   integer 0..8      SHL, SUB, LT per lane, ADD butterfly
 13     ``lam = l >> c`` in [2**13, 2**15]     integer           SHR
