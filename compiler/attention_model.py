@@ -343,6 +343,24 @@ def _check_inputs(q8, k8, v8, causal, block):
     return q8, k8, v8
 
 
+def _formats(formats, q8, k8, scales) -> AttentionFormats:
+    sc = _scales(scales)
+    if formats is None:
+        return AttentionFormats.for_inputs(q8, k8, sc)
+    if formats.d != q8.shape[1]:
+        raise ShapeError(f"attention: formats are for d={formats.d}, inputs have "
+                         f"d={q8.shape[1]}")
+    if formats.scales != sc:
+        raise DTypeError(f"attention: formats were chosen for {formats.scales}, the inputs "
+                         f"have {sc}")
+    s = q8.astype(np.int64) @ k8.astype(np.int64).T
+    if s.size and np.abs(s).max() > formats.s_bound:
+        raise DTypeError(f"attention: |q8 . k8| reaches {np.abs(s).max()}, above the "
+                         f"formats' s_bound {formats.s_bound}; use "
+                         f"AttentionFormats.for_inputs(q8, k8, scales)")
+    return formats
+
+
 class _Ranges:
     """Records (min, max) of each named intermediate and enforces its range."""
 
@@ -417,9 +435,7 @@ def attention_fixed(q8, k8, v8, scales, causal: bool = False, block: int = 8,
     Returns an :class:`AttentionResult`: ``out`` int16 (N, d) in Q7.8 of V's
     units and ``scale`` = scale_v / 256."""
     q8, k8, v8 = _check_inputs(q8, k8, v8, causal, block)
-    fm = formats or AttentionFormats.for_inputs(q8, k8, scales)
-    if fm.d != q8.shape[1]:
-        raise ShapeError(f"attention: formats are for d={fm.d}, inputs have d={q8.shape[1]}")
+    fm = _formats(formats, q8, k8, scales)
     rec = _Ranges()
     N, d = q8.shape
     M = k8.shape[0]
@@ -475,7 +491,7 @@ def attention_unfused_fixed(q8, k8, v8, scales, causal: bool = False,
     as int16 P, l = sum p; (3) a GEMM O = P V (int16 x int8 -> int32);
     (4) the same normalization (steps 12-16)."""
     q8, k8, v8 = _check_inputs(q8, k8, v8, causal, 1)
-    fm = formats or AttentionFormats.for_inputs(q8, k8, scales)
+    fm = _formats(formats, q8, k8, scales)
     rec = _Ranges()
     N, d = q8.shape
     M = k8.shape[0]

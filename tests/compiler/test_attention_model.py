@@ -332,6 +332,14 @@ def test_errors_name_the_cause():
         attention_fixed(q8, k8, v8, "no")
     with pytest.raises(DTypeError, match="Scales.v"):
         attention_fixed(q8, k8, v8, (1.0, 1.0, -1.0))
+    other = AttentionFormats.for_inputs(q8, k8, Scales(sc.q, sc.k, 2 * sc.v))
+    with pytest.raises(DTypeError, match="formats were chosen for"):
+        attention_fixed(q8, k8, v8, sc, formats=other)
+    with pytest.raises(ShapeError, match="formats are for d=32"):
+        attention_fixed(q8, k8, v8, sc, formats=AttentionFormats.worst_case(32, sc))
+    tight = AttentionFormats.from_bound(16, sc, 10)
+    with pytest.raises(DTypeError, match="above the formats' s_bound 10"):
+        attention_unfused_fixed(q8, k8, v8, sc, formats=tight)
     with pytest.raises(ShapeError, match="do not agree"):
         attention_float(np.zeros((2, 3)), np.zeros((4, 5)), np.zeros((4, 5)))
     with pytest.raises(ShapeError, match="shapes differ"):
