@@ -61,9 +61,3 @@ def test_gemm_default_verilator(need_sim, shape, dtype):
     need_sim("verilator")
     m, n, k = shape
     _check(run_gemm(preset("default"), m=m, n=n, k=k, dtype=dtype, sim="verilator"))
-
-
-@pytest.mark.icarus
-def test_gemm_small_icarus(need_sim):
-    need_sim("icarus")
-    _check(run_gemm(preset("small"), m=9, n=10, k=11, sim="icarus"))

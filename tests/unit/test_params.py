@@ -6,8 +6,8 @@ from tessera.hw.params import PRESETS, FabricParams, preset
 
 
 def test_presets_match_the_architecture():
-    table = {"tiny": (1, 2, 1, 1, 1, 4, 4), "small": (2, 2, 2, 2, 2, 4, 4),
-             "default": (4, 4, 8, 8, 4, 8, 6), "plasticine": (8, 16, 64, 64, None, 16, 6)}
+    table = {"tiny": (1, 2, 1, 1, 2, 4, 4), "small": (2, 2, 2, 2, 4, 4, 4),
+             "default": (4, 4, 8, 8, 8, 8, 6), "plasticine": (8, 16, 64, 64, None, 16, 6)}
     for name, (rows, cols, pcus, pmus, agcus, lanes, stages) in table.items():
         p = preset(name)
         assert (p.rows, p.cols, p.num_pcus, p.num_pmus, p.lanes, p.stages) == \
