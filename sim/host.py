@@ -235,8 +235,8 @@ def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8
     got = plan.crop_c(c_out.value)
     want = a.astype(np.int32) @ b.astype(np.int32)
     cycles = c["run_cycles"]
-    peak = params.num_pcus * params.lanes * len(set(k % params.stages
-                                                    for k in params.pcu_mul_stages))
+    from ..hw.pcu import mul_stages
+    peak = params.num_pcus * params.lanes * len(mul_stages(params))
     macs = m * n * k
     esize = np.dtype(np_dtype).itemsize
     compulsory = (m * k + k * n) * esize + m * n * 4

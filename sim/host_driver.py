@@ -172,15 +172,17 @@ async def run_host_ops(prims: HostPrimitives, ops: list, csr_names: dict) -> lis
 
 
 class Pending:
-    """A result that :meth:`Host.run` fills in."""
+    """A result that :meth:`Host.run` fills in: ``convert`` applied to the
+    results of the operations at ``indices`` (one or several)."""
 
-    def __init__(self, convert):
+    def __init__(self, convert, *indices):
         self._convert = convert
+        self._indices = indices
         self._value = None
         self._set = False
 
-    def _fill(self, raw):
-        self._value = self._convert(raw)
+    def _resolve(self, results):
+        self._value = self._convert(*[results[i] for i in self._indices])
         self._set = True
 
     @property
@@ -210,7 +212,7 @@ class Host:
         self.dram_bytes = dram_bytes or HostTop.default_dram_bytes(params)
         self.beat_bytes = params.dram_bytes_per_cycle
         self.ops: list = []
-        self._pending: list = []        # (op index, Pending)
+        self._pending: list = []        # Pending results, filled by run()
         self._next = 0x1000
         self.csr_map = {r.name: r.offset for r in HostTop.csr_map(params)}
 
@@ -229,8 +231,11 @@ class Host:
         self.ops.append(op)
         if convert is None:
             return None
-        p = Pending(convert)
-        self._pending.append((len(self.ops) - 1, p))
+        return self._result(convert, len(self.ops) - 1)
+
+    def _result(self, convert, *indices) -> Pending:
+        p = Pending(convert, *indices)
+        self._pending.append(p)
         return p
 
     def write_bytes(self, addr: int, blob: bytes) -> None:
@@ -257,10 +262,11 @@ class Host:
             raise TypeError(f"read_tensor: dtype {dtype!r} is not one of {', '.join(DTYPES)}")
         dt = np.dtype(DTYPES[dtype]).newbyteorder("<")
         n = int(np.prod(shape)) * dt.itemsize
-        p = self.read_bytes(addr, n)
-        out = Pending(lambda raw: np.frombuffer(raw, dtype=dt).astype(DTYPES[dtype]).reshape(shape))
-        self._pending.append((len(self.ops) - 1, _Chain(p, out)))
-        return out
+        if addr < 0 or addr + n > self.dram_bytes:
+            raise ValueError(f"read of {n} bytes at {addr:#x} is outside the DRAM")
+        self._op({"op": "mem_read", "addr": addr, "length": n})
+        return self._result(lambda r: np.frombuffer(bytes.fromhex(r["hex"]), dtype=dt)
+                            .astype(DTYPES[dtype]).reshape(shape), len(self.ops) - 1)
 
     # -- CSRs ----------------------------------------------------------------------------
     def csr_write(self, reg: str, value: int) -> None:
@@ -292,20 +298,18 @@ class Host:
         self.csr_write("config_len", max(beats, 1))
         self.csr_write("config_mode", int(bool(defer)))
         self.csr_write("load", 1)
-        w = self._op({"op": "wait", "signal": "load_done",
-                      "timeout": timeout or 64 * beats + 2000}, lambda r: r)
-        status = self.csr_read("status")
-        cycles = self.csr_read("config_cycles")
-        nbytes = self.csr_read("config_read_bytes")
-        out = Pending(lambda v: v)
-        out._fill_from = (w, status, cycles, nbytes)
-        self._pending.append((len(self.ops) - 1, _Gather(out, lambda w, s, c, n: {
-            "ended": w["ok"],
-            "accepted": bool(w["ok"]) and (s >> STATUS_BITS["error_shift"]) & 0xF == 0,
-            "error": (s >> STATUS_BITS["error_shift"]) & 0xF,
-            "pending": bool(s >> STATUS_BITS["pending"] & 1),
-            "config_cycles": c, "config_read_bytes": n})))
-        return out
+        self._op({"op": "wait", "signal": "load_done", "timeout": timeout or 64 * beats + 2000})
+        for reg in ("status", "config_cycles", "config_read_bytes"):
+            self._op({"op": "csr_read", "reg": reg})
+        n = len(self.ops)
+        err = STATUS_BITS["error_shift"]
+
+        def report(w, s, c, b):
+            s, c, b = s["value"], c["value"], b["value"]
+            return {"ended": w["ok"], "accepted": bool(w["ok"]) and (s >> err) & 0xF == 0,
+                    "error": (s >> err) & 0xF, "pending": bool(s >> STATUS_BITS["pending"] & 1),
+                    "config_cycles": c, "config_read_bytes": b}
+        return self._result(report, n - 4, n - 3, n - 2, n - 1)
 
     def switch(self) -> None:
         """Commit a bitstream loaded with ``defer=True``."""
@@ -337,27 +341,6 @@ class Host:
         from .backends import get_backend
         res = get_backend(sim).run_host(self.params, self.ops, dram_bytes=self.dram_bytes,
                                         progress=progress)
-        for index, p in self._pending:
-            if isinstance(p, (_Chain, _Gather)):
-                p.resolve()
-            else:
-                p._fill(res.results[index])
+        for p in self._pending:
+            p._resolve(res.results)
         return res
-
-
-class _Chain:
-    """Convert another Pending's value (read_tensor on top of read_bytes)."""
-
-    def __init__(self, src: Pending, dst: Pending):
-        self.src, self.dst = src, dst
-
-    def resolve(self):
-        self.dst._fill(self.src.value)
-
-
-class _Gather:
-    def __init__(self, dst: Pending, fn):
-        self.dst, self.fn = dst, fn
-
-    def resolve(self):
-        self.dst._fill(self.fn(*[p.value for p in self.dst._fill_from]))
