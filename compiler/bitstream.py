@@ -95,6 +95,12 @@ class FabricConfig:
         check_value(cu.layout, value, name)
         self.units[name] = value
 
+    def copy(self) -> "FabricConfig":
+        """A copy whose units can be set without changing this one."""
+        new = FabricConfig(self.params)
+        new.units = dict(self.units)
+        return new
+
     def unit_bits(self, name: str) -> int:
         cu = self.topology.config_unit(name)
         return cu.layout.const(self.units.get(name, {})).as_bits()

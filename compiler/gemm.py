@@ -27,6 +27,18 @@ Shapes are padded with zeros by the host (K to a multiple of ``lanes``, N to a
 multiple of ``G * lanes``, M to a multiple of R); padded rows and columns of
 C are computed and discarded, and their traffic is counted in the off-chip
 figures (it lowers the roofline fraction, never the bound).
+
+K tiling: a B column block must fit a PMU (``Kt <= pmu_depth`` rows). A
+larger K is split into ``T`` equal tiles of ``Kt`` (K padded to ``T * Kt``).
+Tile ``t`` is the same dataflow over columns ``t*Kt .. (t+1)*Kt - 1`` of A
+and rows of B (the same netlist, placement and routes; only the AGCUs'
+addresses differ), writing its partial product ``C_t`` (int32) to a DRAM
+region of its own. A last configuration, the *reduction*
+(:func:`plan_reduce`), sums the ``T`` partials on the PCUs (``ADD`` with the
+accumulator over the tiles) and writes C. The host runs the ``T + 1``
+configurations back to back, loading the next one (deferred) while the
+current one runs, so a switch costs a CSR write, not a load. The partials'
+traffic (``2 T`` times C, less the final write) is real and counted.
 """
 
 from __future__ import annotations
@@ -43,7 +55,8 @@ from .bitstream import FabricConfig, encode
 from .errors import DoesNotFit, DTypeError, ShapeError
 from .netlist import Netlist
 
-__all__ = ["GemmPlan", "plan_gemm", "compile_gemm", "CompiledGemm", "DTYPES"]
+__all__ = ["GemmPlan", "plan_gemm", "compile_gemm", "CompiledGemm", "ReducePlan",
+           "plan_reduce", "DTYPES"]
 
 DTYPES = {"int8": (np.int8, ELEM_INT8), "int16": (np.int16, ELEM_INT16)}
 COUNT_MAX = (1 << 16) - 1
@@ -65,11 +78,23 @@ class GemmPlan:
     Mp: int
     Np: int
     Kp: int
+    T: int = 1             # K tiles (Kp = T * Kt)
     a_addr: int = 0
     b_addr: int = 0
     c_addr: int = 0
+    partial_addr: int = 0  # T partial products (T > 1)
     netlist: Netlist = None
-    programs: dict = field(default_factory=dict)
+    programs: dict = field(default_factory=dict)      # tile 0's
+    tile_programs: list = field(default_factory=list)  # per tile: the AGCU programs
+    reduce: "ReducePlan | None" = None
+
+    @property
+    def Kt(self) -> int:
+        return self.Kp // self.T
+
+    def tile_dst(self, t: int) -> int:
+        """Where tile t writes its (partial) product."""
+        return self.c_addr if self.T == 1 else self.partial_addr + t * self.c_bytes
 
     @property
     def lanes(self) -> int:
@@ -125,10 +150,15 @@ class GemmPlan:
     def crop_c(self, c):
         return np.asarray(c).reshape(self.Mp, self.Np)[:self.M, :self.N]
 
+    @property
+    def dram_end(self) -> int:
+        return self.c_addr + self.c_bytes
+
     def summary(self) -> str:
+        tiles = (f", {self.T} K tiles of {self.Kt} + a reduction" if self.T > 1 else "")
         return (f"GEMM {self.M}x{self.N}x{self.K} {self.dtype} on {self.params.name}: "
                 f"{self.R}x{self.G} PCU grid, padded {self.Mp}x{self.Np}x{self.Kp}, "
-                f"{self.passes} pass(es) of {self.G * self.lanes} columns")
+                f"{self.passes} pass(es) of {self.G * self.lanes} columns{tiles}")
 
 
 def _grid(params: FabricParams, M: int, N: int):
@@ -168,27 +198,29 @@ def plan_gemm(params: FabricParams, M: int, N: int, K: int, dtype: str = "int8",
     M, N, K = int(M), int(N), int(K)
     L = params.lanes
     R, G = _grid(params, M, N)
-    plan = GemmPlan(params, M, N, K, dtype, R, G, _ceil(M, R), _ceil(N, G * L), _ceil(K, L))
+    # K tiles: a B column block (Kt rows) must fit a PMU
     depth = params.pmu_depth
-    if plan.Kp > depth:
-        raise DoesNotFit(f"GEMM K={K} (padded to {plan.Kp}) exceeds the {depth} rows of a PMU "
-                         f"on preset {params.name!r}; K tiling is not supported yet",
-                         asked={"pmu_rows": plan.Kp}, available={"pmu_rows": depth})
+    T = -(-_ceil(K, L) // depth)
+    Kt = _ceil(-(-K // T), L)
+    plan = GemmPlan(params, M, N, K, dtype, R, G, _ceil(M, R), _ceil(N, G * L), T * Kt, T=T)
     for what, v in (("rows per group", plan.Mg), ("passes", plan.passes),
-                    ("K vectors", plan.Kp)):
+                    ("K vectors", plan.Kt), ("K tiles", plan.T)):
         if v > COUNT_MAX:
             raise DoesNotFit(f"GEMM {what} = {v} exceeds the 16-bit counters")
     plan.a_addr = a_addr
     plan.b_addr = _ceil(plan.a_addr + plan.a_bytes, 64)
-    plan.c_addr = _ceil(plan.b_addr + plan.b_bytes, 64)
+    plan.partial_addr = _ceil(plan.b_addr + plan.b_bytes, 64)
+    plan.c_addr = plan.partial_addr + (plan.T * plan.c_bytes if plan.T > 1 else 0)
     _program(plan)
+    if plan.T > 1:
+        plan.reduce = plan_reduce(params, plan.T, plan.Mp * plan.Np // L,
+                                  src=plan.partial_addr, dst=plan.c_addr)
     return plan
 
 
 def _program(plan: GemmPlan):
     p = plan.params
-    L, R, G, Mg, Kp, Np = p.lanes, plan.R, plan.G, plan.Mg, plan.Kp, plan.Np
-    es, elem = plan.esize, DTYPES[plan.dtype][1]
+    L, R, G, Mg, Kt = p.lanes, plan.R, plan.G, plan.Mg, plan.Kt
     nl = Netlist()
     progs = {}
 
@@ -199,7 +231,7 @@ def _program(plan: GemmPlan):
            "acc_level": 1, "acc_init": AccInit.ZERO}
     pcu_prog = {
         "en": 1,
-        "counters": [{"start": 0, "stop": Kp, "stride": 1},
+        "counters": [{"start": 0, "stop": Kt, "stride": 1},
                      {"start": 0, "stop": Mg, "stride": 1},
                      {"start": 0, "stop": plan.passes, "stride": 1}][:p.counters],
         "vec_in": [{"en": 1, "level": 0}],
@@ -213,63 +245,35 @@ def _program(plan: GemmPlan):
             progs[f"pcu{g}_{c}"] = pcu_prog
 
     # -- B PMUs ----------------------------------------------------------------------------
-    buf_lg = max(0, (Kp - 1).bit_length())
+    buf_lg = max(0, (Kt - 1).bit_length())
     nbuf = 2 if 2 << buf_lg <= p.pmu_depth else 1
-    zero = {"start": 0, "stop": 1, "stride": 1}
-    ctr = lambda n: {"start": 0, "stop": n, "stride": 1}
-    pad = lambda lst: (lst + [zero] * p.counters)[:p.counters]
-    padz = lambda lst: (lst + [0] * p.counters)[:p.counters]
     pmu_prog = {
         "en": 1, "nbuf_m1": nbuf - 1, "buf_lg": buf_lg,
-        "wr": {"en": 1, "scalar": 0, "port": 0, "counters": pad([ctr(Kp)]),
-               "astride": padz([1]), "rstride": padz([]), "base": 0, "rbase": 0,
+        "wr": {"en": 1, "scalar": 0, "port": 0, "counters": _pad_ctr(p, [_ctr(Kt)]),
+               "astride": _pad0(p, [1]), "rstride": _pad0(p, []), "base": 0, "rbase": 0,
                "lstride": 0, "last": 0},
-        "rd": {"en": 1, "scalar": 0, "port": 0, "counters": pad([ctr(Kp), ctr(Mg)]),
-               "astride": padz([1, 0]), "rstride": padz([]), "base": 0, "rbase": 0,
+        "rd": {"en": 1, "scalar": 0, "port": 0, "counters": _pad_ctr(p, [_ctr(Kt), _ctr(Mg)]),
+               "astride": _pad0(p, [1, 0]), "rstride": _pad0(p, []), "base": 0, "rbase": 0,
                "lstride": 0, "last": 0},
     }
     for c in range(G):
         nl.add_unit(f"pmuB{c}", "pmu", f"B[{c}]")
         progs[f"pmuB{c}"] = pmu_prog
 
-    # -- AGCUs -------------------------------------------------------------------------------
-    reads = {}
-    for g in range(R):
-        reads[f"agcuA{g}"] = ("A", g)
-    for c in range(G):
-        reads[f"agcuB{c}"] = ("B", c)
+    # -- AGCUs: A[g] and B[c] read streams, C[g, c] write streams -------------------------
+    reads = [("A", g) for g in range(R)] + [("B", c) for c in range(G)]
     writers = [(g, c) for g in range(R) for c in range(G)]
-    names = list(reads)
-    n_agcu = max(len(names), len(writers))
     agcus = []
-    for k in range(n_agcu):
-        rd = reads[names[k]] if k < len(names) else None
+    for k in range(max(len(reads), len(writers))):
+        rd = reads[k] if k < len(reads) else None
         wr = writers[k] if k < len(writers) else None
         name = f"agcu{k}"
         role = "/".join(x for x in (f"{rd[0]}[{rd[1]}]" if rd else "",
                                      f"C[{wr[0]},{wr[1]}]" if wr else "") if x)
         nl.add_unit(name, "agcu", role)
-        cfg_rd = cfg_wr = None
-        scal = 0
-        if rd and rd[0] == "A":
-            g = rd[1]
-            cfg_rd = Pattern(base=plan.a_addr + g * Mg * Kp * es, counts=(Kp // L, Mg, plan.passes),
-                             strides=(L * es, Kp * es, 0), elem=elem)
-            scal = 1
-        elif rd:
-            c = rd[1]
-            # panel (pass * G + c) of the panel-major B: Kp contiguous vectors
-            cfg_rd = Pattern(base=plan.b_addr + c * Kp * L * es, counts=(Kp, plan.passes),
-                             strides=(L * es, G * Kp * L * es), elem=elem)
-        if wr:
-            g, c = wr
-            cfg_wr = Pattern(base=plan.c_addr + (g * Mg * Np + c * L) * 4,
-                             counts=(Mg, plan.passes), strides=(Np * 4, G * L * 4),
-                             elem=ELEM_INT32)
-        prog = agcu_config(read=cfg_rd, write=cfg_wr)
-        prog["scal"] = scal
-        progs[name] = prog
         agcus.append((name, rd, wr))
+    plan.tile_programs = [_agcu_programs(plan, agcus, t) for t in range(plan.T)]
+    progs.update(plan.tile_programs[0])
 
     # -- nets ---------------------------------------------------------------------------------
     for name, rd, wr in agcus:
@@ -288,19 +292,131 @@ def _program(plan: GemmPlan):
     plan.programs = progs
 
 
+def _ctr(n):
+    return {"start": 0, "stop": n, "stride": 1}
+
+
+def _pad_ctr(p, lst):
+    return (lst + [_ctr(1)] * p.counters)[:p.counters]
+
+
+def _pad0(p, lst):
+    return (lst + [0] * p.counters)[:p.counters]
+
+
+def _agcu_programs(plan: GemmPlan, agcus, t: int) -> dict:
+    """The AGCU programs of K tile t: A columns and B rows ``t*Kt ..``, the
+    product to ``plan.tile_dst(t)``."""
+    p = plan.params
+    L, G, Mg, Kp, Kt, Np = p.lanes, plan.G, plan.Mg, plan.Kp, plan.Kt, plan.Np
+    es, elem = plan.esize, DTYPES[plan.dtype][1]
+    k0 = t * Kt
+    progs = {}
+    for name, rd, wr in agcus:
+        cfg_rd = cfg_wr = None
+        scal = 0
+        if rd and rd[0] == "A":
+            g = rd[1]
+            cfg_rd = Pattern(base=plan.a_addr + (g * Mg * Kp + k0) * es,
+                             counts=(Kt // L, Mg, plan.passes), strides=(L * es, Kp * es, 0),
+                             elem=elem)
+            scal = 1
+        elif rd:
+            c = rd[1]
+            # panel (pass * G + c) of the panel-major B, rows k0 .. k0 + Kt
+            cfg_rd = Pattern(base=plan.b_addr + (c * Kp + k0) * L * es, counts=(Kt, plan.passes),
+                             strides=(L * es, G * Kp * L * es), elem=elem)
+        if wr:
+            g, c = wr
+            cfg_wr = Pattern(base=plan.tile_dst(t) + (g * Mg * Np + c * L) * 4,
+                             counts=(Mg, plan.passes), strides=(Np * 4, G * L * 4),
+                             elem=ELEM_INT32)
+        prog = agcu_config(read=cfg_rd, write=cfg_wr)
+        prog["scal"] = scal
+        progs[name] = prog
+    return progs
+
+
+@dataclass
+class ReducePlan:
+    """Sum ``T`` int32 partial products (each ``nvec`` vectors, one after the
+    other from ``src``) into ``dst``: PCU ``u`` adds the tiles of its share of
+    the vectors, ``ADD(R0, ACC)`` with the accumulator restarting at tile 0,
+    and emits the sum after the last tile; its AGCU reads the share tile by
+    tile interleaved (vector v of tile 0, 1, ..., T-1, then v + 1) and writes
+    the sums."""
+    params: FabricParams
+    T: int
+    nvec: int
+    src: int
+    dst: int
+    shares: list                 # (first vector, vectors) per PCU
+    netlist: Netlist = None
+    programs: dict = field(default_factory=dict)
+
+
+def plan_reduce(params: FabricParams, T: int, nvec: int, *, src: int, dst: int) -> ReducePlan:
+    p = params
+    L = p.lanes
+    units = min(p.num_pcus, p.agcus)
+    if units < 1:
+        raise DoesNotFit(f"a reduction needs a PCU and an AGCU; preset {p.name!r} has "
+                         f"{p.num_pcus} PCUs and {p.agcus} AGCUs")
+    per = -(-nvec // units)
+    shares = [(u * per, min(per, nvec - u * per)) for u in range(units) if u * per < nvec]
+    for _, n in shares:
+        if n > COUNT_MAX or T > COUNT_MAX:
+            raise DoesNotFit(f"a reduction share of {n} vectors over {T} tiles exceeds the "
+                             f"16-bit counters")
+    vb = 4 * L
+    nl = Netlist()
+    progs = {}
+    add = {"op": Op.ADD, "a": src_code(p, "r0"), "b": src_code(p, "acc"), "dst": 0,
+           "acc_level": 1, "acc_init": AccInit.ZERO}
+    for u, (v0, n) in enumerate(shares):
+        pcu, agcu = f"pcu{u}", f"agcu{u}"
+        nl.add_unit(pcu, "pcu", f"sum[{u}]")
+        nl.add_unit(agcu, "agcu", f"P[{u}]/C[{u}]")
+        progs[pcu] = {
+            "en": 1,
+            "counters": _pad_ctr(p, [_ctr(T), _ctr(n)]),
+            "vec_in": [{"en": 1, "level": 0}],
+            "stages": [add] + [{"op": Op.NOP}] * (p.stages - 1),
+            "vec_out": [{"en": 1, "src": 0, "level": 1, "last": 0}],
+        }
+        prog = agcu_config(read=Pattern(base=src + v0 * vb, counts=(T, n), strides=(nvec * vb, vb)),
+                           write=Pattern(base=dst + v0 * vb, counts=(n,), strides=(vb,)))
+        prog["scal"] = 0
+        progs[agcu] = prog
+        nl.connect(f"P{u}", (agcu, "vec", 0), (pcu, "vec", 0))
+        nl.connect(f"S{u}", (pcu, "vec", 0), (agcu, "vec", 0))
+    return ReducePlan(p, T, nvec, src, dst, shares, nl, progs)
+
+
 @dataclass
 class CompiledGemm:
+    """A compiled GEMM: one bitstream per K tile (``tiles``; ``bitstream`` is
+    the first) and, with K tiles, the reduction's (``reduce_bitstream``)."""
     plan: GemmPlan
     placement: object
     routing: object
     config: FabricConfig
     bitstream: bytes
     compile_seconds: float
+    tiles: list = field(default_factory=list)
+    reduce_bitstream: bytes | None = None
+    reduce_placement: object = None
+    reduce_routing: object = None
+
+    @property
+    def bitstreams(self) -> list:
+        """Every configuration, in the order the host runs them."""
+        return list(self.tiles) + ([self.reduce_bitstream] if self.reduce_bitstream else [])
 
 
 def compile_gemm(params: FabricParams, M: int, N: int, K: int, dtype: str = "int8", *,
                  seed: int = 0) -> CompiledGemm:
-    """Plan, place, route and encode a GEMM."""
+    """Plan, place, route and encode a GEMM (and, with K tiles, its reduction)."""
     import time
 
     from .pathfinder import route
@@ -310,6 +426,19 @@ def compile_gemm(params: FabricParams, M: int, N: int, K: int, dtype: str = "int
     plan = plan_gemm(params, M, N, K, dtype)
     placement = place(params, plan.netlist, seed=seed)
     routing = route(placement, programs=plan.programs)
-    bitstream = encode(routing.config)
-    return CompiledGemm(plan, placement, routing, routing.config, bitstream,
-                        time.perf_counter() - t0)
+    tiles = []
+    for t, agcu_progs in enumerate(plan.tile_programs):
+        if t == 0:
+            tiles.append(encode(routing.config))
+            continue
+        config = routing.config.copy()
+        for unit, value in agcu_progs.items():
+            config.set(placement.config_unit(unit), value)
+        tiles.append(encode(config))
+    cg = CompiledGemm(plan, placement, routing, routing.config, tiles[0], 0.0, tiles)
+    if plan.reduce is not None:
+        cg.reduce_placement = place(params, plan.reduce.netlist, seed=seed)
+        cg.reduce_routing = route(cg.reduce_placement, programs=plan.reduce.programs)
+        cg.reduce_bitstream = encode(cg.reduce_routing.config)
+    cg.compile_seconds = time.perf_counter() - t0
+    return cg

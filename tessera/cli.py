@@ -65,6 +65,9 @@ def _human_gemm(r):
     print(f"gemm {r['m']}x{r['n']}x{r['k']} {r['dtype']} on preset {r['preset']} "
           f"({r['grid']} PCU grid), sim {r['sim']}: {status}")
     print(f"  cycles             {r['cycles']} (start to done: loads, compute, write-back)")
+    if r.get("configurations", 1) > 1:
+        print(f"  K tiles            {r['k_tiles']} + a reduction: runs of {r['run_cycles']} "
+              f"cycles, {r['host_gap_cycles']} between them (switches, counter reads)")
     print(f"  MACs               {r['macs']} at peak {r['peak_macs_per_cycle']}/cycle")
     print(f"  utilization        {r['utilization']:.4f}")
     print(f"  roofline           {r['roofline_cycles']} cycles, fraction {r['roofline_fraction']:.4f}")
@@ -130,12 +133,22 @@ def cmd_compile(args):
         cg = compile_gemm(params, args.m, args.n, args.k, args.dtype, seed=args.seed)
     except CompileError as e:
         raise UserError(str(e)) from None
+    # One file per configuration: FILE for the first, FILE with .tileN / .reduce
+    # before its suffix for the further K tiles and the reduction.
+    outputs = [args.output]
+    stem, dot, ext = args.output.rpartition(".")
+    base, suffix = (stem, dot + ext) if stem else (args.output, "")
+    outputs += [f"{base}.tile{t}{suffix}" for t in range(1, len(cg.tiles))]
+    if cg.reduce_bitstream:
+        outputs.append(f"{base}.reduce{suffix}")
     try:
-        with open(args.output, "wb") as f:
-            f.write(cg.bitstream)
+        for path, blob in zip(outputs, cg.bitstreams):
+            with open(path, "wb") as f:
+                f.write(blob)
     except OSError as e:
-        raise UserError(f"cannot write {args.output}: {e.strerror}") from None
+        raise UserError(f"cannot write {e.filename}: {e.strerror}") from None
     report = {"ok": True, "job": "gemm", "preset": params.name, "output": args.output,
+              "outputs": outputs, "k_tiles": cg.plan.T,
               "bitstream_bytes": len(cg.bitstream), "summary": cg.plan.summary(),
               "routing_iterations": cg.routing.iterations,
               "compile_seconds": round(cg.compile_seconds, 3),
@@ -150,6 +163,8 @@ def cmd_compile(args):
         print(f"{r['summary']}")
         print(f"  bitstream  {r['output']} ({r['bitstream_bytes']} bytes), routed in "
               f"{r['routing_iterations']} PathFinder iteration(s), {r['compile_seconds']} s")
+        for path in r["outputs"][1:]:
+            print(f"             {path} (run in this order)")
         if r.get("draw"):
             print(f"  picture    {r['draw']}")
     _emit(args, report, human)

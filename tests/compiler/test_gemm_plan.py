@@ -4,12 +4,14 @@ on every preset, and every error a user can cause."""
 import numpy as np
 import pytest
 
+from tessera.compiler.bitstream import decode
 from tessera.compiler.errors import DoesNotFit, DTypeError, ShapeError, Unroutable, UnsupportedOp
 from tessera.compiler.gemm import compile_gemm, plan_gemm
 from tessera.compiler.graph import Graph
 from tessera.compiler.lower import lower
 from tessera.compiler.pathfinder import check_routes
 from tessera.hw.params import preset
+from tessera.sim.host import run_gemm
 
 
 @pytest.mark.parametrize("name", ["tiny", "small", "default"])
@@ -76,9 +78,31 @@ def test_dtype_errors():
         gemm(np.ones((2, 2), np.float32), np.ones((2, 2), np.float32))
 
 
+def test_k_tiles():
+    """K beyond a PMU's rows: equal tiles of at most pmu_depth rows, the same
+    netlist for every tile (only AGCU addresses change), and a reduction
+    whose shares cover every vector of C once."""
+    p = preset("small")
+    assert plan_gemm(p, 4, 4, 256).T == 1
+    plan = plan_gemm(p, 9, 12, 1000)
+    assert plan.T == 4 and plan.Kt == 252 and plan.Kp == 1008 and plan.Kt <= p.pmu_depth
+    assert plan.Kt % p.lanes == 0
+    red = plan.reduce
+    assert red.T == plan.T and red.src == plan.partial_addr and red.dst == plan.c_addr
+    covered = [v for v0, n in red.shares for v in range(v0, v0 + n)]
+    assert covered == list(range(plan.Mp * plan.Np // p.lanes))
+    assert plan.partial_addr + plan.T * plan.c_bytes <= plan.c_addr
+    cg = compile_gemm(p, 9, 12, 1000)
+    assert len(cg.bitstreams) == plan.T + 1
+    configs = [decode(bs, p).normalized() for bs in cg.tiles]
+    for cfg in configs[1:]:
+        changed = {u for u in cfg if cfg[u] != configs[0][u]}
+        assert changed and all(u.startswith("agcu_") for u in changed), changed
+
+
 def test_does_not_fit():
-    with pytest.raises(DoesNotFit, match="exceeds the 256 rows of a PMU"):
-        plan_gemm(preset("small"), 4, 4, 1000)
+    with pytest.raises(DoesNotFit, match="DRAM"):
+        run_gemm(preset("small"), m=1024, n=1024, k=8, sim="pysim")
     few = preset("small").replace(name="few", agcus=1)
     with pytest.raises(DoesNotFit, match="AGCU"):
         plan_gemm(few, 4, 4, 4)

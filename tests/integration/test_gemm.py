@@ -13,6 +13,9 @@ from tessera.sim.host import run_gemm
 def _check(r):
     assert r["ok"], {k: r[k] for k in ("mismatches", "timed_out", "cycles")}
     assert r["mismatches"] == 0
+    assert r["configurations"] == (1 if r["k_tiles"] == 1 else r["k_tiles"] + 1)
+    assert len(r["run_cycles"]) == r["configurations"] and min(r["run_cycles"]) > 0
+    assert r["cycles"] >= sum(r["run_cycles"])
     # every PCU did its share of the (padded) MACs: no PCU idle
     per_pcu = r["pcu_active_cycles"]
     assert min(per_pcu.values()) > 0
@@ -24,6 +27,7 @@ def _check(r):
     ("tiny", (1, 1, 1), "int8"),
     ("tiny", (7, 10, 9), "int16"),
     ("small", (5, 13, 11), "int8"),
+    ("tiny", (3, 5, 300), "int8"),      # K > pmu_depth: 2 K tiles and a reduction
 ])
 def test_gemm_pysim(name, shape, dtype):
     m, n, k = shape
@@ -40,10 +44,12 @@ def test_gemm_extreme_values_pysim():
     assert r["ok"], r
 
 
+# the last case of each has K > pmu_depth (K tiles, then the reduction)
 SMALL = [((1, 1, 1), "int8"), ((33, 17, 29), "int8"), ((64, 8, 16), "int8"),
-         ((8, 64, 16), "int16"), ((24, 24, 40), "int16"), ((64, 64, 64), "int8")]
+         ((8, 64, 16), "int16"), ((24, 24, 40), "int16"), ((64, 64, 64), "int8"),
+         ((9, 12, 600), "int16")]
 DEFAULT = [((1, 1, 1), "int8"), ((37, 50, 23), "int8"), ((100, 20, 9), "int16"),
-           ((16, 96, 64), "int8"), ((64, 64, 64), "int16")]
+           ((16, 96, 64), "int8"), ((64, 64, 64), "int16"), ((16, 40, 1100), "int8")]
 
 
 @pytest.mark.verilator
@@ -61,3 +67,11 @@ def test_gemm_default_verilator(need_sim, shape, dtype):
     need_sim("verilator")
     m, n, k = shape
     _check(run_gemm(preset("default"), m=m, n=n, k=k, dtype=dtype, sim="verilator"))
+
+
+@pytest.mark.icarus
+def test_gemm_small_icarus(need_sim):
+    """The same host program on Icarus. (It once never finished loading: see
+    ``ICARUS_GENERATION`` in sim/backends.py.)"""
+    need_sim("icarus")
+    _check(run_gemm(preset("small"), m=9, n=10, k=11, sim="icarus"))
