@@ -72,13 +72,14 @@ class GemmPlan:
     M: int
     N: int
     K: int
-    dtype: str
+    dtype: str            # A's element type (and B's unless b_dtype is set)
     R: int                 # row groups
     G: int                 # column groups
     Mp: int
     Np: int
     Kp: int
     T: int = 1             # K tiles (Kp = T * Kt)
+    b_dtype: str | None = None
     a_addr: int = 0
     b_addr: int = 0
     c_addr: int = 0
@@ -109,8 +110,17 @@ class GemmPlan:
         return self.Np // (self.G * self.lanes)
 
     @property
+    def bdt(self) -> str:
+        return self.b_dtype or self.dtype
+
+    @property
     def esize(self) -> int:
+        """Bytes per element of A."""
         return np.dtype(DTYPES[self.dtype][0]).itemsize
+
+    @property
+    def b_esize(self) -> int:
+        return np.dtype(DTYPES[self.bdt][0]).itemsize
 
     @property
     def macs(self) -> int:
@@ -122,7 +132,7 @@ class GemmPlan:
 
     @property
     def b_bytes(self) -> int:
-        return self.Kp * self.Np * self.esize
+        return self.Kp * self.Np * self.b_esize
 
     @property
     def c_bytes(self) -> int:
@@ -134,7 +144,7 @@ class GemmPlan:
         return out
 
     def pad_b(self, b):
-        out = np.zeros((self.Kp, self.Np), dtype=DTYPES[self.dtype][0])
+        out = np.zeros((self.Kp, self.Np), dtype=DTYPES[self.bdt][0])
         out[:self.K, :self.N] = b
         return out
 
@@ -156,7 +166,8 @@ class GemmPlan:
 
     def summary(self) -> str:
         tiles = (f", {self.T} K tiles of {self.Kt} + a reduction" if self.T > 1 else "")
-        return (f"GEMM {self.M}x{self.N}x{self.K} {self.dtype} on {self.params.name}: "
+        dt = self.dtype if self.bdt == self.dtype else f"{self.dtype} x {self.bdt}"
+        return (f"GEMM {self.M}x{self.N}x{self.K} {dt} on {self.params.name}: "
                 f"{self.R}x{self.G} PCU grid, padded {self.Mp}x{self.Np}x{self.Kp}, "
                 f"{self.passes} pass(es) of {self.G * self.lanes} columns{tiles}")
 
@@ -187,13 +198,14 @@ def _grid(params: FabricParams, M: int, N: int):
 
 
 def plan_gemm(params: FabricParams, M: int, N: int, K: int, dtype: str = "int8", *,
-              a_addr: int = 0x10000) -> GemmPlan:
+              b_dtype: str | None = None, a_addr: int = 0x10000) -> GemmPlan:
     """Tile, lay out and program a GEMM (see the module docstring)."""
     for name, v in (("M", M), ("N", N), ("K", K)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
             raise ShapeError(f"GEMM {name} must be a positive integer, got {v!r}")
-    if dtype not in DTYPES:
-        raise DTypeError(f"GEMM operands must be one of {', '.join(DTYPES)}, not {dtype!r} "
+    for dt in (dtype, b_dtype or dtype):
+        if dt not in DTYPES:
+            raise DTypeError(f"GEMM operands must be one of {', '.join(DTYPES)}, not {dt!r} "
                          f"(the PCU multiplies {params.mul_width}-bit operands)")
     M, N, K = int(M), int(N), int(K)
     L = params.lanes
@@ -202,7 +214,8 @@ def plan_gemm(params: FabricParams, M: int, N: int, K: int, dtype: str = "int8",
     depth = params.pmu_depth
     T = -(-_ceil(K, L) // depth)
     Kt = _ceil(-(-K // T), L)
-    plan = GemmPlan(params, M, N, K, dtype, R, G, _ceil(M, R), _ceil(N, G * L), T * Kt, T=T)
+    plan = GemmPlan(params, M, N, K, dtype, R, G, _ceil(M, R), _ceil(N, G * L), T * Kt, T=T,
+                    b_dtype=b_dtype if b_dtype != dtype else None)
     for what, v in (("rows per group", plan.Mg), ("passes", plan.passes),
                     ("K vectors", plan.Kt), ("K tiles", plan.T)):
         if v > COUNT_MAX:
@@ -220,7 +233,7 @@ def plan_gemm(params: FabricParams, M: int, N: int, K: int, dtype: str = "int8",
 
 def _program(plan: GemmPlan):
     p = plan.params
-    L, R, G, Mg, Kt = p.lanes, plan.R, plan.G, plan.Mg, plan.Kt
+    R, G, Mg, Kt = plan.R, plan.G, plan.Mg, plan.Kt
     nl = Netlist()
     progs = {}
 
@@ -324,8 +337,9 @@ def _agcu_programs(plan: GemmPlan, agcus, t: int) -> dict:
         elif rd:
             c = rd[1]
             # panel (pass * G + c) of the panel-major B, rows k0 .. k0 + Kt
-            cfg_rd = Pattern(base=plan.b_addr + (c * Kp + k0) * L * es, counts=(Kt, plan.passes),
-                             strides=(L * es, G * Kp * L * es), elem=elem)
+            bs = plan.b_esize
+            cfg_rd = Pattern(base=plan.b_addr + (c * Kp + k0) * L * bs, counts=(Kt, plan.passes),
+                             strides=(L * bs, G * Kp * L * bs), elem=DTYPES[plan.bdt][1])
         if wr:
             g, c = wr
             cfg_wr = Pattern(base=plan.tile_dst(t) + (g * Mg * Np + c * L) * 4,
@@ -415,6 +429,7 @@ class CompiledGemm:
 
 
 def compile_gemm(params: FabricParams, M: int, N: int, K: int, dtype: str = "int8", *,
+                 b_dtype: str | None = None, a_addr: int = 0x10000,
                  seed: int = 0) -> CompiledGemm:
     """Plan, place, route and encode a GEMM (and, with K tiles, its reduction)."""
     import time
@@ -423,7 +438,7 @@ def compile_gemm(params: FabricParams, M: int, N: int, K: int, dtype: str = "int
     from .place import place
 
     t0 = time.perf_counter()
-    plan = plan_gemm(params, M, N, K, dtype)
+    plan = plan_gemm(params, M, N, K, dtype, b_dtype=b_dtype, a_addr=a_addr)
     placement = place(params, plan.netlist, seed=seed)
     routing = route(placement, programs=plan.programs)
     tiles = []

@@ -9,7 +9,6 @@ shapes or assumptions.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from ..compiler.bitstream import BitstreamError, FabricConfig, bytes_to_beats, decode, encode
 from ..compiler.route import compile_route
@@ -184,9 +183,74 @@ def run_copy(params: FabricParams, *, nbytes: int = 65536, hops: int = 4,
     }
 
 
+class ConfigSequence:
+    """Run configurations back to back on one :class:`~.host_driver.Host`:
+    the first is loaded, then each runs (start, wait for done, read the
+    counters) while the next one is loaded deferred, and is switched in by
+    one CSR write. The bitstreams are placed at the bottom of DRAM, below
+    `below`. After :meth:`Host.run`, :meth:`figures` sums the per-run
+    counters."""
+
+    def __init__(self, host, bitstreams: list, *, below: int):
+        self.host = host
+        self.bitstreams = list(bitstreams)
+        self.addrs = [host.alloc(len(bs), align=64) for bs in self.bitstreams]
+        if host._next > below:
+            raise ValueError(f"{len(self.bitstreams)} bitstreams ({host._next} bytes) overlap "
+                             f"the tensors at {below:#x}")
+
+    def run_all(self, *, timeout: int):
+        host = self.host
+        self.load = host.load_config(self.bitstreams[0], addr=self.addrs[0])
+        self.deferred, self.runs = [], []
+        self.c_start = host.csr_read("cycle")
+        for i in range(len(self.bitstreams)):
+            if i:
+                host.switch()
+            host.start()
+            if i + 1 < len(self.bitstreams):
+                self.deferred.append(host.load_config(self.bitstreams[i + 1],
+                                                      addr=self.addrs[i + 1], defer=True))
+            self.runs.append((host.wait(timeout=timeout), host.read_counters()))
+        self.c_end = host.csr_read("cycle")
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.load.value["accepted"] and all(d.value["accepted"] for d in self.deferred)
+                    and all(w.value["ok"] for w, _ in self.runs))
+
+    def figures(self) -> dict:
+        """cycles: one configuration, start to done; several, the host's first
+        start to its observation of the last done (the switches and counter
+        reads between runs included, and reported as host_gap_cycles).
+        Off-chip bytes and per-unit counters are summed over the runs."""
+        from ..hw.host_top import PERF_EVENTS, HostTop
+        counts = [c.value for _, c in self.runs]
+        run_cycles = [c["run_cycles"] for c in counts]
+        if len(counts) == 1:
+            cycles = run_cycles[0]
+        else:
+            cycles = (self.c_end.value - self.c_start.value) & 0xFFFF_FFFF
+        total = lambda key: sum(c[key] for c in counts)
+        units = HostTop.perf_units(self.host.params)
+        unit_perf = {u: {ev: total(f"perf_{u}_{ev}") for ev in PERF_EVENTS} for u in units}
+        return {
+            "cycles": cycles,
+            "offchip_read_bytes": total("offchip_read_bytes"),
+            "offchip_write_bytes": total("offchip_write_bytes"),
+            "config_cycles": self.load.value["config_cycles"],
+            "configurations": len(counts), "run_cycles": run_cycles,
+            "host_gap_cycles": cycles - sum(run_cycles),
+            "pcu_active_cycles": {u: unit_perf[u]["active"] for u in units
+                                  if u.startswith("pcu")},
+            "unit_perf": unit_perf,
+            "timed_out": not all(w.value["ok"] for w, _ in self.runs),
+        }
+
+
 def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8",
-             sim: str = "verilator", seed: int = 1, a=None, b=None, progress=None,
-             compiled=None, return_result: bool = False) -> dict:
+             b_dtype: str | None = None, sim: str = "verilator", seed: int = 1, a=None, b=None,
+             progress=None, compiled=None, return_result: bool = False) -> dict:
     """Compile C = A @ B for the fabric, run it on the host top and compare
     with NumPy. Every figure is measured by RTL counters: cycles from start to
     done, off-chip bytes on the AGCUs' AXI ports, per-unit activity."""
@@ -196,15 +260,16 @@ def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8
     from .host_driver import Host
 
     t0 = time.perf_counter()
-    cg = compiled or compile_gemm(params, m, n, k, dtype, seed=seed)
+    cg = compiled or compile_gemm(params, m, n, k, dtype, b_dtype=b_dtype, seed=seed)
     plan = cg.plan
     rng = np.random.default_rng(seed)
-    np_dtype = DTYPES[dtype][0]
-    info = np.iinfo(np_dtype)
+    np_dtype, b_np_dtype = DTYPES[plan.dtype][0], DTYPES[plan.bdt][0]
     if a is None:
+        info = np.iinfo(np_dtype)
         a = rng.integers(info.min, info.max + 1, (m, k), dtype=np_dtype)
     if b is None:
-        b = rng.integers(info.min, info.max + 1, (k, n), dtype=np_dtype)
+        info = np.iinfo(b_np_dtype)
+        b = rng.integers(info.min, info.max + 1, (k, n), dtype=b_np_dtype)
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != (m, k) or b.shape != (k, n):
         raise ValueError(f"operand shapes {a.shape} and {b.shape} do not match M={m}, N={n}, "
@@ -217,71 +282,35 @@ def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8
                          f"{plan.T} partial product(s) and C); the simulated DRAM holds {dram}",
                          asked={"dram_bytes": need}, available={"dram_bytes": dram})
     host = Host(params)
-    bitstreams = cg.bitstreams
-    bs_addrs = [host.alloc(len(bs), align=64) for bs in bitstreams]
-    if host._next > plan.a_addr:
-        raise ValueError(f"{len(bitstreams)} bitstreams ({host._next} bytes) overlap the "
-                         f"operands at {plan.a_addr:#x}")
+    seq = ConfigSequence(host, cg.bitstreams, below=plan.a_addr)
     host.write_tensor(plan.a_addr, plan.pad_a(a))
     host.write_tensor(plan.b_addr, plan.pack_b(b))
-    # Every configuration runs in turn; the next one is loaded (deferred)
-    # while the current one runs, and switched in by one CSR write.
-    load = host.load_config(bitstreams[0], addr=bs_addrs[0])
-    deferred = []
-    runs = []
-    c_start = host.csr_read("cycle")
-    for i in range(len(bitstreams)):
-        if i:
-            host.switch()
-        host.start()
-        if i + 1 < len(bitstreams):
-            deferred.append(host.load_config(bitstreams[i + 1], addr=bs_addrs[i + 1], defer=True))
-        # a generous bound: every MAC on one lane, plus the traffic
-        done = host.wait(timeout=4 * plan.Mp * plan.Np * plan.Kt // params.lanes + 200_000)
-        runs.append((done, host.read_counters()))
-    c_end = host.csr_read("cycle")
+    # a generous bound per run: every MAC on one lane, plus the traffic
+    seq.run_all(timeout=4 * plan.Mp * plan.Np * plan.Kt // params.lanes + 200_000)
     c_out = host.read_tensor(plan.c_addr, (plan.Mp, plan.Np), "int32")
     res = host.run(sim, progress=progress)
-    counts = [r[1].value for r in runs]
     got = plan.crop_c(c_out.value)
     want = a.astype(np.int32) @ b.astype(np.int32)
-    run_cycles = [c["run_cycles"] for c in counts]
-    # one configuration: start to done; several: the host's first start to
-    # its observation of the last done (switches and counter reads included)
-    cycles = run_cycles[0] if len(runs) == 1 else (c_end.value - c_start.value) & 0xFFFF_FFFF
     from ..hw.pcu import mul_stages
     peak = params.num_pcus * params.lanes * len(mul_stages(params))
     macs = m * n * k
-    esize = np.dtype(np_dtype).itemsize
-    compulsory = (m * k + k * n) * esize + m * n * 4
+    compulsory = m * k * plan.esize + k * n * plan.b_esize + m * n * 4
     roofline = max(macs / peak, compulsory / params.dram_bytes_per_cycle)
-    all_done = all(r[0].value["ok"] for r in runs)
-    all_loaded = load.value["accepted"] and all(d.value["accepted"] for d in deferred)
-    ok = bool(all_loaded and all_done and np.array_equal(got, want))
+    figures = seq.figures()
+    cycles = figures["cycles"]
+    ok = bool(seq.ok and np.array_equal(got, want))
     mismatches = int(np.count_nonzero(got != want)) if got.shape == want.shape else -1
-    c = {key: sum(cs[key] for cs in counts) for key in counts[0]}
-    units = HostTop.perf_units(params)
-    pcu_active = {u: c[f"perf_{u}_active"] for u in units if u.startswith("pcu")}
-    unit_perf = {u: {ev: c[f"perf_{u}_{ev}"] for ev in ("active", "starved", "stalled")}
-                 for u in units}
     report = {
         "ok": ok, "job": "gemm", "preset": params.name, "sim": sim,
-        "m": m, "n": n, "k": k, "dtype": dtype, "mismatches": mismatches,
-        "cycles": cycles, "macs": macs, "peak_macs_per_cycle": peak,
+        "m": m, "n": n, "k": k, "dtype": dtype, "b_dtype": plan.bdt, "mismatches": mismatches,
+        "macs": macs, "peak_macs_per_cycle": peak,
         "utilization": round(macs / (cycles * peak), 4) if cycles else 0.0,
         "roofline_cycles": round(roofline, 1),
         "roofline_fraction": round(roofline / cycles, 4) if cycles else 0.0,
-        "offchip_read_bytes": c["offchip_read_bytes"],
-        "offchip_write_bytes": c["offchip_write_bytes"],
         "compulsory_bytes": compulsory,
-        "config_cycles": load.value["config_cycles"],
         "bitstream_bytes": len(cg.bitstream),
         "grid": f"{plan.R}x{plan.G}", "padded": [plan.Mp, plan.Np, plan.Kp],
-        "k_tiles": plan.T, "configurations": len(bitstreams), "run_cycles": run_cycles,
-        "host_gap_cycles": cycles - sum(run_cycles),
-        "pcu_active_cycles": pcu_active,
-        "unit_perf": unit_perf,
-        "timed_out": not all_done,
+        "k_tiles": plan.T, **figures,
         "compile_seconds": round(cg.compile_seconds, 3),
         **_sim_figures(res, t0),
     }
