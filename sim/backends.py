@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from amaranth.lib import wiring
+from amaranth.lib.wiring import In
 
 from ..hw.params import FabricParams
 
@@ -306,11 +307,72 @@ def _pysim_run_host(params, ops, dram_bytes, progress=None):
 
 
 HOST_TOP_NAME = "tessera_host_top"
+#: The design's instance name under the compiled host top (see RegisteredReset).
+HOST_INNER = "host"
+#: What the host testbench touches, and no more: the top's ports, the DRAM
+#: array (backdoor writes) and, read-only, the active configurations (for
+#: snapshots). Verilator must assume that a writable public signal changes at
+#: any time, so it re-evaluates everything that depends on one combinationally
+#: on every eval() (its "ico" region): with the configurations writable, that
+#: was nearly the whole fabric, twice per clock cycle.
 VERILATOR_PUBLIC_HOST = """`verilator_config
-public_flat_rw -module "tessera_host_top" -var "*"
-public_flat_rw -module "*cfg_*" -var "active"
+public_flat_rw -module "tessera_host_top" -var "csr__*"
+public_flat_rw -module "tessera_host_top" -var "clk"
+public_flat_rw -module "tessera_host_top" -var "rst"
+public_flat_rd -module "tessera_host_top" -var "run_done"
+public_flat_rd -module "tessera_host_top" -var "load_done"
+public_flat_rd -module "tessera_host_top" -var "cycle"
+public_flat_rd -module "*cfg_*" -var "active"
 public_flat_rw -module "*dram" -var "storage"
 """
+
+
+class RegisteredReset(wiring.Component):
+    """The top that a compiled simulator sees: `inner` with the same ports,
+    plus ``clk`` and ``rst``, where ``rst`` reaches the design through one
+    flop.
+
+    Why: Amaranth's Verilog computes every register's next value in
+    combinational processes that include the synchronous reset, so with
+    ``rst`` a top-level input the whole design's next-state logic depends
+    combinationally on an input. Verilator then evaluates all of it in its
+    input-combinational ("ico") region on every ``eval()`` -- twice per
+    clock cycle, once per clock edge -- on top of the clocked evaluation:
+    two thirds of the default model's time (docs/simulation.md). From a
+    flop, the reset is state like any other and that logic is evaluated once
+    per rising edge. The design sees the reset one cycle later; testbenches
+    hold ``rst`` for several cycles anyway.
+    """
+
+    def __init__(self, inner: wiring.Component, *, name: str = HOST_INNER):
+        self._inner = inner
+        self._inner_name = name
+        members = dict(inner.signature.members.items())
+        if "clk" in members or "rst" in members:
+            self._MustUse__silence = True
+            raise ValueError("the inner design already has a port named clk or rst")
+        members.update(clk=In(1), rst=In(1))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        from amaranth.hdl import ClockDomain, Module, Signal
+
+        m = Module()
+        m.domains.sync = sync = ClockDomain("sync")
+        rst_q = Signal(init=1, reset_less=True)
+        m.d.comb += sync.clk.eq(self.clk)
+        m.d.sync += rst_q.eq(self.rst)
+        m.d.comb += sync.rst.eq(rst_q)
+        m.submodules[self._inner_name] = self._inner
+        for name in self._inner.signature.members:
+            ours, theirs = getattr(self, name), getattr(self._inner, name)
+            if isinstance(ours, wiring.PureInterface) or hasattr(ours, "signature"):
+                wiring.connect(m, wiring.flipped(ours), theirs)
+            elif self._inner.signature.members[name].flow == In:
+                m.d.comb += theirs.eq(ours)
+            else:
+                m.d.comb += ours.eq(theirs)
+        return m
 
 
 #: Signals the testbench touches; everything else stays private so that
@@ -322,9 +384,49 @@ public_flat_rw -module "*cfg_*" -var "active"
 """
 
 
-def _runner(sim: str):
-    from cocotb_tools.runner import Verilator, get_runner
+#: How a Verilator model is built; part of the model cache key, so changing
+#: any of it rebuilds. ``args`` go to verilator; ``make`` are variable
+#: overrides for the generated makefile: OPT_FAST compiles the code that runs
+#: every cycle (Verilator's default is -Os), OPT_SLOW the code that runs once
+#: (initial values, the first settle: -O0 compiles the large generated
+#: initialisation quickly).
+VERILATOR_BUILD = {
+    "args": ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast",
+             "--x-initial", "unique", "-O3"],
+    "make": ["OPT_FAST=-O2", "OPT_SLOW=-O0"],
+}
 
+
+#: Icarus language generation. cocotb's runner passes -g2012, under which
+#: Icarus applies declaration initialisers (``reg r = 0;``) before time 0
+#: without an event. Yosys' Verilog relies on that event: every ``always @*``
+#: reads a trigger register initialised that way so that it runs once at time
+#: 0. Without it, a combinational block whose inputs never change stays X --
+#: in the host top the AR select of the AXI interconnect, whose X then
+#: poisons the DRAM's outstanding-read count, so the config DMA never got a
+#: read back. Verilog-2005 semantics give the time-0 event.
+ICARUS_GENERATION = "-g2005"
+
+
+def build_options(sim: str) -> dict:
+    """The build options of `sim`'s models (in the cache key)."""
+    if sim == "verilator":
+        return {"args": list(VERILATOR_BUILD["args"]), "make": list(VERILATOR_BUILD["make"])}
+    if sim == "icarus":
+        return {"generation": ICARUS_GENERATION}
+    return {}
+
+
+def _runner(sim: str):
+    from cocotb_tools.runner import Icarus, Verilator, get_runner
+
+    if sim == "icarus":
+        class Icarus2005(Icarus):
+            def _build_command(self):
+                return [[ICARUS_GENERATION if arg == "-g2012" else arg for arg in cmd]
+                        for cmd in super()._build_command()]
+
+        return Icarus2005()
     if sim != "verilator":
         return get_runner(sim)
 
@@ -332,15 +434,18 @@ def _runner(sim: str):
         def _build_command(self):
             cmds = super()._build_command()
             cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
+            cmds[1] = cmds[1] + build_options("verilator")["make"]
             return cmds
 
     return SelectiveVerilator()
 
 
-def model_path(sim: str, *, top_name: str, key: dict, label: str) -> Path:
-    """Cache directory of a model: label, simulator and a digest of
-    (key, top, simulator, gateware sources)."""
+def model_path(sim: str, *, top_name: str, key: dict, label: str, public: str = "") -> Path:
+    """Cache directory of a model: label, simulator and a digest of (key, top,
+    simulator, its build options, the public-signal list, gateware sources)."""
     digest = hashlib.sha256(json.dumps({"key": key, "top": top_name, "sim": sim,
+                                        "build": build_options(sim),
+                                        "public": public if sim == "verilator" else "",
                                         "sources": _source_digest()},
                                        sort_keys=True).encode()).hexdigest()[:20]
     return cache_dir() / "models" / f"{label}-{sim}-{digest}"
@@ -354,7 +459,7 @@ def build_model(sim: str, *, top_name: str, key: dict, make_top, public: str,
     address the cache entry. `public` is the Verilator control-file text that
     says which signals the testbench may touch. Returns (dir, cached, seconds).
     """
-    d = model_path(sim, top_name=top_name, key=key, label=label)
+    d = model_path(sim, top_name=top_name, key=key, label=label, public=public)
     stamp = d / "built.json"
     t0 = time.perf_counter()
     with _locked(d.parent / (d.name + ".lock")):
@@ -374,8 +479,7 @@ def build_model(sim: str, *, top_name: str, key: dict, make_top, public: str,
         if sim == "verilator":
             vlt = d / "public.vlt"
             vlt.write_text(public)
-            build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast",
-                          "--x-initial", "unique", "-O3", str(vlt)]
+            build_args = build_options(sim)["args"] + [str(vlt)]
         log = d / "build.log"
         with open(log, "w") as logf, contextlib.redirect_stdout(logf):
             try:
@@ -429,8 +533,10 @@ class CocotbBackend:
     def build_host(self, params: FabricParams, dram_bytes: int, progress=None):
         from ..hw.host_top import HostTop
         return build_model(self.name, top_name=HOST_TOP_NAME,
-                           key={"params": params.to_dict(), "dram_bytes": dram_bytes},
-                           make_top=lambda: HostTop(params, dram_bytes=dram_bytes),
+                           key={"params": params.to_dict(), "dram_bytes": dram_bytes,
+                                "reset": "registered"},
+                           make_top=lambda: RegisteredReset(HostTop(params,
+                                                                    dram_bytes=dram_bytes)),
                            public=VERILATOR_PUBLIC_HOST,
                            label=f"host-{params.name}", progress=progress)
 
@@ -442,7 +548,8 @@ class CocotbBackend:
             d, cached, build_seconds = self.build_host(params, dram_bytes, progress)
             payload = {"ops": ops, "beat_bytes": params.dram_bytes_per_cycle,
                        "csr": {r.name: r.offset for r in HostTop.csr_map(params)},
-                       "config_units": [cu.name for cu in Topology(params).config_units]}
+                       "config_units": [cu.name for cu in Topology(params).config_units],
+                       "inner": HOST_INNER}
             out = run_cocotb(self.name, d, top_name=HOST_TOP_NAME,
                              test_module="tessera.sim.cocotb_hosttop", payload=payload)
         return SimResult(self.name, out["results"], build_seconds=build_seconds,
@@ -451,7 +558,7 @@ class CocotbBackend:
 
     def model_dir(self, params: FabricParams) -> Path:
         return model_path(self.name, top_name=TOP_NAME, key={"params": params.to_dict()},
-                          label=f"preset-{params.name}")
+                          label=f"preset-{params.name}", public=VERILATOR_PUBLIC)
 
     def run(self, params: FabricParams, script: list, *, progress=None, inspect=None) -> SimResult:
         from ..hw.tops import SimTop

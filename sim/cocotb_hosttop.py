@@ -33,8 +33,10 @@ def _payload_fields():
 
 
 class CocotbHostPrimitives(HostPrimitives):
-    def __init__(self, dut, storage, beat_bytes, names):
+    def __init__(self, dut, design, beat_bytes, names):
         self.dut = dut
+        self.design = design      # the HostTop instance under the simulation top
+        storage = design.core.dram.storage
         self.storage = storage
         self.beat_bytes = beat_bytes
         self.names = names
@@ -84,7 +86,7 @@ class CocotbHostPrimitives(HostPrimitives):
         return int(self.storage[index].value)
 
     def snapshot(self):
-        fabric = self.dut.core.fabric
+        fabric = self.design.core.fabric
         return {name: int(getattr(fabric, f"cfg_{name}").active.value) for name in self.names}
 
 
@@ -101,8 +103,8 @@ async def run(dut):
     dut.rst.value = 0
     await RisingEdge(dut.clk)
     await Timer(SETTLE_NS, "ns")
-    prims = CocotbHostPrimitives(dut, dut.core.dram.storage, payload["beat_bytes"],
-                                 payload["config_units"])
+    design = getattr(dut, payload["inner"]) if payload.get("inner") else dut
+    prims = CocotbHostPrimitives(dut, design, payload["beat_bytes"], payload["config_units"])
     start = time.perf_counter()
     cycle0 = int(dut.cycle.value)
     results = await run_host_ops(prims, payload["ops"], payload["csr"])

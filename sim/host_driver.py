@@ -34,7 +34,8 @@ from ..hw.host_top import STATUS_BITS, HostTop
 from ..hw.params import FabricParams
 from .backends import SimResult
 
-__all__ = ["Host", "HostPrimitives", "run_host_ops", "Pending", "HostRunResult", "DTYPES"]
+__all__ = ["Host", "HostPrimitives", "run_host_ops", "op_seconds", "Pending", "HostRunResult",
+           "DTYPES"]
 
 DTYPES = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "uint8": np.uint8}
 
@@ -139,6 +140,7 @@ async def run_host_ops(prims: HostPrimitives, ops: list, csr_names: dict) -> lis
     results = []
     for op in ops:
         kind = op["op"]
+        t0 = time.perf_counter()
         if kind == "mem_write":
             await _mem_write(prims, op["addr"], bytes.fromhex(op["hex"]))
             await prims.settle()
@@ -168,7 +170,19 @@ async def run_host_ops(prims: HostPrimitives, ops: list, csr_names: dict) -> lis
             results.append({"op": kind})
         else:
             raise ValueError(f"unknown host operation {kind!r}")
+        # wall time of the operation: the simulator's share (waits) against
+        # the testbench's (backdoor and CSR traffic); see op_seconds()
+        results[-1]["seconds"] = time.perf_counter() - t0
     return results
+
+
+def op_seconds(results: list) -> dict:
+    """Wall seconds per kind of host operation (``wait`` is the fabric
+    running on its own; the others are the testbench's traffic)."""
+    out = {}
+    for r in results:
+        out[r["op"]] = out.get(r["op"], 0.0) + r.get("seconds", 0.0)
+    return {k: round(v, 4) for k, v in out.items()}
 
 
 class Pending:
