@@ -178,10 +178,18 @@ PRESETS: dict[str, FabricParams] = {
                          pcu_mul_stages=(0,), pcu_sfu=False, pcu_regs=2),
     # One vector track per side on the larger grids: a two-entry vector hop per
     # side output is what fills an ECP5 (see docs/architecture.md, Area).
+    # `small` is sized to place and route on an LFE5U-85F (docs/area.md); with
+    # every PCU feature it needed 94k LUTs (113%). Measured per block (Yosys):
+    # one scalar and one control track per side (a GEMM needs no more) make a
+    # switch 6.8k -> 4.6k LUTs; one multiplier stage and three registers make a
+    # PCU 30.3k -> 25.7k, and no SFU tail 25.7k -> 20.2k (the SFU's 4 lanes
+    # are 5.5k LUTs, 4 DSPs and 4 BRAMs). Tests of the second multiplier stage,
+    # the fourth register and the SFU use an explicit FabricParams
+    # (tests/unit/test_pcu.py: FULL).
     "small": FabricParams(name="small", rows=2, cols=2, lanes=4, stages=4, pmu_banks=4,
-                          pmu_depth=256, agcus=4, vec_tracks=1,
-                          # every PCU feature, for the tests
-                          pcu_mul_stages=(0, 2), pcu_sfu=True, pcu_regs=4),
+                          pmu_depth=256, agcus=4, vec_tracks=1, scal_tracks=1,
+                          ctrl_tracks=1,
+                          pcu_mul_stages=(0,), pcu_sfu=False, pcu_regs=3),
     "default": FabricParams(name="default", rows=4, cols=4, lanes=8, stages=6, pmu_banks=8,
                             pmu_depth=1024, agcus=8, vec_tracks=1,
                             # ECP5-85: 8 PCUs x 8 lanes x (1 multiplier + 1 SFU) = 128 of

@@ -40,8 +40,13 @@ def assert_legal(params, placement, routing):
 
 # Random netlists at twice the tile count on default (8 AGCUs, one vector
 # track) are not all routable (seeds 1 and 3 of 0..9 are not, measured); the
-# dense case uses seeds that need negotiation (3 iterations).
-@pytest.mark.parametrize("name,density,seeds", [("tiny", 1, range(3, 5)), ("small", 2, range(6)),
+# dense case uses seeds that need negotiation (3 iterations). On small (one
+# track per side on every network, to fit an LFE5U-85F) seeds 1, 6, 7 and 10
+# of 0..11 are not routable at twice the tile count (measured); 0, 3 and 8
+# need negotiation.
+@pytest.mark.parametrize("name,density,seeds", [("tiny", 1, range(3, 5)),
+                                                ("small", 1, range(6)),
+                                                ("small", 2, (0, 2, 3, 4, 5, 8)),
                                                 ("default", 1, range(2)), ("default", 2, range(5, 7))])
 def test_random_netlists_route_legally(name, density, seeds):
     params = preset(name)

@@ -85,8 +85,8 @@ def test_multicast_to_two_edge_ports():
     sel = ins.index(("W", 0))
     cfg = [{"en": 0, "sel": 0} for _ in outs]
     cfg[outs.index(("N", 0))] = {"en": 1, "sel": sel}
-    cfg[outs.index(("W", 1))] = {"en": 1, "sel": sel}
+    cfg[outs.index(("W", 0))] = {"en": 1, "sel": sel}
     config.set("sw_0_0", {"scal": cfg})
-    dsts = [topo.find_edge("scal", "out", "N", 0, 0), topo.find_edge("scal", "out", "W", 0, 1)]
+    dsts = [topo.find_edge("scal", "out", "N", 0, 0), topo.find_edge("scal", "out", "W", 0, 0)]
     items, got = run(p, config, "scal", src, dsts, 150, seed=11)
     assert got == {d: items for d in dsts}

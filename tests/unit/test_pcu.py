@@ -3,11 +3,17 @@ directed kernels (dot product, lane reductions, special functions, tokens,
 bypass), random programs with random data and random backpressure on pysim
 and Verilator, and throughput.
 
-Backends: the random programs run 200 per CI run on pysim, all in ONE
-simulation (a reset between programs; elaborating the PCU costs ~0.5 s, so a
-simulation per program would dominate), and 60 on Verilator through the
-stream harness (one cached model for preset "small"; ~0.35 s per run). The
-slow sweep runs 1000 more on each backend.
+Backends: the random programs run 200 per CI run on pysim (and 60 on the
+preset), all in ONE simulation (a reset between programs; elaborating the
+PCU costs ~0.5 s, so a simulation per program would dominate), and 60 on
+Verilator through the stream harness (one cached model for FULL; ~0.35 s per
+run). The slow sweep runs 1000 more on each backend.
+
+FULL is the PCU of preset "small" with every feature (two multiplier stages,
+four registers, the SFU tail). The preset itself drops them to place and
+route on an LFE5U-85F (hw/params.py, docs/area.md), so the random programs,
+the special functions and the throughput run on FULL; the directed programs
+that need none of them run on the preset.
 """
 
 import random
@@ -28,6 +34,7 @@ from tessera.sim.harness import drive, run_streams
 from tessera.sim.pcu_model import PCUModel, exp2_fixed, recip_fixed
 
 SMALL = preset("small")
+FULL = SMALL.replace(name="small-full", pcu_mul_stages=(0, 2), pcu_sfu=True, pcu_regs=4)
 MASK = 0xFFFF_FFFF
 
 
@@ -339,20 +346,21 @@ def check_jobs(jobs, results, sim):
                              f"inputs={job['inputs']}, rtl/model={diff})")
 
 
-def test_random_programs_pysim():
-    jobs = make_jobs(SMALL, 1, 200)
-    results = run_many_pysim(SMALL, jobs)
+@pytest.mark.parametrize("p,n", [(FULL, 200), (SMALL, 60)], ids=["full", "small"])
+def test_random_programs_pysim(p, n):
+    jobs = make_jobs(p, 1, n)
+    results = run_many_pysim(p, jobs)
     check_jobs(jobs, results, "pysim")
     # the programs did something
-    assert sum(len(v) for job in jobs for v in job["want"].values()) > 2000
+    assert sum(len(v) for job in jobs for v in job["want"].values()) > 10 * n
 
 
 def test_random_programs_verilator(need_sim):
     need_sim("verilator")
-    jobs = make_jobs(SMALL, 2, 60)
+    jobs = make_jobs(FULL, 2, 60)
     results = []
     for job in jobs:
-        res = run_streams(lambda: PCU(SMALL), sim="verilator", key="pcu-small",
+        res = run_streams(lambda: PCU(FULL), sim="verilator", key="pcu-small-full",
                           static=job["static"], inputs=job["inputs"], expect=job["expect"],
                           in_gap=job["in_gap"], out_stall=job["out_stall"], seed=job["seed"],
                           timeout=5000, drain=40)
@@ -361,9 +369,9 @@ def test_random_programs_verilator(need_sim):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["small", "tiny", "default"])
+@pytest.mark.parametrize("name", ["small", "small-full", "tiny", "default"])
 def test_random_programs_pysim_sweep(name):
-    p = preset(name)
+    p = FULL if name == "small-full" else preset(name)
     for seed in range(10, 15):
         jobs = make_jobs(p, seed, 200)
         check_jobs(jobs, run_many_pysim(p, jobs), f"pysim-{name}")
@@ -372,8 +380,8 @@ def test_random_programs_pysim_sweep(name):
 @pytest.mark.slow
 def test_random_programs_verilator_sweep(need_sim):
     need_sim("verilator")
-    for name in ["small", "default"]:
-        p = preset(name)
+    for name in ["small-full", "small", "default"]:
+        p = FULL if name == "small-full" else preset(name)
         jobs = make_jobs(p, 20, 500)
         results = []
         for job in jobs:
@@ -489,7 +497,7 @@ def test_running_max_resets_on_wrap():
 def test_softmax_numerator_exp2():
     """x - max (Q15.16) through the exp2 tail, in Q1.14 (ready for a 16-bit
     multiplier), within 2e-3 of NumPy."""
-    p = SMALL
+    p = FULL
     model = PCUModel(p)
     rng = np.random.default_rng(4)
     x = rng.uniform(-12, 12, (10, p.lanes))
@@ -512,7 +520,7 @@ def test_softmax_numerator_exp2():
 
 
 def test_reciprocal_tail():
-    p = SMALL
+    p = FULL
     model = PCUModel(p)
     rng = np.random.default_rng(5)
     a = rng.integers(2 ** 16, 2 ** 31, (10, p.lanes))     # Q16.16 in [1, 32768)
@@ -589,7 +597,7 @@ def pipelined_program(p):
 @pytest.mark.parametrize("sim,n", [("pysim", 300), ("verilator", 3000)])
 def test_throughput_one_vector_per_cycle(need_sim, sim, n):
     need_sim(sim)
-    p = SMALL
+    p = FULL
     model = PCUModel(p)
     rng = random.Random(11)
     items = [model.pack("vec", [rng.randrange(-1000, 1000) for _ in range(p.lanes)])

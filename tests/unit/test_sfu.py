@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from tessera.hw.params import preset
 from tessera.hw.pcu import PCU
 from tessera.hw.sfu import SATURATED, SFU_EXP2, SFU_LATENCY, SFU_NONE, SFU_RECIP, SFULane
 from tessera.sim.harness import run_streams
 from tessera.sim.pcu_model import PCUModel, exp2_fixed, recip_fixed
+
+from .test_pcu import FULL
 
 MASK = 0xFFFF_FFFF
 
@@ -121,7 +122,7 @@ def test_sfu_lane_matches_model():
 def test_sfu_through_pcu_verilator(need_sim, op, shift):
     """Thousands of values through the PCU's tail on Verilator, bit-exact."""
     need_sim("verilator")
-    p = preset("small")
+    p = FULL                # "small" has no SFU tail (hw/params.py)
     model = PCUModel(p)
     rng = random.Random(op * 100 + shift)
     vals = _values(rng, 1000 * p.lanes)
@@ -130,7 +131,7 @@ def test_sfu_through_pcu_verilator(need_sim, op, shift):
            "tail": {"op": op, "src": 0, "shift": shift},
            "vec_out": [{"en": 1, "src": p.pcu_regs}]}
     want = model.run(cfg, {"i_vec[0]": items}).outputs["o_vec[0]"]
-    res = run_streams(lambda: PCU(p), sim="verilator", key="pcu-small",
+    res = run_streams(lambda: PCU(p), sim="verilator", key="pcu-small-full",
                       static={"config": PCU.config_layout(p).const(cfg).as_bits()},
                       inputs={"i_vec[0]": items}, expect={"o_vec[0]": len(items)},
                       in_gap=0.2, out_stall=0.2, seed=3)
