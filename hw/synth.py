@@ -85,9 +85,9 @@ DEVICES: dict[str, Device] = {
                          5280),
 }
 
-#: What `tessera synth --top` can build: the wrapped fabric, one PCU, one PMU
-#: (each with the preset's parameters), or one scalar link hop.
-TOPS = ("fabric", "pcu", "pmu", "hop")
+#: What `tessera synth --top` can build: the wrapped fabric, one PCU, one PMU,
+#: one switch (each with the preset's parameters), or one scalar link hop.
+TOPS = ("fabric", "pcu", "pmu", "switch", "hop")
 
 # nextpnr bel types -> report fields (ECP5 LUT4 cells are packed into TRELLIS_COMB).
 _ECP5_MAP = {"luts": ("TRELLIS_COMB", "LUT4"), "ffs": ("TRELLIS_FF",),
@@ -313,7 +313,8 @@ class SynthTop(wiring.Component):
 
 
 class UnitTop(wiring.Component):
-    """One unit (``kind`` "pcu" or "pmu") of the preset, for per-unit figures.
+    """One unit (``kind`` "pcu" or "pmu") or one switch (``kind`` "switch")
+    of the preset, for per-block figures.
 
     Every port of the unit, its configuration included, is driven from the
     on-chip LFSR and every output is XOR-reduced into registered pins. In the
@@ -324,8 +325,8 @@ class UnitTop(wiring.Component):
     def __init__(self, params: FabricParams, kind: str, *, obs_pins: int = 2):
         if not isinstance(params, FabricParams):
             raise TypeError(f"params must be a FabricParams, not {params!r}")
-        if kind not in ("pcu", "pmu"):
-            raise ValueError(f"unknown unit kind {kind!r}; choose pcu or pmu")
+        if kind not in ("pcu", "pmu", "switch"):
+            raise ValueError(f"unknown unit kind {kind!r}; choose pcu, pmu or switch")
         self.params = params
         self.kind = kind
         self.harness_info = {}
@@ -336,6 +337,9 @@ class UnitTop(wiring.Component):
         if kind == "pcu":
             from .pcu import PCU
             return PCU
+        if kind == "switch":
+            from .switch import Switch
+            return Switch
         from .pmu import PMU
         return PMU
 
@@ -372,7 +376,7 @@ def build_top(params: FabricParams, top: str = "fabric"):
         return SynthTop(params)
     if top == "hop":
         return HopTop(params)
-    if top in ("pcu", "pmu"):
+    if top in ("pcu", "pmu", "switch"):
         return UnitTop(params, top)
     raise ValueError(f"unknown synthesis top {top!r}; choose one of {', '.join(TOPS)}")
 
@@ -486,7 +490,7 @@ def default_workdir(params: FabricParams, device: str, top: str = "fabric") -> P
 def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=print,
                timeout=None, nextpnr_args=(), route=True, pnr=True) -> dict:
     """Synthesize, place and route `top` ("fabric": :class:`SynthTop`, "pcu" /
-    "pmu": :class:`UnitTop`, "hop": :class:`HopTop`) for `device` and return
+    "pmu" / "switch": :class:`UnitTop`, "hop": :class:`HopTop`) for `device` and return
     the figures from nextpnr's report.
 
     With ``route=False`` nextpnr stops after placement: ``fmax_mhz`` is None
@@ -686,8 +690,8 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--device", default="ecp5-85k", choices=list(DEVICES),
                         help="target device (default: ecp5-85k)")
     parser.add_argument("--top", default="fabric", choices=list(TOPS),
-                        help="what to synthesize: the wrapped fabric, one PCU or PMU of "
-                             "the preset, or one link hop")
+                        help="what to synthesize: the wrapped fabric, one PCU, PMU or "
+                             "switch of the preset, or one link hop")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     parser.add_argument("--no-route", dest="route", action="store_false",
                         help="stop after placement (Fmax is nextpnr's post-placement estimate)")

@@ -147,10 +147,10 @@ def test_synth_top_pins_fit_ice40_package():
     assert info["lfsr_bits"] > p.lanes * 32 + 1
 
 
-@pytest.mark.parametrize("kind", ["pcu", "pmu"])
+@pytest.mark.parametrize("kind", ["pcu", "pmu", "switch"])
 def test_unit_top_drives_every_port(kind):
-    """`--top pcu|pmu`: one unit, every input (its configuration included)
-    driven from the LFSR and every output observed."""
+    """`--top pcu|pmu|switch`: one unit or switch, every input (its
+    configuration included) driven from the LFSR and every output observed."""
     from amaranth.lib import wiring
 
     from tessera.hw.synth import TOPS, UnitTop, build_top
