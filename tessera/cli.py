@@ -3,6 +3,7 @@
     tessera run gemm --m M --n N --k K [--dtype int8|int16] [--preset P] [--sim S] [--json]
     tessera run copy [--bytes B] [--hops H] [--preset P] [--sim S] [--json]
     tessera run route --hops H [--preset P] [--sim S] [--words N] [--json]
+    tessera run attention --seq N --kv M --dim D [--causal] [--unfused] [--preset P] [--sim S] [--json]
     tessera compile gemm --m M --n N --k K [--dtype D] [--preset P] -o FILE.bit [--draw FILE.png]
     tessera load FILE [--preset P] [--sim S] [--json]
     tessera synth [--preset P] [--device D] [--json]
@@ -79,6 +80,23 @@ def _human_gemm(r):
           + (" (model cached)" if r.get("model_cached") else f", model build {r['build_seconds']} s"))
 
 
+def _human_attention(r):
+    status = ("OK (bit-exact vs the golden model)" if r["ok"]
+              else f"FAILED ({r['mismatches']} mismatches)")
+    kind = "fused" if r["fused"] else "unfused"
+    print(f"attention N={r['seq']} M={r['kv']} d={r['dim']}{' causal' if r['causal'] else ''} "
+          f"({kind}) on preset {r['preset']}, sim {r['sim']}: {status}")
+    print(f"  cycles             {r['cycles']} over {r['configurations']} configurations "
+          f"({', '.join(r['kernels'])}): {r['run_cycles']}")
+    print(f"  MACs               {r['macs']} at peak {r['peak_macs_per_cycle']}/cycle, "
+          f"utilization {r['utilization']:.4f}")
+    print(f"  error vs float64   rel_err {r['rel_err']:.3e}, max_abs_err {r['max_abs_err']:.3e}")
+    print(f"  off-chip bytes     read {r['offchip_read_bytes']}, write "
+          f"{r['offchip_write_bytes']} (Q, K, V, out: {r['compulsory_bytes']}; scores and "
+          f"other intermediates: {r['score_offchip_bytes']})")
+    print(f"  simulation         {r['sim_cycles_per_second']} cycles/s, wall {r['wall_seconds']} s")
+
+
 def _human_copy(r):
     status = "OK" if r["ok"] else "FAILED"
     print(f"copy {r['bytes']} bytes DRAM -> {r['hops']} hops -> DRAM on preset {r['preset']}, "
@@ -102,6 +120,18 @@ def cmd_run(args):
         except (CompileError, SimulatorMissing, ValueError) as e:
             raise UserError(str(e)) from None
         _emit(args, report, _human_gemm)
+        return 0 if report["ok"] else 1
+    if args.job == "attention":
+        from tessera.sim.attention import run_attention
+        if args.heads != 1:
+            raise UserError(f"--heads {args.heads}: only one head per run is supported yet")
+        try:
+            report = run_attention(params, seq=args.seq, kv=args.kv, dim=args.dim,
+                                   causal=args.causal, fused=not args.unfused, sim=args.sim,
+                                   seed=args.seed, progress=_progress(args))
+        except (CompileError, SimulatorMissing, ValueError) as e:
+            raise UserError(str(e)) from None
+        _emit(args, report, _human_attention)
         return 0 if report["ok"] else 1
     if args.job == "copy":
         try:
@@ -230,12 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print one JSON object")
 
     run = sub.add_parser("run", help="compile, load and run a job on the simulated fabric")
-    run.add_argument("job", choices=["gemm", "copy", "route"])
+    run.add_argument("job", choices=["gemm", "copy", "route", "attention"])
     run.add_argument("--m", type=int, default=64, help="gemm: rows of A and C")
     run.add_argument("--n", type=int, default=64, help="gemm: columns of B and C")
     run.add_argument("--k", type=int, default=64, help="gemm: columns of A, rows of B")
     run.add_argument("--dtype", default="int8", choices=["int8", "int16"],
                      help="gemm: operand type (the result is int32)")
+    run.add_argument("--seq", type=int, default=64, help="attention: queries N")
+    run.add_argument("--kv", type=int, default=64, help="attention: keys M")
+    run.add_argument("--dim", type=int, default=32, help="attention: head dim d (16, 32, 64)")
+    run.add_argument("--heads", type=int, default=1, help="attention: heads")
+    run.add_argument("--causal", action="store_true", help="attention: causal mask")
+    run.add_argument("--unfused", action="store_true",
+                     help="attention: the unfused baseline (S and P through DRAM)")
     run.add_argument("--bytes", type=int, default=65536, help="copy: bytes to move")
     run.add_argument("--hops", type=int, default=6, help="route/copy: switch hops (>= 3)")
     run.add_argument("--words", type=int, default=4096)
