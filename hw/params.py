@@ -182,14 +182,16 @@ PRESETS: dict[str, FabricParams] = {
     # every PCU feature it needed 94k LUTs (113%). Measured per block (Yosys):
     # one scalar and one control track per side (a GEMM needs no more) make a
     # switch 6.8k -> 4.6k LUTs; one multiplier stage and three registers make a
-    # PCU 30.3k -> 25.7k, and no SFU tail 25.7k -> 20.2k (the SFU's 4 lanes
-    # are 5.5k LUTs, 4 DSPs and 4 BRAMs). Tests of the second multiplier stage,
-    # the fourth register and the SFU use an explicit FabricParams
+    # PCU 30.3k -> 25.7k, no SFU tail 25.7k -> 20.2k (the SFU's 4 lanes are
+    # 5.5k LUTs, 4 DSPs and 4 BRAMs), two registers 20.2k -> 19.0k. With three
+    # registers the fabric was 67.6k LUTs (80%) and router2 stalled at 22k
+    # overused wires. Tests of the second multiplier stage, the third and
+    # fourth registers and the SFU use an explicit FabricParams
     # (tests/unit/test_pcu.py: FULL).
     "small": FabricParams(name="small", rows=2, cols=2, lanes=4, stages=4, pmu_banks=4,
                           pmu_depth=256, agcus=4, vec_tracks=1, scal_tracks=1,
                           ctrl_tracks=1,
-                          pcu_mul_stages=(0,), pcu_sfu=False, pcu_regs=3),
+                          pcu_mul_stages=(0,), pcu_sfu=False, pcu_regs=2),
     "default": FabricParams(name="default", rows=4, cols=4, lanes=8, stages=6, pmu_banks=8,
                             pmu_depth=1024, agcus=8, vec_tracks=1,
                             # ECP5-85: 8 PCUs x 8 lanes x (1 multiplier + 1 SFU) = 128 of

@@ -485,9 +485,9 @@ def test_running_max_resets_on_wrap():
     x = rng.integers(-1000, 1000, (12, p.lanes))
     cfg = {"en": 1, "counters": [{"stop": 4, "stride": 1}, {"stop": 3, "stride": 1}],
            "vec_in": [{"en": 1}],
-           "stages": [{"op": Op.MAX, "a": src_code(p, "r0"), "b": src_code(p, "acc"), "dst": 2,
+           "stages": [{"op": Op.MAX, "a": src_code(p, "r0"), "b": src_code(p, "acc"), "dst": 1,
                        "acc_level": 1, "acc_init": AccInit.MIN}],
-           "vec_out": [{"en": 1, "src": 2, "level": 1}]}
+           "vec_out": [{"en": 1, "src": 1, "level": 1}]}
     res, _, _ = run_program(p, cfg, {"i_vec[0]": [model.pack("vec", r) for r in x]})
     got = np.array([[s32(v) for v in row] for row, _ in
                     unpack_all(model, "o_vec", res.outputs["o_vec[0]"])])
