@@ -19,6 +19,24 @@ import sys
 import time
 
 
+def speed_ratios(rows):
+    """Verilator/Icarus simulation speed per preset, on the same job: the
+    largest size that ran on both (cycles per second of the whole host
+    program, loads and read-back included)."""
+    out = {}
+    for name in dict.fromkeys(r["preset"] for r in rows):
+        speed = {(r["sim"], r["m"]): r["sim_cycles_per_second"] for r in rows
+                 if r["preset"] == name}
+        common = [s for (sim, s) in speed if sim == "icarus" and ("verilator", s) in speed]
+        if not common:
+            continue
+        s = max(common)
+        v, i = speed[("verilator", s)], speed[("icarus", s)]
+        if i:
+            out[name] = {"size": s, "verilator": v, "icarus": i, "ratio": round(v / i, 1)}
+    return out
+
+
 def main(argv=None):
     from tessera.hw.params import preset
     from tessera.sim.backends import available
@@ -27,8 +45,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128, 256])
     ap.add_argument("--presets", nargs="+", default=["small", "default"])
-    ap.add_argument("--sims", nargs="+", default=["verilator"],
-                    help="add icarus for the speed ratio (the host top does not load on Icarus yet)")
+    ap.add_argument("--sims", nargs="+", default=["verilator", "icarus"],
+                    help="simulators; with both, the Verilator/Icarus speed ratio per preset")
     ap.add_argument("--dtype", default="int8", choices=["int8", "int16"])
     ap.add_argument("--icarus-max", type=int, default=64,
                     help="largest size run on Icarus (it is ~100x slower)")
@@ -56,16 +74,7 @@ def main(argv=None):
                     "offchip_write_bytes", "config_cycles", "sim_cycles",
                     "sim_cycles_per_second", "build_seconds")}
                     | {"wall_seconds": round(time.perf_counter() - t0, 2)})
-    ratio = {}
-    for name in args.presets:
-        speeds = {}
-        for sim in ("verilator", "icarus"):
-            v = [r["sim_cycles_per_second"] for r in rows
-                 if r["preset"] == name and r["sim"] == sim and r["sim_cycles"] > 10_000]
-            if v:
-                speeds[sim] = max(v)
-        if len(speeds) == 2 and speeds["icarus"]:
-            ratio[name] = round(speeds["verilator"] / speeds["icarus"], 1)
+    ratio = speed_ratios(rows)
     if args.json:
         print(json.dumps({"rows": rows, "verilator_over_icarus": ratio}))
         return 0
@@ -79,7 +88,8 @@ def main(argv=None):
               f"{r['offchip_read_bytes']:>8} {r['offchip_write_bytes']:>8} "
               f"{r['sim_cycles_per_second']:>9}")
     for name, x in ratio.items():
-        print(f"verilator / icarus simulation speed on {name}: {x}x")
+        print(f"verilator / icarus simulation speed on {name} ({x['size']}^3, "
+              f"{x['verilator']} / {x['icarus']} cycles/s): {x['ratio']}x")
     return 0 if all(r["ok"] for r in rows) else 1
 
 
