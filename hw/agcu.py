@@ -44,8 +44,11 @@ of int8 vectors); the exact rule is in :mod:`tessera.sim.agcu_model`, whose
 ``read_bursts`` bursts in flight with a ``read_buffer_beats`` deep read-data
 buffer reserved per burst (credits), so R is never stalled and the 64-cycle
 DRAM latency is hidden at one beat per cycle (8 bursts x 16 beats x 16 B =
-2 KiB in flight). W beats leave through a two-entry buffer, so a beat that
-waits for the memory does not stop ``i_vec``. All transactions use ID 0, so
+2 KiB in flight). Writes are store-and-forward per burst: W beats collect in
+a ``write_buffer_beats`` buffer and a burst's AW is issued only when all its
+beats are there, so a granted write never waits on the fabric (the
+interconnect passes W in AW grant order; an early AW would block every other
+master's writes until this one's data came). All transactions use ID 0, so
 R data and B responses arrive in order.
 
 Throughput: one vector per cycle on each of ``o_vec`` and ``i_vec``. A
@@ -526,8 +529,8 @@ class _WritePacker(wiring.Component):
     places the vector's bytes into the beats it spans (a log-depth byte
     shifter) with byte strobes, merges a beat shared with the previous
     vector, keeps a beat shared with the next one, and emits the rest as W
-    beats; ``last`` comes from the burst lengths of the AWs already issued
-    (``lens``), so no W beat precedes its AW."""
+    beats; ``last`` comes from the walker's burst lengths (``lens``). The
+    beats wait in the AGCU's write buffer until their burst's AW is issued."""
 
     def __init__(self, *, lanes: int, beat_bytes: int, rec_layout, params: FabricParams):
         self.lanes = lanes
@@ -663,6 +666,10 @@ class AGCU(wiring.Component):
         8 x 16 beats: at 16 B/cycle it covers more than 64 cycles of latency).
     write_bursts : int, keyword-only
         Write bursts awaiting B (default 16).
+    write_buffer_beats : int, keyword-only
+        W beats buffered (default 32, at least ``MAX_BURST``): a burst's AW
+        leaves only when all its beats are here, so W never waits on the
+        fabric (see the write stream in ``elaborate``).
 
     Ports
     -----
@@ -689,7 +696,8 @@ class AGCU(wiring.Component):
     """
 
     def __init__(self, params: FabricParams, *, read_bursts: int = 8,
-                 read_buffer_beats: int = 128, write_bursts: int = 16):
+                 read_buffer_beats: int = 128, write_bursts: int = 16,
+                 write_buffer_beats: int = 2 * MAX_BURST):
         if not isinstance(params, FabricParams):
             raise TypeError(f"AGCU params must be a FabricParams, not {params!r}")
         # The read buffer must hold a whole burst beside the beats of a vector
@@ -698,7 +706,9 @@ class AGCU(wiring.Component):
         for name, value, low, high in (("read_bursts", read_bursts, 1, 256),
                                        ("read_buffer_beats", read_buffer_beats, 2 * MAX_BURST,
                                         4096),
-                                       ("write_bursts", write_bursts, 1, 256)):
+                                       ("write_bursts", write_bursts, 1, 256),
+                                       ("write_buffer_beats", write_buffer_beats, MAX_BURST,
+                                        4096)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"AGCU {name} must be an int, not {value!r}")
             if not low <= value <= high:
@@ -714,6 +724,7 @@ class AGCU(wiring.Component):
         self.read_bursts = read_bursts
         self.read_buffer_beats = read_buffer_beats
         self.write_bursts = write_bursts
+        self.write_buffer_beats = write_buffer_beats
         self.axi_params = agcu_axi_params(params)
         vsig = stream.Signature(vector_layout(params))
         super().__init__({
@@ -797,40 +808,58 @@ class AGCU(wiring.Component):
         wiring.connect(m, ww.records, wp.records)
         m.d.comb += wp.elem.eq(self.config.wr.elem)
         wiring.connect(m, wiring.flipped(self.i_vec), wp.i)
+        # A burst's address is issued only once all its W beats are buffered
+        # here. The interconnect passes W data in the order it granted write
+        # addresses (AXI4 has no write interleaving), so an address issued
+        # ahead of its data would hold every other master's W until the
+        # fabric produced that data; when the fabric is waiting on one of
+        # those other writes (a kernel that writes two tensors through two
+        # AGCUs, such as attention's P and l), that is a deadlock. The
+        # walker's bursts go to the packer (their lengths, for W's `last`)
+        # and to an address queue at once.
         m.submodules.wr_lens = lens = fifo.SyncFIFOBuffered(width=8, depth=self.write_bursts)
-        # W beats leave through a two-entry buffer: when narrow vectors fill a
-        # beat every other cycle, a W beat that loses the memory's arbitration
-        # to R for a cycle must not stop i_vec (measured: int8 copy 0.80 -> 1.0
-        # of the DRAM bandwidth in steady state)
-        m.submodules.wr_wbuf = wbuf = RegFIFO(wp.w.payload.shape(), 2)
-        wiring.connect(m, wp.w, wbuf.i)
+        m.submodules.wr_awq = awq = fifo.SyncFIFOBuffered(
+            width=Shape.cast(ww.bursts.payload.shape()).width, depth=self.write_bursts)
+        wlayout = wp.w.payload.shape()
+        m.submodules.wr_wbuf = wbuf = fifo.SyncFIFOBuffered(
+            width=Shape.cast(wlayout).width, depth=self.write_buffer_beats)
         m.d.comb += [
             wp.lens.valid.eq(lens.r_rdy),
             wp.lens.payload.eq(lens.r_data),
             lens.r_en.eq(wp.lens.ready),
-            axi.w.valid.eq(wbuf.o.valid),
-            axi.w.payload.eq(wbuf.o.payload),
-            wbuf.o.ready.eq(axi.w.ready),
+            wbuf.w_en.eq(wp.w.valid),
+            wbuf.w_data.eq(wp.w.payload),
+            wp.w.ready.eq(wbuf.w_rdy),
+            axi.w.valid.eq(wbuf.r_rdy),
+            axi.w.payload.eq(wbuf.r_data),
+            wbuf.r_en.eq(axi.w.ready),
+            ww.bursts.ready.eq(lens.w_rdy & awq.w_rdy),
+            lens.w_en.eq(ww.bursts.valid & awq.w_rdy),
+            lens.w_data.eq(ww.bursts.payload.n - 1),
+            awq.w_en.eq(ww.bursts.valid & lens.w_rdy),
+            awq.w_data.eq(ww.bursts.payload),
         ]
+        # beats buffered for bursts whose address is not issued yet
+        unclaimed = Signal(range(self.write_buffer_beats + 1))
         w_out = Signal(range(self.write_bursts + 1))
         aw_fire = axi.aw.valid & axi.aw.ready
         b_fire = axi.b.valid & axi.b.ready
-        whead = ww.bursts.payload
+        whead = Signal(ww.bursts.payload.shape())
         m.d.comb += [
-            axi.aw.valid.eq(ww.bursts.valid & (w_out < self.write_bursts) & lens.w_rdy),
+            whead.eq(awq.r_data),
+            axi.aw.valid.eq(awq.r_rdy & (unclaimed >= whead.n) & (w_out < self.write_bursts)),
             axi.aw.payload.addr.eq(whead.beat << lb),
             axi.aw.payload.len.eq(whead.n - 1),
             axi.aw.payload.size.eq(ap.size),
             axi.aw.payload.burst.eq(BURST_INCR),
             axi.aw.payload.id.eq(0),
-            ww.bursts.ready.eq(aw_fire),
-            lens.w_en.eq(aw_fire),
-            lens.w_data.eq(whead.n - 1),
+            awq.r_en.eq(aw_fire),
             axi.b.ready.eq(1),
         ]
+        m.d.sync += unclaimed.eq(unclaimed + (wbuf.w_en & wbuf.w_rdy) - Mux(aw_fire, whead.n, 0))
         m.d.sync += w_out.eq(w_out + aw_fire - b_fire)
         wr_done = (ww.done & (ww.record_level == 0) & wp.idle & (wbuf.level == 0)
-                   & (ww.burst_level == 0) & (w_out == 0))
+                   & (ww.burst_level == 0) & ~awq.r_rdy & ~lens.r_rdy & (w_out == 0))
 
         # -- control and counters ------------------------------------------------------------
         with m.If(start):
