@@ -817,6 +817,10 @@ class AGCU(wiring.Component):
         # AGCUs, such as attention's P and l), that is a deadlock. The
         # walker's bursts go to the packer (their lengths, for W's `last`)
         # and to an address queue at once.
+        # beats buffered for bursts whose AW is not issued yet (unclaimed) and
+        # beats of issued bursts not sent yet (claimed)
+        unclaimed = Signal(range(self.write_buffer_beats + 1))
+        claimed = Signal(range(self.write_buffer_beats + 1))
         m.submodules.wr_lens = lens = fifo.SyncFIFOBuffered(width=8, depth=self.write_bursts)
         m.submodules.wr_awq = awq = fifo.SyncFIFOBuffered(
             width=Shape.cast(ww.bursts.payload.shape()).width, depth=self.write_bursts)
@@ -830,17 +834,18 @@ class AGCU(wiring.Component):
             wbuf.w_en.eq(wp.w.valid),
             wbuf.w_data.eq(wp.w.payload),
             wp.w.ready.eq(wbuf.w_rdy),
-            axi.w.valid.eq(wbuf.r_rdy),
+            # no W beat before its burst's AW (the interconnect routes W by
+            # the order of granted AWs)
+            axi.w.valid.eq(wbuf.r_rdy & (claimed != 0)),
             axi.w.payload.eq(wbuf.r_data),
-            wbuf.r_en.eq(axi.w.ready),
+            wbuf.r_en.eq(axi.w.ready & (claimed != 0)),
             ww.bursts.ready.eq(lens.w_rdy & awq.w_rdy),
             lens.w_en.eq(ww.bursts.valid & awq.w_rdy),
             lens.w_data.eq(ww.bursts.payload.n - 1),
             awq.w_en.eq(ww.bursts.valid & lens.w_rdy),
             awq.w_data.eq(ww.bursts.payload),
         ]
-        # beats buffered for bursts whose address is not issued yet
-        unclaimed = Signal(range(self.write_buffer_beats + 1))
+
         w_out = Signal(range(self.write_bursts + 1))
         aw_fire = axi.aw.valid & axi.aw.ready
         b_fire = axi.b.valid & axi.b.ready
@@ -856,7 +861,11 @@ class AGCU(wiring.Component):
             awq.r_en.eq(aw_fire),
             axi.b.ready.eq(1),
         ]
-        m.d.sync += unclaimed.eq(unclaimed + (wbuf.w_en & wbuf.w_rdy) - Mux(aw_fire, whead.n, 0))
+        w_fire = axi.w.valid & axi.w.ready
+        m.d.sync += [
+            unclaimed.eq(unclaimed + (wbuf.w_en & wbuf.w_rdy) - Mux(aw_fire, whead.n, 0)),
+            claimed.eq(claimed + Mux(aw_fire, whead.n, 0) - w_fire),
+        ]
         m.d.sync += w_out.eq(w_out + aw_fire - b_fire)
         wr_done = (ww.done & (ww.record_level == 0) & wp.idle & (wbuf.level == 0)
                    & (ww.burst_level == 0) & ~awq.r_rdy & ~lens.r_rdy & (w_out == 0))

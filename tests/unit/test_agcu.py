@@ -954,3 +954,62 @@ def test_streaming_copy_bandwidth(params, elem, offset, record_property):
     # starts after its data is complete: about 40 cycles more from start to
     # done for an int8 stream, whose vectors fill a burst at half the beat rate.
     assert frac >= 0.88 and r["steady"] >= 0.99
+
+
+@pytest.mark.parametrize("elem", [ELEM_INT32, ELEM_INT16])
+def test_write_is_store_and_forward(elem):
+    """Vectors arrive slowly: a burst's AW leaves only when every vector of
+    the burst has arrived, and no W beat leaves before its AW (the
+    interconnect routes W by the order of granted AWs; an early AW or W
+    would make other masters' writes wait on this stream's data)."""
+    from amaranth.sim import Simulator
+    from tessera.hw.params import preset as _preset
+    p = _preset("default")
+    dut = AGCU(p)
+    if elem == ELEM_INT32:
+        wr, nv = Pattern(base=0x10780, counts=(5,), strides=(32,)), 5
+    else:
+        wr, nv = Pattern(base=0x10380, counts=(2, 5), strides=(16, 32), elem=ELEM_INT16), 10
+    cfg = agcu_config(write=wr)
+    cfg["scal"] = 0
+    events = []
+
+    async def bench(ctx):
+        ctx.set(dut.config, dut.config.shape().const(cfg))
+        ctx.set(dut.axi.aw.ready, 1)
+        ctx.set(dut.axi.w.ready, 1)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        sent = pending_b = 0
+        for cyc in range(40 * nv + 200):
+            if cyc % 40 == 0 and sent < nv:
+                ctx.set(dut.i_vec.valid, 1)
+                ctx.set(dut.i_vec.payload.data[0], sent + 1)
+            if ctx.get(dut.axi.aw.valid):
+                events.append(("AW", sent, ctx.get(dut.axi.aw.payload.len) + 1))
+                pending_b += 1
+            if ctx.get(dut.axi.w.valid):
+                events.append(("W", sent))
+            ctx.set(dut.axi.b.valid, 1 if pending_b else 0)
+            took = ctx.get(dut.i_vec.valid) and ctx.get(dut.i_vec.ready)
+            b = ctx.get(dut.axi.b.valid) and ctx.get(dut.axi.b.ready)
+            await ctx.tick()
+            if took:
+                sent += 1
+                ctx.set(dut.i_vec.valid, 0)
+            pending_b -= b
+            if ctx.get(dut.done):
+                events.append(("done",))
+                return
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert events[-1] == ("done",), events[-5:]
+    aw = [e for e in events if e[0] == "AW"]
+    assert aw == [("AW", nv, 10)]                 # one 10-beat burst, after the last vector
+    first_w = next(i for i, e in enumerate(events) if e[0] == "W")
+    assert first_w > events.index(aw[0])
+    assert sum(e[0] == "W" for e in events) == 10
