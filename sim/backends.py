@@ -440,11 +440,29 @@ def _runner(sim: str):
     return SelectiveVerilator()
 
 
+def toolchain(sim: str) -> dict:
+    """What a compiled model is tied to beyond its sources: cocotb's version
+    and the directory of the VPI libraries the binary links by path (a model
+    built from another virtual environment breaks when that one is deleted
+    or upgraded), and the simulator that built it."""
+    import cocotb
+    from cocotb_tools.config import libs_dir
+    tc = {"cocotb": cocotb.__version__, "libs": str(Path(libs_dir).resolve())}
+    if sim == "verilator":
+        root = verilator_root()
+        tc["verilator"] = [str(root), list(_verilator_version(root))]
+    elif sim == "icarus":
+        tc["iverilog"] = str(Path(shutil.which("iverilog") or "iverilog").resolve())
+    return tc
+
+
 def model_path(sim: str, *, top_name: str, key: dict, label: str, public: str = "") -> Path:
     """Cache directory of a model: label, simulator and a digest of (key, top,
-    simulator, its build options, the public-signal list, gateware sources)."""
+    simulator, its build options and toolchain, the public-signal list,
+    gateware sources)."""
     digest = hashlib.sha256(json.dumps({"key": key, "top": top_name, "sim": sim,
                                         "build": build_options(sim),
+                                        "toolchain": toolchain(sim),
                                         "public": public if sim == "verilator" else "",
                                         "sources": _source_digest()},
                                        sort_keys=True).encode()).hexdigest()[:20]

@@ -272,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--heads", type=int, default=1, help="attention: heads")
     run.add_argument("--causal", action="store_true", help="attention: causal mask")
     run.add_argument("--unfused", action="store_true",
-                     help="attention: the unfused baseline (S and P through DRAM)")
+                     help="attention: the unfused baseline (S and P through DRAM); the fused "
+                          "kernel is not built yet (docs/attention.md)")
     run.add_argument("--bytes", type=int, default=65536, help="copy: bytes to move")
     run.add_argument("--hops", type=int, default=6, help="route/copy: switch hops (>= 3)")
     run.add_argument("--words", type=int, default=4096)

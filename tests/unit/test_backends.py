@@ -70,6 +70,21 @@ def test_model_cache_key_depends_on_build_options(tmp_path, monkeypatch):
     assert b.model_dir(p) == b.model_dir(p)
 
 
+def test_model_cache_key_depends_on_the_toolchain(tmp_path, monkeypatch):
+    """A model links cocotb's VPI library by path: a model built from another
+    virtual environment (or another cocotb or simulator) is not reused."""
+    monkeypatch.setenv("TESSERA_CACHE", str(tmp_path))
+
+    def path():
+        return backends.model_path("verilator", top_name="t", key={"x": 1}, label="l")
+
+    before = path()
+    tc = backends.toolchain("verilator")
+    assert tc["libs"] and tc["cocotb"] and tc["verilator"]
+    monkeypatch.setattr(backends, "toolchain", lambda sim: {**tc, "libs": "/elsewhere/libs"})
+    assert path() != before
+
+
 def test_runner_commands_carry_the_build_options(tmp_path, monkeypatch):
     """The options in the cache key are the ones the builds use."""
     (tmp_path / "top.v").write_text("module top; endmodule\n")
