@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..hw.agcu import ELEM_INT16, ELEM_INT32
+from ..hw.agcu import ELEM_INT16
 from ..hw.params import FabricParams
 from ..hw.pcu import AccInit, Op, bc_code, src_code
 from ..hw.sfu import SFU_EXP2, SFU_RECIP
@@ -65,6 +65,7 @@ from .bitstream import encode
 from .errors import DoesNotFit, ShapeError
 from .gemm import CompiledGemm, compile_gemm
 from .netlist import Netlist
+from .programs import counter, pad_counters, pmu_stream
 
 __all__ = ["Kernel", "plan_softmax", "plan_normalize", "UnfusedAttention",
            "compile_attention_unfused", "check_attention_shape"]
@@ -99,11 +100,7 @@ class _Prog:
     def __init__(self, p: FabricParams, counters):
         self.p = p
         self.stages = []
-        self.prog = {
-            "en": 1,
-            "counters": (list(counters) + [{"start": 0, "stop": 1, "stride": 1}] * p.counters)
-            [:p.counters],
-        }
+        self.prog = {"en": 1, "counters": pad_counters(p, counters)}
 
     def stage(self, op, a="r0", b="r0", c="r0", dst=0, bc="const", const=0, shift=0,
               acc_level=0, acc_init=AccInit.ZERO):
@@ -142,10 +139,6 @@ class _Prog:
         return prog
 
 
-def _ctr(n, stride=1):
-    return {"start": 0, "stop": n, "stride": stride}
-
-
 @dataclass
 class Kernel:
     """One configuration's netlist and unit programs (logical names)."""
@@ -173,12 +166,12 @@ def plan_softmax(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, causa
     L = p.lanes
     Mk = _ceil(M, L)               # keys, padded to whole vectors
     nb = Mk // L
-    rows = _ctr(N)
-    x1 = (_Prog(p, [_ctr(nb), rows]).inputs(vec=[0])
+    rows = counter(N)
+    x1 = (_Prog(p, [counter(nb), rows]).inputs(vec=[0])
           .stage(Op.ADD, a="r0", b="bc", const=(1 << fm.rs) >> 1)
           .stage(Op.SHR, a="r0", b="bc", const=fm.rs)
           .done(vec_out=(0, 0)))
-    x2 = _Prog(p, [_ctr(Mk, L), rows]).inputs(vec=[0])
+    x2 = _Prog(p, [counter(Mk, L), rows]).inputs(vec=[0])
     x2.stage(Op.QMUL, a="r0", b="bc", const=fm.C, shift=fm.qs)
     x2.stage(Op.ADD, a="lane", b="bc", bc="c0", dst=1)               # key index j
     if causal:
@@ -191,17 +184,17 @@ def plan_softmax(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, causa
     x2.stage(Op.LT, a="r1", b="bc", const=limit, dst=1)
     x2.stage(Op.SEL, a="r0", b="bc", c="r1", const=fm.t_mask)
     x2 = x2.done(vec_out=(0, 0))
-    x3a = (_Prog(p, [_ctr(nb), rows]).inputs(vec=[0])
+    x3a = (_Prog(p, [counter(nb), rows]).inputs(vec=[0])
            .stage(Op.MAX, a="r0", b="xl", dst=1)
            .stage(Op.MAX, a="r1", b="xl", dst=1)
            .stage(Op.MAX, a="r1", b="xl", dst=1)
            .stage(Op.MAX, a="r1", b="acc", dst=1, acc_level=1, acc_init=AccInit.MIN)
            .stage(Op.AND, a="r1", b="bc", const=0xFFFF_0000, dst=1)
            .done(scal_out=(1, 0, 1)))
-    x3b = (_Prog(p, [_ctr(nb), rows]).inputs(vec=[0], scal=[1])
+    x3b = (_Prog(p, [counter(nb), rows]).inputs(vec=[0], scal=[1])
            .stage(Op.SUB, a="r0", b="bc", bc="s0")
            .done(vec_out=("tail", 0), tail=(SFU_EXP2, 0, fm.p_shift)))
-    x4 = (_Prog(p, [_ctr(nb), rows]).inputs(vec=[0])
+    x4 = (_Prog(p, [counter(nb), rows]).inputs(vec=[0])
           .stage(Op.ADD, a="r0", b="xl")
           .stage(Op.ADD, a="r0", b="xl")
           .stage(Op.ADD, a="r0", b="xl")
@@ -211,11 +204,7 @@ def plan_softmax(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, causa
     if 2 << buf_lg > p.pmu_depth:
         raise DoesNotFit(f"a row of {Mk} keys ({nb} vectors, double-buffered) does not fit a "
                          f"PMU of {p.pmu_depth} rows")
-    zero = _ctr(1)
-    pad = lambda lst, fill: (lst + [fill] * p.counters)[:p.counters]
-    side = {"en": 1, "scalar": 0, "port": 0, "counters": pad([_ctr(nb)], zero),
-            "astride": pad([1], 0), "rstride": pad([], 0), "base": 0, "rbase": 0,
-            "lstride": 0, "last": 0}
+    side = pmu_stream(p, [counter(nb)], [1])
     pmu = {"en": 1, "nbuf_m1": 1, "buf_lg": buf_lg, "wr": side, "rd": dict(side)}
     vb = 4 * L
     agcu0 = agcu_config(
@@ -248,7 +237,7 @@ def plan_normalize(p: FabricParams, fm: AttentionFormats, *, N: int, d: int, o_a
     _need_lanes(p)
     L = p.lanes
     ng = d // L
-    rows = _ctr(N)
+    rows = counter(N)
     g = (_Prog(p, [rows]).inputs(vec=[0])
          .stage(Op.SHL, a="bc", b="lane", const=1 << NORM_BASE, dst=1)   # 2**(15 + lane)
          .stage(Op.LT, a="r0", b="r1", dst=1)                             # l < threshold
@@ -257,7 +246,7 @@ def plan_normalize(p: FabricParams, fm: AttentionFormats, *, N: int, d: int, o_a
          .stage(Op.ADD, a="r1", b="xl", dst=1)
          .stage(Op.SUB, a="bc", b="r1", const=NORM_LANES, dst=1)          # c
          .done(scal_out=(1, 0, 0)))
-    h = (_Prog(p, [_ctr(ng), rows]).inputs(vec=[0, 1], scal=[1])
+    h = (_Prog(p, [counter(ng), rows]).inputs(vec=[0, 1], scal=[1])
          .stage(Op.PASS, a="bc", bc="s0", dst=2)                          # c
          .stage(Op.SHR, a="r1", b="r2", dst=1)                            # lam = l >> c
          .stage(Op.ADD, a="r2", b="bc", const=OUT_NARROW - 1, dst=2)      # c + 6
@@ -265,7 +254,7 @@ def plan_normalize(p: FabricParams, fm: AttentionFormats, *, N: int, d: int, o_a
          .stage(Op.ADD, a="r0", b="bc", const=1)
          .stage(Op.SHR, a="r0", b="bc", const=1)                          # on
          .done(vec_out=(0, 0), scal_out=("tail", 0, 1), tail=(SFU_RECIP, 1, fm.r_shift)))
-    i = (_Prog(p, [_ctr(ng), rows]).inputs(vec=[0], scal=[1])
+    i = (_Prog(p, [counter(ng), rows]).inputs(vec=[0], scal=[1])
          .stage(Op.QMUL, a="r0", b="bc", bc="s0", shift=fm.out_shift)
          .done(vec_out=(0, 0)))
     vb = 4 * L

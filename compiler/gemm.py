@@ -54,6 +54,7 @@ from ..sim.agcu_model import Pattern, agcu_config
 from .bitstream import FabricConfig, encode
 from .errors import DoesNotFit, DTypeError, ShapeError
 from .netlist import Netlist
+from .programs import counter, pad_counters, pmu_stream
 
 __all__ = ["GemmPlan", "plan_gemm", "compile_gemm", "CompiledGemm", "ReducePlan",
            "plan_reduce", "DTYPES"]
@@ -262,12 +263,8 @@ def _program(plan: GemmPlan):
     nbuf = 2 if 2 << buf_lg <= p.pmu_depth else 1
     pmu_prog = {
         "en": 1, "nbuf_m1": nbuf - 1, "buf_lg": buf_lg,
-        "wr": {"en": 1, "scalar": 0, "port": 0, "counters": _pad_ctr(p, [_ctr(Kt)]),
-               "astride": _pad0(p, [1]), "rstride": _pad0(p, []), "base": 0, "rbase": 0,
-               "lstride": 0, "last": 0},
-        "rd": {"en": 1, "scalar": 0, "port": 0, "counters": _pad_ctr(p, [_ctr(Kt), _ctr(Mg)]),
-               "astride": _pad0(p, [1, 0]), "rstride": _pad0(p, []), "base": 0, "rbase": 0,
-               "lstride": 0, "last": 0},
+        "wr": pmu_stream(p, [counter(Kt)], [1]),
+        "rd": pmu_stream(p, [counter(Kt), counter(Mg)], [1, 0]),     # replayed per row
     }
     for c in range(G):
         nl.add_unit(f"pmuB{c}", "pmu", f"B[{c}]")
@@ -303,18 +300,6 @@ def _program(plan: GemmPlan):
         nl.connect(f"B{c}", (f"pmuB{c}", "vec", 0), *[(f"pcu{g}_{c}", "vec", 0) for g in range(R)])
     plan.netlist = nl
     plan.programs = progs
-
-
-def _ctr(n):
-    return {"start": 0, "stop": n, "stride": 1}
-
-
-def _pad_ctr(p, lst):
-    return (lst + [_ctr(1)] * p.counters)[:p.counters]
-
-
-def _pad0(p, lst):
-    return (lst + [0] * p.counters)[:p.counters]
 
 
 def _agcu_programs(plan: GemmPlan, agcus, t: int) -> dict:
@@ -393,7 +378,7 @@ def plan_reduce(params: FabricParams, T: int, nvec: int, *, src: int, dst: int) 
         nl.add_unit(agcu, "agcu", f"P[{u}]/C[{u}]")
         progs[pcu] = {
             "en": 1,
-            "counters": _pad_ctr(p, [_ctr(T), _ctr(n)]),
+            "counters": pad_counters(p, [counter(T), counter(n)]),
             "vec_in": [{"en": 1, "level": 0}],
             "stages": [add] + [{"op": Op.NOP}] * (p.stages - 1),
             "vec_out": [{"en": 1, "src": 0, "level": 1, "last": 0}],

@@ -12,7 +12,7 @@ from ..compiler.attention_model import (AttentionFormats, attention_float,
                                         attention_unfused_fixed, dequantize, quantize_qkv,
                                         rel_err)
 from ..hw.params import FabricParams
-from .host import ConfigSequence, _sim_figures
+from .host import ConfigSequence, _sim_figures, check_dram, mac_figures
 
 __all__ = ["run_attention", "random_qkv"]
 
@@ -33,9 +33,7 @@ def run_attention(params: FabricParams, *, seq: int, kv: int, dim: int, causal: 
     and score_offchip_bytes: the off-chip bytes beyond reading Q, K, V and
     writing the output once (S, P, l and O in the unfused kernel)."""
     from ..compiler.attention import check_attention_shape, compile_attention_unfused
-    from ..compiler.errors import CompileError, DoesNotFit
-    from ..hw.host_top import HostTop
-    from ..hw.pcu import mul_stages
+    from ..compiler.errors import CompileError
     from .host_driver import Host
 
     t0 = time.perf_counter()
@@ -49,11 +47,7 @@ def run_attention(params: FabricParams, *, seq: int, kv: int, dim: int, causal: 
     q8, k8, v8, scales = qkv if qkv is not None else random_qkv(N, M, d, seed)
     formats = AttentionFormats.for_inputs(q8, k8, scales)
     att = compile_attention_unfused(params, N, M, d, formats, causal=causal, seed=seed)
-    dram = HostTop.default_dram_bytes(params)
-    if att.dram_end > dram:
-        raise DoesNotFit(f"unfused attention {N}x{M}x{d} needs {att.dram_end} bytes of DRAM "
-                         f"(Q, K, V, S, P, l, O, out); the simulated DRAM holds {dram}",
-                         asked={"dram_bytes": att.dram_end}, available={"dram_bytes": dram})
+    check_dram(params, att.dram_end, f"unfused attention {N}x{M}x{d} (Q, K, V, S, P, l, O, out)")
     host = Host(params)
     seq_ = ConfigSequence(host, att.bitstreams, below=att.q_addr)
     host.write_tensor(att.q_addr, att.pad_q(q8).astype(np.int8))
@@ -72,23 +66,16 @@ def run_attention(params: FabricParams, *, seq: int, kv: int, dim: int, causal: 
     got_f = got.astype(np.float64) * formats.out_scale
     mismatches = int(np.count_nonzero(got != golden.out))
     figures = seq_.figures()
-    cycles = figures["cycles"]
-    peak = params.num_pcus * params.lanes * len(mul_stages(params))
-    macs = 2 * N * M * d
     compulsory = q8.size + k8.size + v8.size + 2 * N * d
     moved = figures["offchip_read_bytes"] + figures["offchip_write_bytes"]
-    roofline = max(macs / peak, compulsory / params.dram_bytes_per_cycle)
     report = {
         "ok": bool(seq_.ok and mismatches == 0), "job": "attention", "preset": params.name,
         "sim": sim, "seq": N, "kv": M, "dim": d, "heads": 1, "causal": causal, "fused": False,
         "mismatches": mismatches,
         "max_abs_err": float(np.abs(got_f - ref).max()),
         "rel_err": rel_err(got_f, ref),
-        "macs": macs, "peak_macs_per_cycle": peak,
-        "utilization": round(macs / (cycles * peak), 4) if cycles else 0.0,
-        "roofline_cycles": round(roofline, 1),
-        "roofline_fraction": round(roofline / cycles, 4) if cycles else 0.0,
-        "compulsory_bytes": compulsory,
+        **mac_figures(params, macs=2 * N * M * d, compulsory_bytes=compulsory,
+                      cycles=figures["cycles"]),
         "score_offchip_bytes": moved - compulsory,
         "kernels": ["scores Q K^T", "softmax", "values P V", "normalize"],
         "formats": {"rs": formats.rs, "C": formats.C, "qs": formats.qs,

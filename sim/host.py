@@ -195,8 +195,8 @@ class ConfigSequence:
         self.host = host
         self.bitstreams = list(bitstreams)
         self.addrs = [host.alloc(len(bs), align=64) for bs in self.bitstreams]
-        if host._next > below:
-            raise ValueError(f"{len(self.bitstreams)} bitstreams ({host._next} bytes) overlap "
+        if host.allocated_end > below:
+            raise ValueError(f"{len(self.bitstreams)} bitstreams ({host.allocated_end} bytes) overlap "
                              f"the tensors at {below:#x}")
 
     def run_all(self, *, timeout: int):
@@ -215,9 +215,13 @@ class ConfigSequence:
         self.c_end = host.csr_read("cycle")
 
     @property
+    def all_done(self) -> bool:
+        return all(w.value["ok"] for w, _ in self.runs)
+
+    @property
     def ok(self) -> bool:
         return bool(self.load.value["accepted"] and all(d.value["accepted"] for d in self.deferred)
-                    and all(w.value["ok"] for w, _ in self.runs))
+                    and self.all_done)
 
     def figures(self) -> dict:
         """cycles: one configuration, start to done; several, the host's first
@@ -244,8 +248,33 @@ class ConfigSequence:
             "pcu_active_cycles": {u: unit_perf[u]["active"] for u in units
                                   if u.startswith("pcu")},
             "unit_perf": unit_perf,
-            "timed_out": not all(w.value["ok"] for w, _ in self.runs),
+            "timed_out": not self.all_done,
         }
+
+
+def check_dram(params: FabricParams, need: int, what: str) -> None:
+    """DoesNotFit unless `need` bytes fit the simulated DRAM of `params`."""
+    from ..compiler.errors import DoesNotFit
+    from ..hw.host_top import HostTop
+    dram = HostTop.default_dram_bytes(params)
+    if need > dram:
+        raise DoesNotFit(f"{what} needs {need} bytes of DRAM; the simulated DRAM holds {dram}",
+                         asked={"dram_bytes": need}, available={"dram_bytes": dram})
+
+
+def mac_figures(params: FabricParams, *, macs: int, compulsory_bytes: int, cycles: int) -> dict:
+    """utilization = macs / (cycles x the fabric's multipliers); roofline_cycles
+    = max(macs / peak, compulsory bytes / DRAM bytes per cycle)."""
+    from ..hw.pcu import mul_stages
+    peak = params.num_pcus * params.lanes * len(mul_stages(params))
+    roofline = max(macs / peak, compulsory_bytes / params.dram_bytes_per_cycle)
+    return {
+        "macs": macs, "peak_macs_per_cycle": peak,
+        "utilization": round(macs / (cycles * peak), 4) if cycles else 0.0,
+        "roofline_cycles": round(roofline, 1),
+        "roofline_fraction": round(roofline / cycles, 4) if cycles else 0.0,
+        "compulsory_bytes": compulsory_bytes,
+    }
 
 
 def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8",
@@ -256,7 +285,6 @@ def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8
     done, off-chip bytes on the AGCUs' AXI ports, per-unit activity."""
     import numpy as np
     from ..compiler.gemm import DTYPES, compile_gemm
-    from ..hw.host_top import HostTop
     from .host_driver import Host
 
     t0 = time.perf_counter()
@@ -274,13 +302,8 @@ def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8
     if a.shape != (m, k) or b.shape != (k, n):
         raise ValueError(f"operand shapes {a.shape} and {b.shape} do not match M={m}, N={n}, "
                          f"K={k}")
-    need = plan.dram_end
-    dram = HostTop.default_dram_bytes(params)
-    if need > dram:
-        from ..compiler.errors import DoesNotFit
-        raise DoesNotFit(f"GEMM {m}x{n}x{k} needs {need} bytes of DRAM (operands, "
-                         f"{plan.T} partial product(s) and C); the simulated DRAM holds {dram}",
-                         asked={"dram_bytes": need}, available={"dram_bytes": dram})
+    check_dram(params, plan.dram_end,
+               f"GEMM {m}x{n}x{k} (operands, {plan.T} partial product(s) and C)")
     host = Host(params)
     seq = ConfigSequence(host, cg.bitstreams, below=plan.a_addr)
     host.write_tensor(plan.a_addr, plan.pad_a(a))
@@ -291,23 +314,14 @@ def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8
     res = host.run(sim, progress=progress)
     got = plan.crop_c(c_out.value)
     want = a.astype(np.int32) @ b.astype(np.int32)
-    from ..hw.pcu import mul_stages
-    peak = params.num_pcus * params.lanes * len(mul_stages(params))
-    macs = m * n * k
-    compulsory = m * k * plan.esize + k * n * plan.b_esize + m * n * 4
-    roofline = max(macs / peak, compulsory / params.dram_bytes_per_cycle)
     figures = seq.figures()
-    cycles = figures["cycles"]
     ok = bool(seq.ok and np.array_equal(got, want))
     mismatches = int(np.count_nonzero(got != want)) if got.shape == want.shape else -1
     report = {
         "ok": ok, "job": "gemm", "preset": params.name, "sim": sim,
         "m": m, "n": n, "k": k, "dtype": dtype, "b_dtype": plan.bdt, "mismatches": mismatches,
-        "macs": macs, "peak_macs_per_cycle": peak,
-        "utilization": round(macs / (cycles * peak), 4) if cycles else 0.0,
-        "roofline_cycles": round(roofline, 1),
-        "roofline_fraction": round(roofline / cycles, 4) if cycles else 0.0,
-        "compulsory_bytes": compulsory,
+        **mac_figures(params, macs=m * n * k, cycles=figures["cycles"],
+                      compulsory_bytes=m * k * plan.esize + k * n * plan.b_esize + m * n * 4),
         "bitstream_bytes": len(cg.bitstream),
         "grid": f"{plan.R}x{plan.G}", "padded": [plan.Mp, plan.Np, plan.Kp],
         "k_tiles": plan.T, **figures,

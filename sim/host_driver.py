@@ -241,6 +241,11 @@ class Host:
         self._next = addr + nbytes
         return addr
 
+    @property
+    def allocated_end(self) -> int:
+        """The first address past everything :meth:`alloc` handed out."""
+        return self._next
+
     def _op(self, op, convert=None):
         self.ops.append(op)
         if convert is None:
