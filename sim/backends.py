@@ -34,6 +34,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
 from ..hw.params import FabricParams
+from .dedup import dedup_verilog
 
 __all__ = ["SimResult", "SimulatorMissing", "get_backend", "BACKENDS", "cache_dir",
            "verilator_root", "available", "build_model", "run_cocotb",
@@ -81,6 +82,8 @@ def _source_digest() -> str:
             continue
         h.update(p.name.encode())
         h.update(p.read_bytes())
+    dedup = Path(__file__).resolve().parent / "dedup.py"     # rewrites the Verilog
+    h.update(dedup.read_bytes())
     import amaranth
     h.update(getattr(amaranth, "__version__", "?").encode())
     return h.hexdigest()[:16]
@@ -408,6 +411,20 @@ VERILATOR_BUILD = {
 ICARUS_GENERATION = "-g2005"
 
 
+#: A merged module (sim/dedup.py) of at least this many lines of Verilog is
+#: kept as a C++ class of its own instead of being inlined into its parent, so
+#: its copies share one body of per-cycle code: the eight PCUs of `default`
+#: run the same machine code on eight instances' state.
+NO_INLINE_LINES = 1000
+
+
+def no_inline(merged: dict) -> str:
+    """Verilator control-file lines that keep the large merged modules apart."""
+    return "".join(f'no_inline -module "{name}"\n'
+                   for name, (copies, lines) in sorted(merged["merged"].items())
+                   if lines >= NO_INLINE_LINES)
+
+
 def build_options(sim: str) -> dict:
     """The build options of `sim`'s models (in the cache key)."""
     if sim == "verilator":
@@ -489,14 +506,18 @@ def build_model(sim: str, *, top_name: str, key: dict, make_top, public: str,
         from amaranth.back import verilog
         if progress:
             progress(f"generating Verilog for {label}")
-        (d / f"{top_name}.v").write_text(verilog.convert(make_top(), name=top_name))
+        text, merged = dedup_verilog(verilog.convert(make_top(), name=top_name))
+        (d / f"{top_name}.v").write_text(text)
+        if progress:
+            progress(f"{merged['modules_before']} modules, {merged['modules_after']} "
+                     f"after merging identical ones (sim/dedup.py)")
         if progress:
             progress(f"compiling the {sim} model of {label} (cached for next time)")
         runner = _runner(sim)
         build_args = []
         if sim == "verilator":
             vlt = d / "public.vlt"
-            vlt.write_text(public)
+            vlt.write_text(public + no_inline(merged))
             build_args = build_options(sim)["args"] + [str(vlt)]
         log = d / "build.log"
         with open(log, "w") as logf, contextlib.redirect_stdout(logf):
