@@ -56,7 +56,7 @@ import numpy as np
 
 from ..hw.agcu import ELEM_INT16
 from ..hw.params import FabricParams
-from ..hw.pcu import AccInit, Op, bc_code, src_code
+from ..hw.pcu import AccInit, Op
 from ..hw.sfu import SFU_EXP2, SFU_RECIP
 from ..sim.agcu_model import Pattern, agcu_config
 from .attention_model import (HEAD_DIMS, MAX_LEN, NORM_BASE, NORM_LANES, OUT_NARROW,
@@ -65,12 +65,11 @@ from .bitstream import encode
 from .errors import DoesNotFit, ShapeError
 from .gemm import CompiledGemm, compile_gemm
 from .netlist import Netlist
-from .programs import counter, pad_counters, pmu_stream
+from .programs import PcuProgram, counter, pmu_stream
 
 __all__ = ["Kernel", "plan_softmax", "plan_normalize", "UnfusedAttention",
            "compile_attention_unfused", "check_attention_shape"]
 
-MASK32 = 0xFFFF_FFFF
 
 
 def _ceil(a, b):
@@ -90,53 +89,6 @@ def check_attention_shape(N: int, M: int, d: int, causal: bool) -> None:
     if causal and M < N:
         raise ShapeError(f"causal attention with N={N} queries and M={M} < N keys leaves the "
                          f"first {N - M} rows without a visible key")
-
-
-# -- PCU program helpers ---------------------------------------------------------------
-
-class _Prog:
-    """Builds one PCU program with operand names instead of codes."""
-
-    def __init__(self, p: FabricParams, counters):
-        self.p = p
-        self.stages = []
-        self.prog = {"en": 1, "counters": pad_counters(p, counters)}
-
-    def stage(self, op, a="r0", b="r0", c="r0", dst=0, bc="const", const=0, shift=0,
-              acc_level=0, acc_init=AccInit.ZERO):
-        p = self.p
-        self.stages.append({"op": op, "a": src_code(p, a), "b": src_code(p, b),
-                            "c": src_code(p, c), "dst": dst, "bc": bc_code(p, bc),
-                            "const": int(const) & MASK32, "shift": shift,
-                            "acc_level": acc_level, "acc_init": acc_init})
-        return self
-
-    def inputs(self, vec=(), scal=()):
-        """`vec`/`scal`: the pop level of each enabled input, in port order."""
-        self.prog["vec_in"] = [{"en": 1, "level": lv} for lv in vec]
-        self.prog["scal_in"] = [{"en": 1, "level": lv} for lv in scal]
-        return self
-
-    def done(self, vec_out=None, scal_out=None, tail=None) -> dict:
-        """vec_out (src, level); scal_out (src, lane, level); src 'tail' is the SFU."""
-        p = self.p
-        if len(self.stages) > p.stages:
-            raise DoesNotFit(f"a PCU program needs {len(self.stages)} stages; preset "
-                             f"{p.name!r} has {p.stages}")
-        code = lambda s: p.pcu_regs if s == "tail" else s
-        prog = dict(self.prog)
-        prog["stages"] = self.stages + [{"op": Op.NOP}] * (p.stages - len(self.stages))
-        if vec_out is not None:
-            prog["vec_out"] = [{"en": 1, "src": code(vec_out[0]), "level": vec_out[1], "last": 0}]
-        if scal_out is not None:
-            prog["scal_out"] = [{"en": 1, "src": code(scal_out[0]), "lane": scal_out[1],
-                                 "level": scal_out[2], "last": 0}]
-        if tail is not None:
-            if not p.pcu_sfu:
-                raise DoesNotFit(f"preset {p.name!r} has no special-function tail (exp2, "
-                                 f"reciprocal) in its PCUs")
-            prog["tail"] = {"op": tail[0], "src": tail[1], "shift": tail[2]}
-        return prog
 
 
 @dataclass
@@ -167,11 +119,11 @@ def plan_softmax(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, causa
     Mk = _ceil(M, L)               # keys, padded to whole vectors
     nb = Mk // L
     rows = counter(N)
-    x1 = (_Prog(p, [counter(nb), rows]).inputs(vec=[0])
+    x1 = (PcuProgram(p, [counter(nb), rows]).inputs(vec=[0])
           .stage(Op.ADD, a="r0", b="bc", const=(1 << fm.rs) >> 1)
           .stage(Op.SHR, a="r0", b="bc", const=fm.rs)
           .done(vec_out=(0, 0)))
-    x2 = _Prog(p, [counter(Mk, L), rows]).inputs(vec=[0])
+    x2 = PcuProgram(p, [counter(Mk, L), rows]).inputs(vec=[0])
     x2.stage(Op.QMUL, a="r0", b="bc", const=fm.C, shift=fm.qs)
     x2.stage(Op.ADD, a="lane", b="bc", bc="c0", dst=1)               # key index j
     if causal:
@@ -184,17 +136,17 @@ def plan_softmax(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, causa
     x2.stage(Op.LT, a="r1", b="bc", const=limit, dst=1)
     x2.stage(Op.SEL, a="r0", b="bc", c="r1", const=fm.t_mask)
     x2 = x2.done(vec_out=(0, 0))
-    x3a = (_Prog(p, [counter(nb), rows]).inputs(vec=[0])
+    x3a = (PcuProgram(p, [counter(nb), rows]).inputs(vec=[0])
            .stage(Op.MAX, a="r0", b="xl", dst=1)
            .stage(Op.MAX, a="r1", b="xl", dst=1)
            .stage(Op.MAX, a="r1", b="xl", dst=1)
            .stage(Op.MAX, a="r1", b="acc", dst=1, acc_level=1, acc_init=AccInit.MIN)
            .stage(Op.AND, a="r1", b="bc", const=0xFFFF_0000, dst=1)
            .done(scal_out=(1, 0, 1)))
-    x3b = (_Prog(p, [counter(nb), rows]).inputs(vec=[0], scal=[1])
+    x3b = (PcuProgram(p, [counter(nb), rows]).inputs(vec=[0], scal=[1])
            .stage(Op.SUB, a="r0", b="bc", bc="s0")
            .done(vec_out=("tail", 0), tail=(SFU_EXP2, 0, fm.p_shift)))
-    x4 = (_Prog(p, [counter(nb), rows]).inputs(vec=[0])
+    x4 = (PcuProgram(p, [counter(nb), rows]).inputs(vec=[0])
           .stage(Op.ADD, a="r0", b="xl")
           .stage(Op.ADD, a="r0", b="xl")
           .stage(Op.ADD, a="r0", b="xl")
@@ -238,7 +190,7 @@ def plan_normalize(p: FabricParams, fm: AttentionFormats, *, N: int, d: int, o_a
     L = p.lanes
     ng = d // L
     rows = counter(N)
-    g = (_Prog(p, [rows]).inputs(vec=[0])
+    g = (PcuProgram(p, [rows]).inputs(vec=[0])
          .stage(Op.SHL, a="bc", b="lane", const=1 << NORM_BASE, dst=1)   # 2**(15 + lane)
          .stage(Op.LT, a="r0", b="r1", dst=1)                             # l < threshold
          .stage(Op.ADD, a="r1", b="xl", dst=1)
@@ -246,7 +198,7 @@ def plan_normalize(p: FabricParams, fm: AttentionFormats, *, N: int, d: int, o_a
          .stage(Op.ADD, a="r1", b="xl", dst=1)
          .stage(Op.SUB, a="bc", b="r1", const=NORM_LANES, dst=1)          # c
          .done(scal_out=(1, 0, 0)))
-    h = (_Prog(p, [counter(ng), rows]).inputs(vec=[0, 1], scal=[1])
+    h = (PcuProgram(p, [counter(ng), rows]).inputs(vec=[0, 1], scal=[1])
          .stage(Op.PASS, a="bc", bc="s0", dst=2)                          # c
          .stage(Op.SHR, a="r1", b="r2", dst=1)                            # lam = l >> c
          .stage(Op.ADD, a="r2", b="bc", const=OUT_NARROW - 1, dst=2)      # c + 6
@@ -254,7 +206,7 @@ def plan_normalize(p: FabricParams, fm: AttentionFormats, *, N: int, d: int, o_a
          .stage(Op.ADD, a="r0", b="bc", const=1)
          .stage(Op.SHR, a="r0", b="bc", const=1)                          # on
          .done(vec_out=(0, 0), scal_out=("tail", 0, 1), tail=(SFU_RECIP, 1, fm.r_shift)))
-    i = (_Prog(p, [counter(ng), rows]).inputs(vec=[0], scal=[1])
+    i = (PcuProgram(p, [counter(ng), rows]).inputs(vec=[0], scal=[1])
          .stage(Op.QMUL, a="r0", b="bc", bc="s0", shift=fm.out_shift)
          .done(vec_out=(0, 0)))
     vb = 4 * L

@@ -49,12 +49,12 @@ import numpy as np
 
 from ..hw.agcu import ELEM_INT8, ELEM_INT16, ELEM_INT32
 from ..hw.params import FabricParams
-from ..hw.pcu import AccInit, Op, bc_code, src_code
+from ..hw.pcu import Op
 from ..sim.agcu_model import Pattern, agcu_config
 from .bitstream import FabricConfig, encode
 from .errors import DoesNotFit, DTypeError, ShapeError
 from .netlist import Netlist
-from .programs import counter, pad_counters, pmu_stream
+from .programs import PcuProgram, counter, pmu_stream
 
 __all__ = ["GemmPlan", "plan_gemm", "compile_gemm", "CompiledGemm", "ReducePlan",
            "plan_reduce", "DTYPES"]
@@ -239,20 +239,11 @@ def _program(plan: GemmPlan):
     progs = {}
 
     # -- PCUs ------------------------------------------------------------------------------
-    nop = {"op": Op.NOP}
-    mac = {"op": Op.MAC, "a": src_code(p, "r0"), "b": src_code(p, "bc"),
-           "c": src_code(p, "acc"), "dst": 0, "bc": bc_code(p, "s0"),
-           "acc_level": 1, "acc_init": AccInit.ZERO}
-    pcu_prog = {
-        "en": 1,
-        "counters": [{"start": 0, "stop": Kt, "stride": 1},
-                     {"start": 0, "stop": Mg, "stride": 1},
-                     {"start": 0, "stop": plan.passes, "stride": 1}][:p.counters],
-        "vec_in": [{"en": 1, "level": 0}],
-        "scal_in": [{"en": 1, "level": 0}],
-        "stages": [mac] + [nop] * (p.stages - 1),
-        "vec_out": [{"en": 1, "src": 0, "level": 1, "last": 0}],
-    }
+    # one dot product per lane: B's row from the PMU, A's element broadcast
+    pcu_prog = (PcuProgram(p, [counter(Kt), counter(Mg), counter(plan.passes)])
+                .inputs(vec=[0], scal=[0])
+                .stage(Op.MAC, a="r0", b="bc", c="acc", bc="s0", acc_level=1)
+                .done(vec_out=(0, 1)))
     for g in range(R):
         for c in range(G):
             nl.add_unit(f"pcu{g}_{c}", "pcu", f"C[{g},{c}]")
@@ -370,19 +361,13 @@ def plan_reduce(params: FabricParams, T: int, nvec: int, *, src: int, dst: int) 
     vb = 4 * L
     nl = Netlist()
     progs = {}
-    add = {"op": Op.ADD, "a": src_code(p, "r0"), "b": src_code(p, "acc"), "dst": 0,
-           "acc_level": 1, "acc_init": AccInit.ZERO}
     for u, (v0, n) in enumerate(shares):
         pcu, agcu = f"pcu{u}", f"agcu{u}"
         nl.add_unit(pcu, "pcu", f"sum[{u}]")
         nl.add_unit(agcu, "agcu", f"P[{u}]/C[{u}]")
-        progs[pcu] = {
-            "en": 1,
-            "counters": pad_counters(p, [counter(T), counter(n)]),
-            "vec_in": [{"en": 1, "level": 0}],
-            "stages": [add] + [{"op": Op.NOP}] * (p.stages - 1),
-            "vec_out": [{"en": 1, "src": 0, "level": 1, "last": 0}],
-        }
+        progs[pcu] = (PcuProgram(p, [counter(T), counter(n)]).inputs(vec=[0])
+                      .stage(Op.ADD, a="r0", b="acc", acc_level=1)
+                      .done(vec_out=(0, 1)))
         prog = agcu_config(read=Pattern(base=src + v0 * vb, counts=(T, n), strides=(nvec * vb, vb)),
                            write=Pattern(base=dst + v0 * vb, counts=(n,), strides=(vb,)))
         prog["scal"] = 0

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from ..hw.links import NETWORKS
 from ..hw.params import FabricParams
 from ..hw.switch import SIDES, switch_ports
-from ..hw.topology import OPPOSITE, STEP, Topology
+from ..hw.topology import OPPOSITE, Topology
 from .bitstream import FabricConfig
 from .errors import NetlistError, Unroutable
 from .place import PhysicalNet, Placement

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..hw.params import FabricParams
-from ..hw.switch import SIDES
 from ..hw.topology import OPPOSITE, Topology, unit_class_for
 from .bitstream import FabricConfig
 
@@ -137,7 +136,6 @@ def _configure(params, topo, network, path) -> FabricConfig:
     config = FabricConfig(params)
     switch_cfg = {}
     unit_cfg = {}
-    ins = topo.switch_inputs(network)
     outs = topo.switch_outputs(network)
     for tile, j, k in path:
         sw = switch_cfg.setdefault(topo.switch_unit(tile).name, {network: [{} for _ in outs]})
