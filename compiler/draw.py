@@ -1,6 +1,7 @@
 """Draw a placed and routed netlist: the tile grid with each slot's kind and
 role, the AGCUs on the edge, every net's route as a coloured polyline (line
-style per network) and a legend. For reports and for debugging a mapping by
+style per network) and a legend (:func:`draw`); and a run's measured unit
+activity as a heatmap on the same grid (:func:`draw_activity`). For reports and for debugging a mapping by
 eye; uses matplotlib's Agg canvas directly (no pyplot, no display)."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from ..hw.params import FabricParams
 from ..hw.topology import STEP, Topology
 from .place import Placement
 
-__all__ = ["draw"]
+__all__ = ["draw", "draw_activity"]
 
 _KIND_COLOUR = {"pcu": "#f6c28b", "pmu": "#9cc5e8", "agcu": "#b7e0a5"}
 _NET_STYLE = {"vec": "-", "scal": "--", "ctrl": ":"}
@@ -29,21 +30,14 @@ def draw(params: FabricParams, placement: Placement | None, routes, path, *,
 
     `routes` is a :class:`~.pathfinder.Routing`, a dict of
     :class:`~.pathfinder.NetRoute`, or None (placement only)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
-    from matplotlib.patches import FancyBboxPatch
 
     if routes is not None and hasattr(routes, "routes"):
         routes = routes.routes
     routes = dict(routes or {})
     topo = Topology(params)
     rows, cols = params.rows, params.cols
-    fig = Figure(figsize=(2.0 + 1.9 * (cols + 2), 1.2 + 1.5 * (rows + 1)), dpi=dpi)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.set_aspect("equal")
-    ax.axis("off")
+    fig, ax = _axes(params, dpi)
 
     label_at = {}
     if placement is not None:
@@ -51,34 +45,13 @@ def draw(params: FabricParams, placement: Placement | None, routes, path, *,
             slot = placement.slots[name]
             label_at[(unit.kind, slot)] = unit.role or name
 
-    for r in range(rows):
-        for c in range(cols):
-            kind = params.unit_kind(r, c)
-            x, y = _xy((r, c))
-            used = (kind, (r, c)) in label_at
-            ax.add_patch(FancyBboxPatch((x - 0.38, y - 0.38), 0.76, 0.76,
-                                        boxstyle="round,pad=0.02", linewidth=1.2,
-                                        facecolor=_KIND_COLOUR[kind] if used else "#eeeeee",
-                                        edgecolor="#555555", zorder=1))
-            text = f"{kind.upper()}\n{label_at[(kind, (r, c))]}" if used else kind.upper()
-            ax.text(x, y + 0.22, text, ha="center", va="top", fontsize=7,
-                    color="black" if used else "#999999", zorder=5)
-            ax.text(x - 0.36, y - 0.36, f"{r},{c}", fontsize=5, color="#777777", zorder=5)
+    def style(kind, slot):
+        name = kind.upper() if kind != "agcu" else f"AGCU{slot}"
+        if (kind, slot) not in label_at:
+            return "#eeeeee", name, "#999999"
+        return _KIND_COLOUR[kind], f"{name}\n{label_at[(kind, slot)]}", "black"
 
-    def agcu_xy(k):
-        e = topo.agcu_edge(k)
-        x, y = _xy(topo.edge_tile(e))
-        dr, dc = STEP[e.side]
-        return x + 0.95 * dc, y - 0.95 * dr
-
-    for k in range(params.agcus):
-        x, y = agcu_xy(k)
-        used = ("agcu", k) in label_at
-        ax.add_patch(FancyBboxPatch((x - 0.3, y - 0.2), 0.6, 0.4, boxstyle="round,pad=0.02",
-                                    facecolor=_KIND_COLOUR["agcu"] if used else "#eeeeee",
-                                    edgecolor="#555555", zorder=1))
-        text = f"AGCU{k}\n{label_at[('agcu', k)]}" if used else f"AGCU{k}"
-        ax.text(x, y, text, ha="center", va="center", fontsize=6, zorder=5)
+    _paint_units(ax, params, topo, style)
 
     import matplotlib
     cmap = matplotlib.colormaps["tab20"]
@@ -120,6 +93,94 @@ def draw(params: FabricParams, placement: Placement | None, routes, path, *,
     ax.set_ylim(-rows - 0.0, 1.0)
     ax.set_title(title or f"Tessera {params.name} ({rows}x{cols}): "
                           f"{len(label_at)} units, {n if routes else 0} nets", fontsize=9)
+    path = Path(path)
+    fig.savefig(path, format="png", bbox_inches="tight")
+    return path
+
+
+def _axes(params: FabricParams, dpi: int):
+    """A figure sized for the grid (no pyplot: the Agg canvas, no display)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(2.0 + 1.9 * (params.cols + 2), 1.2 + 1.5 * (params.rows + 1)),
+                 dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return fig, ax
+
+
+def _paint_units(ax, params: FabricParams, topo: Topology, style):
+    """The unit slots (row 0 at the top) and the AGCUs beyond the edges.
+    ``style(kind, slot)`` gives (face colour, text, text colour); `slot` is
+    (row, col) for a tile and the AGCU's index for an AGCU."""
+    from matplotlib.patches import FancyBboxPatch
+
+    for r in range(params.rows):
+        for c in range(params.cols):
+            kind = params.unit_kind(r, c)
+            x, y = _xy((r, c))
+            face, text, colour = style(kind, (r, c))
+            ax.add_patch(FancyBboxPatch((x - 0.38, y - 0.38), 0.76, 0.76,
+                                        boxstyle="round,pad=0.02", linewidth=1.2,
+                                        facecolor=face, edgecolor="#555555", zorder=1))
+            ax.text(x, y + 0.22, text, ha="center", va="top", fontsize=7, color=colour,
+                    zorder=5)
+            ax.text(x - 0.36, y - 0.36, f"{r},{c}", fontsize=5, color="#777777", zorder=5)
+    for k in range(params.agcus):
+        x, y = _agcu_xy(topo, k)
+        face, text, colour = style("agcu", k)
+        ax.add_patch(FancyBboxPatch((x - 0.3, y - 0.2), 0.6, 0.4, boxstyle="round,pad=0.02",
+                                    facecolor=face, edgecolor="#555555", zorder=1))
+        ax.text(x, y, text, ha="center", va="center", fontsize=6, color=colour, zorder=5)
+
+
+def _agcu_xy(topo: Topology, k: int):
+    e = topo.agcu_edge(k)
+    x, y = _xy(topo.edge_tile(e))
+    dr, dc = STEP[e.side]
+    return x + 0.95 * dc, y - 0.95 * dr
+
+
+def draw_activity(params: FabricParams, unit_perf: dict, cycles: int, path, *,
+                  title: str | None = None, dpi: int = 100) -> Path:
+    """Write a PNG heatmap of measured unit activity to `path`: each unit
+    slot and AGCU coloured by the fraction of `cycles` it was active, with
+    its active / starved / stalled fractions written in. `unit_perf` is the
+    report's ``unit_perf`` (the RTL's per-unit counters: ``{"pcu_0_0":
+    {"active": n, "starved": n, "stalled": n}, ..., "agcu_0": ...}``)."""
+    import matplotlib
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    if not isinstance(cycles, int) or cycles <= 0:
+        raise ValueError(f"cycles must be a positive int, got {cycles!r}")
+    topo = Topology(params)
+    rows, cols = params.rows, params.cols
+    fig, ax = _axes(params, dpi)
+    cmap = matplotlib.colormaps["viridis"]
+    norm = Normalize(0.0, 1.0)
+
+    def style(kind, slot):
+        name = f"{kind}_{slot[0]}_{slot[1]}" if kind != "agcu" else f"agcu_{slot}"
+        label = kind.upper() if kind != "agcu" else f"AGCU{slot}"
+        perf = unit_perf.get(name)
+        if perf is None:
+            return "#eeeeee", f"{label}\n(no counters)", "#999999"
+        frac = {ev: perf.get(ev, 0) / cycles for ev in ("active", "starved", "stalled")}
+        face = cmap(norm(frac["active"]))
+        colour = "white" if frac["active"] < 0.6 else "black"
+        return face, (f"{label}\nactive {frac['active']:.0%}\nstarved "
+                      f"{frac['starved']:.0%}\nstalled {frac['stalled']:.0%}"), colour
+
+    _paint_units(ax, params, topo, style)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.7,
+                 label="active cycles / run cycles")
+    ax.set_xlim(-1.5, cols + 0.5)
+    ax.set_ylim(-rows - 0.0, 1.0)
+    ax.set_title(title or f"Tessera {params.name} ({rows}x{cols}): unit activity over "
+                          f"{cycles} cycles (RTL counters)", fontsize=9)
     path = Path(path)
     fig.savefig(path, format="png", bbox_inches="tight")
     return path

@@ -1,9 +1,9 @@
 """The ``tessera`` command: the user's entry point.
 
-    tessera run gemm --m M --n N --k K [--dtype int8|int16] [--preset P] [--sim S] [--json]
+    tessera run gemm --m M --n N --k K [--dtype int8|int16] [--preset P] [--sim S] [--heatmap FILE.png] [--json]
     tessera run copy [--bytes B] [--hops H] [--preset P] [--sim S] [--json]
     tessera run route --hops H [--preset P] [--sim S] [--words N] [--json]
-    tessera run attention --seq N --kv M --dim D [--causal] [--unfused] [--preset P] [--sim S] [--json]
+    tessera run attention --seq N --kv M --dim D [--causal] [--unfused] [--preset P] [--sim S] [--heatmap FILE.png] [--json]
     tessera compile gemm --m M --n N --k K [--dtype D] [--preset P] -o FILE.bit [--draw FILE.png]
     tessera load FILE [--preset P] [--sim S] [--json]
     tessera synth [--preset P] [--device D] [--json]
@@ -78,6 +78,8 @@ def _human_gemm(r):
           f"fetched from DRAM)")
     print(f"  simulation         {r['sim_cycles_per_second']} cycles/s, wall {r['wall_seconds']} s"
           + (" (model cached)" if r.get("model_cached") else f", model build {r['build_seconds']} s"))
+    if r.get("heatmap"):
+        print(f"  unit activity      {r['heatmap']}")
 
 
 def _human_attention(r):
@@ -95,6 +97,8 @@ def _human_attention(r):
           f"{r['offchip_write_bytes']} (Q, K, V, out: {r['compulsory_bytes']}; scores and "
           f"other intermediates: {r['score_offchip_bytes']})")
     print(f"  simulation         {r['sim_cycles_per_second']} cycles/s, wall {r['wall_seconds']} s")
+    if r.get("heatmap"):
+        print(f"  unit activity      {r['heatmap']}")
 
 
 def _human_copy(r):
@@ -105,6 +109,18 @@ def _human_copy(r):
     print(f"  off-chip bytes  read {r['offchip_read_bytes']}, write {r['offchip_write_bytes']}")
     print(f"  bandwidth       {r['bandwidth_fraction']:.4f} of the DRAM model's")
     print(f"  config_cycles   {r['config_cycles']}")
+
+
+def _heatmap(args, params, report):
+    """--heatmap FILE.png: the run's measured unit activity on the grid."""
+    if not args.heatmap:
+        return
+    from tessera.compiler.draw import draw_activity
+    job = report.get("job", args.job)
+    draw_activity(params, report["unit_perf"], report["cycles"], args.heatmap,
+                  title=f"Tessera {params.name}: {job}, unit activity over "
+                        f"{report['cycles']} cycles (RTL counters)")
+    report["heatmap"] = str(args.heatmap)
 
 
 def cmd_run(args):
@@ -119,6 +135,7 @@ def cmd_run(args):
                               sim=args.sim, seed=args.seed, progress=_progress(args))
         except (CompileError, SimulatorMissing, ValueError) as e:
             raise UserError(str(e)) from None
+        _heatmap(args, params, report)
         _emit(args, report, _human_gemm)
         return 0 if report["ok"] else 1
     if args.job == "attention":
@@ -131,6 +148,7 @@ def cmd_run(args):
                                    seed=args.seed, progress=_progress(args))
         except (CompileError, SimulatorMissing, ValueError) as e:
             raise UserError(str(e)) from None
+        _heatmap(args, params, report)
         _emit(args, report, _human_attention)
         return 0 if report["ok"] else 1
     if args.job == "copy":
@@ -278,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--hops", type=int, default=6, help="route/copy: switch hops (>= 3)")
     run.add_argument("--words", type=int, default=4096)
     run.add_argument("--seed", type=int, default=1)
+    run.add_argument("--heatmap", metavar="FILE.png",
+                     help="gemm/attention: PNG of each unit's measured activity on the grid")
     run.add_argument("--gen-stall", type=int, default=0,
                      help="probability in 256ths that the source idles a cycle")
     run.add_argument("--chk-stall", type=int, default=0,

@@ -72,3 +72,17 @@ def test_load_any_file(need_sim, tmp_path, kind):
     expected = {"good": "OK", "garbage": "BAD_MAGIC", "empty": "BAD_MAGIC",
                 "other_preset": "BAD_PARAMS_HASH"}[kind]
     assert report["error"] == expected
+
+
+def test_run_gemm_heatmap(need_sim, tmp_path):
+    """--heatmap writes a PNG of the RTL's per-unit counters and names it."""
+    need_sim("verilator")
+    png = tmp_path / "activity.png"
+    r = tessera("run", "gemm", "--m", "16", "--n", "16", "--k", "16", "--preset", "small",
+                "--heatmap", str(png), "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["ok"] and report["heatmap"] == str(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    busy = [u for u, perf in report["unit_perf"].items() if perf["active"] > 0]
+    assert any(u.startswith("pcu") for u in busy)
