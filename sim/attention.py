@@ -26,7 +26,7 @@ def random_qkv(N: int, M: int, d: int, seed: int = 1):
 
 def run_attention(params: FabricParams, *, seq: int, kv: int, dim: int, causal: bool = False,
                   fused: bool = False, sim: str = "verilator", seed: int = 1, qkv=None,
-                  progress=None, return_result: bool = False) -> dict:
+                  progress=None, return_result: bool = False, wave=None) -> dict:
     """softmax(Q K^T / sqrt(d)) V on the fabric. `qkv` = (q8, k8, v8, scales)
     (default: ``random_qkv``). Reports the GEMM figures plus fused,
     max_abs_err and rel_err (against float64 over the dequantized inputs)
@@ -57,7 +57,7 @@ def run_attention(params: FabricParams, *, seq: int, kv: int, dim: int, causal: 
     work = max(sp.Mp * sp.Np * sp.Kt, vp.Mp * vp.Np * vp.Kt) // params.lanes
     seq_.run_all(timeout=4 * work + 200_000)
     out = host.read_tensor(att.out_addr, (N, d), "int16")
-    res = host.run(sim, progress=progress)
+    res = host.run(sim, progress=progress, wave=wave)
 
     golden = attention_unfused_fixed(q8, k8, v8, scales, causal, formats=formats)
     got = out.value

@@ -172,8 +172,11 @@ def available(sim: str) -> tuple[bool, str]:
 class PysimBackend:
     name = "pysim"
 
-    def run_host(self, params: FabricParams, ops: list, *, dram_bytes: int, progress=None):
-        return _pysim_run_host(params, ops, dram_bytes, progress)
+    def run_host(self, params: FabricParams, ops: list, *, dram_bytes: int, progress=None,
+                 wave=None):
+        if wave is not None:
+            wave_format(wave, "pysim")
+        return _pysim_run_host(params, ops, dram_bytes, progress, wave)
 
     def run(self, params: FabricParams, script: list, *, progress=None, inspect=None) -> SimResult:
         from amaranth.sim import Simulator
@@ -281,7 +284,7 @@ class _PysimHostPrims:
                 for name, reg in self.top.fabric.config_registers.items()}
 
 
-def _pysim_run_host(params, ops, dram_bytes, progress=None):
+def _pysim_run_host(params, ops, dram_bytes, progress=None, wave=None):
     from amaranth.sim import Simulator
     from ..hw.host_top import HostTop
     from .host_driver import run_host_ops
@@ -304,7 +307,11 @@ def _pysim_run_host(params, ops, dram_bytes, progress=None):
 
     sim.add_testbench(bench)
     build = time.perf_counter() - t0
-    sim.run()
+    if wave is not None:
+        with sim.write_vcd(str(wave)):
+            sim.run()
+    else:
+        sim.run()
     return SimResult("pysim", out["results"], build_seconds=build,
                      sim_seconds=out["sim_seconds"], sim_cycles=out["sim_cycles"])
 
@@ -411,6 +418,30 @@ VERILATOR_BUILD = {
 ICARUS_GENERATION = "-g2005"
 
 
+#: Waveform formats: file suffix -> Verilator's trace option. pysim writes VCD.
+WAVE_FORMATS = {".fst": "--trace-fst", ".vcd": "--trace"}
+#: Where Verilator's FST writer (fstcpp) finds lz4.h when it compiles.
+LZ4_INCLUDE_DIRS = ("/usr/include", "/usr/local/include")
+
+
+def wave_format(path, sim: str) -> str:
+    """The format of a requested waveform file ("fst" or "vcd"), checked
+    against what `sim` can write; raises ValueError naming the cause."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in WAVE_FORMATS:
+        raise ValueError(f"waveform file {str(path)!r}: use a .fst or .vcd name")
+    if sim == "icarus":
+        raise ValueError("waveforms are written by the verilator and pysim backends; "
+                         "not by icarus")
+    if sim == "pysim" and suffix != ".vcd":
+        raise ValueError("the pysim backend writes VCD waveforms: use a .vcd name")
+    if suffix == ".fst" and not any(Path(d, "lz4.h").exists() for d in LZ4_INCLUDE_DIRS):
+        raise ValueError("FST waveforms need Verilator's FST writer, which needs the lz4 "
+                         "development headers (lz4.h), not installed here: use a .vcd name "
+                         "(GTKWave and Surfer open VCD; GTKWave's vcd2fst converts it)")
+    return suffix[1:]
+
+
 #: A merged module (sim/dedup.py) of at least this many lines of Verilog is
 #: kept as a C++ class of its own instead of being inlined into its parent, so
 #: its copies share one body of per-cycle code: the eight PCUs of `default`
@@ -434,7 +465,7 @@ def build_options(sim: str) -> dict:
     return {}
 
 
-def _runner(sim: str):
+def _runner(sim: str, trace: str | None = None):
     from cocotb_tools.runner import Icarus, Verilator, get_runner
 
     if sim == "icarus":
@@ -452,6 +483,10 @@ def _runner(sim: str):
             cmds = super()._build_command()
             cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
             cmds[1] = cmds[1] + build_options("verilator")["make"]
+            if trace:
+                # cocotb's verilator.cpp opens the trace only when built with it
+                cmds[1] = [a for a in cmds[1] if not a.startswith("VM_TRACE=")]
+                cmds[1] += ["VM_TRACE=1", f"VM_TRACE_FST={int(trace == 'fst')}"]
             return cmds
 
     return SelectiveVerilator()
@@ -487,13 +522,18 @@ def model_path(sim: str, *, top_name: str, key: dict, label: str, public: str = 
 
 
 def build_model(sim: str, *, top_name: str, key: dict, make_top, public: str,
-                label: str, progress=None) -> tuple[Path, bool, float]:
+                label: str, progress=None, trace: str | None = None) -> tuple[Path, bool, float]:
     """Build (or reuse from the cache) a compiled model of ``make_top()``.
 
     `key` (JSON-able) plus the gateware source digest and the simulator name
     address the cache entry. `public` is the Verilator control-file text that
-    says which signals the testbench may touch. Returns (dir, cached, seconds).
+    says which signals the testbench may touch. `trace` ("fst" or "vcd",
+    Verilator only) builds a model that can write waveforms (a cache entry of
+    its own: tracing slows every cycle). Returns (dir, cached, seconds).
     """
+    if trace:
+        key = dict(key, trace=trace)
+        label = f"{label}-trace"
     d = model_path(sim, top_name=top_name, key=key, label=label, public=public)
     stamp = d / "built.json"
     t0 = time.perf_counter()
@@ -513,12 +553,14 @@ def build_model(sim: str, *, top_name: str, key: dict, make_top, public: str,
                      f"after merging identical ones (sim/dedup.py)")
         if progress:
             progress(f"compiling the {sim} model of {label} (cached for next time)")
-        runner = _runner(sim)
+        runner = _runner(sim, trace)
         build_args = []
         if sim == "verilator":
             vlt = d / "public.vlt"
             vlt.write_text(public + no_inline(merged))
             build_args = build_options(sim)["args"] + [str(vlt)]
+            if trace:
+                build_args += [WAVE_FORMATS["." + trace], "--trace-structs"]
         log = d / "build.log"
         with open(log, "w") as logf, contextlib.redirect_stdout(logf):
             try:
@@ -533,9 +575,10 @@ def build_model(sim: str, *, top_name: str, key: dict, make_top, public: str,
 
 
 def run_cocotb(sim: str, model_dir: Path, *, top_name: str, test_module: str,
-               payload: dict) -> dict:
+               payload: dict, wave: Path | None = None) -> dict:
     """Run `test_module` on a built model with `payload` (JSON) as its input;
-    return the JSON object the test wrote."""
+    return the JSON object the test wrote. `wave`: write the waveform there
+    (the model must have been built with a trace)."""
     from cocotb_tools.runner import get_results
 
     with tempfile.TemporaryDirectory(prefix="tessera-run-") as tmp:
@@ -543,8 +586,12 @@ def run_cocotb(sim: str, model_dir: Path, *, top_name: str, test_module: str,
         (tmp / "script.json").write_text(json.dumps(payload))
         runner = _runner(sim)
         log = tmp / "sim.log"
+        waves = {}
+        if wave is not None:
+            waves = {"waves": True, "test_args": ["--trace-file", str(Path(wave).resolve())]}
         with open(log, "w") as logf, contextlib.redirect_stdout(logf):
             xml = runner.test(
+                **waves,
                 test_module=test_module, hdl_toplevel=top_name, hdl_toplevel_lang="verilog",
                 build_dir=model_dir, test_dir=tmp, timescale=("1ns", "1ps"),
                 results_xml=str(tmp / "results.xml"), log_file=log,
@@ -569,9 +616,9 @@ class CocotbBackend:
                            make_top=lambda: SimTop(params), public=VERILATOR_PUBLIC,
                            label=f"preset-{params.name}", progress=progress)
 
-    def build_host(self, params: FabricParams, dram_bytes: int, progress=None):
+    def build_host(self, params: FabricParams, dram_bytes: int, progress=None, trace=None):
         from ..hw.host_top import HostTop
-        return build_model(self.name, top_name=HOST_TOP_NAME,
+        return build_model(self.name, top_name=HOST_TOP_NAME, trace=trace,
                            key={"params": params.to_dict(), "dram_bytes": dram_bytes,
                                 "reset": "registered"},
                            make_top=lambda: RegisteredReset(HostTop(params,
@@ -579,18 +626,21 @@ class CocotbBackend:
                            public=VERILATOR_PUBLIC_HOST,
                            label=f"host-{params.name}", progress=progress)
 
-    def run_host(self, params: FabricParams, ops: list, *, dram_bytes: int, progress=None):
+    def run_host(self, params: FabricParams, ops: list, *, dram_bytes: int, progress=None,
+                 wave=None):
         from ..hw.host_top import HostTop
         from ..hw.topology import Topology
 
+        trace = wave_format(wave, self.name) if wave is not None else None
         with simulator_env(self.name):
-            d, cached, build_seconds = self.build_host(params, dram_bytes, progress)
+            d, cached, build_seconds = self.build_host(params, dram_bytes, progress, trace)
             payload = {"ops": ops, "beat_bytes": params.dram_bytes_per_cycle,
                        "csr": {r.name: r.offset for r in HostTop.csr_map(params)},
                        "config_units": [cu.name for cu in Topology(params).config_units],
                        "inner": HOST_INNER}
             out = run_cocotb(self.name, d, top_name=HOST_TOP_NAME,
-                             test_module="tessera.sim.cocotb_hosttop", payload=payload)
+                             test_module="tessera.sim.cocotb_hosttop", payload=payload,
+                             wave=wave)
         return SimResult(self.name, out["results"], build_seconds=build_seconds,
                          sim_seconds=out["sim_seconds"], sim_cycles=out["sim_cycles"],
                          cached=cached)

@@ -279,10 +279,11 @@ def mac_figures(params: FabricParams, *, macs: int, compulsory_bytes: int, cycle
 
 def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8",
              b_dtype: str | None = None, sim: str = "verilator", seed: int = 1, a=None, b=None,
-             progress=None, compiled=None, return_result: bool = False) -> dict:
+             progress=None, compiled=None, return_result: bool = False, wave=None) -> dict:
     """Compile C = A @ B for the fabric, run it on the host top and compare
     with NumPy. Every figure is measured by RTL counters: cycles from start to
-    done, off-chip bytes on the AGCUs' AXI ports, per-unit activity."""
+    done, off-chip bytes on the AGCUs' AXI ports, per-unit activity. `wave`
+    (a .fst or .vcd path) also writes the run's waveform there."""
     import numpy as np
     from ..compiler.gemm import DTYPES, compile_gemm
     from .host_driver import Host
@@ -311,7 +312,7 @@ def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8
     # a generous bound per run: every MAC on one lane, plus the traffic
     seq.run_all(timeout=4 * plan.Mp * plan.Np * plan.Kt // params.lanes + 200_000)
     c_out = host.read_tensor(plan.c_addr, (plan.Mp, plan.Np), "int32")
-    res = host.run(sim, progress=progress)
+    res = host.run(sim, progress=progress, wave=wave)
     got = plan.crop_c(c_out.value)
     want = a.astype(np.int32) @ b.astype(np.int32)
     figures = seq.figures()

@@ -356,10 +356,12 @@ class Host:
         self.csr_write("soft_reset", 1)
 
     # -- execution -------------------------------------------------------------------------
-    def run(self, sim: str = "verilator", *, progress=None) -> HostRunResult:
+    def run(self, sim: str = "verilator", *, progress=None, wave=None) -> HostRunResult:
+        """Run the recorded operations on `sim`; `wave` (a .fst or .vcd path)
+        also writes the waveform of the whole run there."""
         from .backends import get_backend
         res = get_backend(sim).run_host(self.params, self.ops, dram_bytes=self.dram_bytes,
-                                        progress=progress)
+                                        progress=progress, wave=wave)
         for p in self._pending:
             p._resolve(res.results)
         return res

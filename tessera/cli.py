@@ -1,9 +1,9 @@
 """The ``tessera`` command: the user's entry point.
 
-    tessera run gemm --m M --n N --k K [--dtype int8|int16] [--preset P] [--sim S] [--heatmap FILE.png] [--json]
+    tessera run gemm --m M --n N --k K [--dtype int8|int16] [--preset P] [--sim S] [--heatmap FILE.png] [--wave FILE.vcd] [--json]
     tessera run copy [--bytes B] [--hops H] [--preset P] [--sim S] [--json]
     tessera run route --hops H [--preset P] [--sim S] [--words N] [--json]
-    tessera run attention --seq N --kv M --dim D [--causal] [--unfused] [--preset P] [--sim S] [--heatmap FILE.png] [--json]
+    tessera run attention --seq N --kv M --dim D [--causal] [--unfused] [--preset P] [--sim S] [--heatmap FILE.png] [--wave FILE.vcd] [--json]
     tessera compile gemm --m M --n N --k K [--dtype D] [--preset P] -o FILE.bit [--draw FILE.png]
     tessera load FILE [--preset P] [--sim S] [--json]
     tessera synth [--preset P] [--device D] [--json]
@@ -80,6 +80,8 @@ def _human_gemm(r):
           + (" (model cached)" if r.get("model_cached") else f", model build {r['build_seconds']} s"))
     if r.get("heatmap"):
         print(f"  unit activity      {r['heatmap']}")
+    if r.get("wave"):
+        print(f"  waveform           {r['wave']}")
 
 
 def _human_attention(r):
@@ -99,6 +101,8 @@ def _human_attention(r):
     print(f"  simulation         {r['sim_cycles_per_second']} cycles/s, wall {r['wall_seconds']} s")
     if r.get("heatmap"):
         print(f"  unit activity      {r['heatmap']}")
+    if r.get("wave"):
+        print(f"  waveform           {r['wave']}")
 
 
 def _human_copy(r):
@@ -123,6 +127,11 @@ def _heatmap(args, params, report):
     report["heatmap"] = str(args.heatmap)
 
 
+def _wave(report, args):
+    if args.wave:
+        report["wave"] = str(args.wave)
+
+
 def cmd_run(args):
     from tessera.compiler.errors import CompileError
     from tessera.compiler.route import RouteError
@@ -132,10 +141,12 @@ def cmd_run(args):
     if args.job == "gemm":
         try:
             report = run_gemm(params, m=args.m, n=args.n, k=args.k, dtype=args.dtype,
-                              sim=args.sim, seed=args.seed, progress=_progress(args))
+                              sim=args.sim, seed=args.seed, progress=_progress(args),
+                              wave=args.wave)
         except (CompileError, SimulatorMissing, ValueError) as e:
             raise UserError(str(e)) from None
         _heatmap(args, params, report)
+        _wave(report, args)
         _emit(args, report, _human_gemm)
         return 0 if report["ok"] else 1
     if args.job == "attention":
@@ -145,10 +156,11 @@ def cmd_run(args):
         try:
             report = run_attention(params, seq=args.seq, kv=args.kv, dim=args.dim,
                                    causal=args.causal, fused=not args.unfused, sim=args.sim,
-                                   seed=args.seed, progress=_progress(args))
+                                   seed=args.seed, progress=_progress(args), wave=args.wave)
         except (CompileError, SimulatorMissing, ValueError) as e:
             raise UserError(str(e)) from None
         _heatmap(args, params, report)
+        _wave(report, args)
         _emit(args, report, _human_attention)
         return 0 if report["ok"] else 1
     if args.job == "copy":
@@ -298,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=1)
     run.add_argument("--heatmap", metavar="FILE.png",
                      help="gemm/attention: PNG of each unit's measured activity on the grid")
+    run.add_argument("--wave", metavar="FILE.vcd",
+                     help="gemm/attention: write the whole run's waveform (.vcd; .fst on "
+                          "verilator where lz4.h is installed); a traced model is built "
+                          "once and cached")
     run.add_argument("--gen-stall", type=int, default=0,
                      help="probability in 256ths that the source idles a cycle")
     run.add_argument("--chk-stall", type=int, default=0,
