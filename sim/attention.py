@@ -16,6 +16,10 @@ from .host import ConfigSequence, _sim_figures, check_dram, mac_figures
 
 __all__ = ["run_attention", "random_qkv"]
 
+#: DRAM bytes below the first head's tensors for the configurations'
+#: bitstreams (grown in steps of this when the heads need more)
+BITSTREAM_ROOM = 65536
+
 
 def random_qkv(N: int, M: int, d: int, seed: int = 1):
     """Gaussian q, k, v quantized per tensor (``quantize_qkv``)."""
@@ -26,66 +30,105 @@ def random_qkv(N: int, M: int, d: int, seed: int = 1):
 
 def run_attention(params: FabricParams, *, seq: int, kv: int, dim: int, causal: bool = False,
                   fused: bool = False, sim: str = "verilator", seed: int = 1, qkv=None,
-                  progress=None, return_result: bool = False, wave=None) -> dict:
-    """softmax(Q K^T / sqrt(d)) V on the fabric. `qkv` = (q8, k8, v8, scales)
-    (default: ``random_qkv``). Reports the GEMM figures plus fused,
-    max_abs_err and rel_err (against float64 over the dequantized inputs)
-    and score_offchip_bytes: the off-chip bytes beyond reading Q, K, V and
-    writing the output once (S, P, l and O in the unfused kernel)."""
+                  heads: int = 1, progress=None, return_result: bool = False,
+                  wave=None) -> dict:
+    """softmax(Q K^T / sqrt(d)) V on the fabric, for `heads` heads. `qkv` =
+    (q8, k8, v8, scales), or a list of them, one per head (default:
+    ``random_qkv`` with seed ``seed + h`` for head h). The unfused kernel runs
+    the heads one after the other: 4 configurations per head, each head with
+    its own tensors and formats, in one sequence on one host. Reports the
+    GEMM figures plus fused, max_abs_err and rel_err (against float64 over
+    the dequantized inputs, over all heads) and score_offchip_bytes: the
+    off-chip bytes beyond reading Q, K, V and writing the output once (S, P,
+    l and O in the unfused kernel)."""
     from ..compiler.attention import check_attention_shape, compile_attention_unfused
-    from ..compiler.errors import CompileError
+    from ..compiler.errors import CompileError, ShapeError
     from .host_driver import Host
 
     t0 = time.perf_counter()
     N, M, d = seq, kv, dim
     check_attention_shape(N, M, d, causal)
+    if not isinstance(heads, int) or heads < 1:
+        raise ShapeError(f"heads must be a positive int, got {heads!r}")
     if fused:
         raise CompileError(
             "the fused attention kernel is not built yet: its online rescale needs a "
             "loop-carried row state that the PCU cannot hold (docs/attention.md, 'The fused "
             "kernel'); run with --unfused")
-    q8, k8, v8, scales = qkv if qkv is not None else random_qkv(N, M, d, seed)
-    formats = AttentionFormats.for_inputs(q8, k8, scales)
-    att = compile_attention_unfused(params, N, M, d, formats, causal=causal, seed=seed)
-    check_dram(params, att.dram_end, f"unfused attention {N}x{M}x{d} (Q, K, V, S, P, l, O, out)")
+    if qkv is None:
+        qkv = [random_qkv(N, M, d, seed + h) for h in range(heads)]
+    elif heads == 1 and not isinstance(qkv, list):
+        qkv = [qkv]
+    if len(qkv) != heads:
+        raise ShapeError(f"{len(qkv)} sets of Q, K, V for {heads} heads")
+
+    def compile_heads(base):
+        out = []
+        for h, (q8, k8, v8, scales) in enumerate(qkv):
+            formats = AttentionFormats.for_inputs(q8, k8, scales)
+            att = compile_attention_unfused(params, N, M, d, formats, causal=causal, seed=seed,
+                                            base=base)
+            out.append(att)
+            base = -(-att.dram_end // 64) * 64
+        return out
+
+    # The bitstreams sit below the first head's tensors: make room for all of them.
+    atts = compile_heads(BITSTREAM_ROOM)
+    need = sum(-(-len(b) // 64) * 64 for att in atts for b in att.bitstreams)
+    if need > BITSTREAM_ROOM:
+        atts = compile_heads(-(-need // BITSTREAM_ROOM) * BITSTREAM_ROOM)
+    check_dram(params, atts[-1].dram_end,
+               f"unfused attention, {heads} head(s) of {N}x{M}x{d} (Q, K, V, S, P, l, O, out)")
     host = Host(params)
-    seq_ = ConfigSequence(host, att.bitstreams, below=att.q_addr)
-    host.write_tensor(att.q_addr, att.pad_q(q8).astype(np.int8))
-    host.write_tensor(att.scores.plan.b_addr, att.pack_k(k8).astype(np.int8))
-    host.write_tensor(att.values.plan.b_addr, att.pack_v(v8).astype(np.int8))
-    sp, vp = att.scores.plan, att.values.plan
+    seq_ = ConfigSequence(host, [b for att in atts for b in att.bitstreams],
+                          below=atts[0].q_addr)
+    outs = []
+    for att, (q8, k8, v8, _) in zip(atts, qkv):
+        host.write_tensor(att.q_addr, att.pad_q(q8).astype(np.int8))
+        host.write_tensor(att.scores.plan.b_addr, att.pack_k(k8).astype(np.int8))
+        host.write_tensor(att.values.plan.b_addr, att.pack_v(v8).astype(np.int8))
+    sp, vp = atts[0].scores.plan, atts[0].values.plan
     work = max(sp.Mp * sp.Np * sp.Kt, vp.Mp * vp.Np * vp.Kt) // params.lanes
     seq_.run_all(timeout=4 * work + 200_000)
-    out = host.read_tensor(att.out_addr, (N, d), "int16")
+    for att in atts:
+        outs.append(host.read_tensor(att.out_addr, (N, d), "int16"))
     res = host.run(sim, progress=progress, wave=wave)
 
-    golden = attention_unfused_fixed(q8, k8, v8, scales, causal, formats=formats)
-    got = out.value
-    ref = attention_float(dequantize(q8, scales.q), dequantize(k8, scales.k),
-                          dequantize(v8, scales.v), causal)
-    got_f = got.astype(np.float64) * formats.out_scale
-    mismatches = int(np.count_nonzero(got != golden.out))
+    mismatches, got_all, gold_all, errs, refs = 0, [], [], [], []
+    for att, out, (q8, k8, v8, scales) in zip(atts, outs, qkv):
+        golden = attention_unfused_fixed(q8, k8, v8, scales, causal, formats=att.formats)
+        got = out.value
+        ref = attention_float(dequantize(q8, scales.q), dequantize(k8, scales.k),
+                              dequantize(v8, scales.v), causal)
+        got_f = got.astype(np.float64) * att.formats.out_scale
+        mismatches += int(np.count_nonzero(got != golden.out))
+        got_all.append(got)
+        gold_all.append(golden.out)
+        errs.append(got_f)
+        refs.append(ref)
+    got_f, ref = np.stack(errs), np.stack(refs)
     figures = seq_.figures()
-    compulsory = q8.size + k8.size + v8.size + 2 * N * d
+    compulsory = sum(q8.size + k8.size + v8.size for q8, k8, v8, _ in qkv) + 2 * heads * N * d
     moved = figures["offchip_read_bytes"] + figures["offchip_write_bytes"]
+    fmts = [{"rs": a.formats.rs, "C": a.formats.C, "qs": a.formats.qs,
+             "s_bound": a.formats.s_bound, "out_scale": a.formats.out_scale} for a in atts]
     report = {
         "ok": bool(seq_.ok and mismatches == 0), "job": "attention", "preset": params.name,
-        "sim": sim, "seq": N, "kv": M, "dim": d, "heads": 1, "causal": causal, "fused": False,
-        "mismatches": mismatches,
+        "sim": sim, "seq": N, "kv": M, "dim": d, "heads": heads, "causal": causal,
+        "fused": False, "mismatches": mismatches,
         "max_abs_err": float(np.abs(got_f - ref).max()),
         "rel_err": rel_err(got_f, ref),
-        **mac_figures(params, macs=2 * N * M * d, compulsory_bytes=compulsory,
+        **mac_figures(params, macs=2 * heads * N * M * d, compulsory_bytes=compulsory,
                       cycles=figures["cycles"]),
         "score_offchip_bytes": moved - compulsory,
         "kernels": ["scores Q K^T", "softmax", "values P V", "normalize"],
-        "formats": {"rs": formats.rs, "C": formats.C, "qs": formats.qs,
-                    "s_bound": formats.s_bound, "out_scale": formats.out_scale},
-        "bitstream_bytes": sum(len(b) for b in att.bitstreams),
-        "compile_seconds": round(att.compile_seconds, 3),
+        "formats": fmts[0] if heads == 1 else fmts,
+        "bitstream_bytes": sum(len(b) for att in atts for b in att.bitstreams),
+        "compile_seconds": round(sum(att.compile_seconds for att in atts), 3),
         **figures,
         **_sim_figures(res, t0),
     }
     if return_result:
-        report["result"] = got
-        report["golden"] = golden.out
+        report["result"] = got_all[0] if heads == 1 else np.stack(got_all)
+        report["golden"] = gold_all[0] if heads == 1 else np.stack(gold_all)
     return report

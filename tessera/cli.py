@@ -88,8 +88,9 @@ def _human_attention(r):
     status = ("OK (bit-exact vs the golden model)" if r["ok"]
               else f"FAILED ({r['mismatches']} mismatches)")
     kind = "fused" if r["fused"] else "unfused"
+    heads = f" x {r['heads']} heads, one after the other" if r.get("heads", 1) > 1 else ""
     print(f"attention N={r['seq']} M={r['kv']} d={r['dim']}{' causal' if r['causal'] else ''} "
-          f"({kind}) on preset {r['preset']}, sim {r['sim']}: {status}")
+          f"({kind}{heads}) on preset {r['preset']}, sim {r['sim']}: {status}")
     print(f"  cycles             {r['cycles']} over {r['configurations']} configurations "
           f"({', '.join(r['kernels'])}): {r['run_cycles']}")
     print(f"  MACs               {r['macs']} at peak {r['peak_macs_per_cycle']}/cycle, "
@@ -151,12 +152,11 @@ def cmd_run(args):
         return 0 if report["ok"] else 1
     if args.job == "attention":
         from tessera.sim.attention import run_attention
-        if args.heads != 1:
-            raise UserError(f"--heads {args.heads}: only one head per run is supported yet")
         try:
             report = run_attention(params, seq=args.seq, kv=args.kv, dim=args.dim,
                                    causal=args.causal, fused=not args.unfused, sim=args.sim,
-                                   seed=args.seed, progress=_progress(args), wave=args.wave)
+                                   seed=args.seed, heads=args.heads, progress=_progress(args),
+                                   wave=args.wave)
         except (CompileError, SimulatorMissing, ValueError) as e:
             raise UserError(str(e)) from None
         _heatmap(args, params, report)
@@ -299,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seq", type=int, default=64, help="attention: queries N")
     run.add_argument("--kv", type=int, default=64, help="attention: keys M")
     run.add_argument("--dim", type=int, default=32, help="attention: head dim d (16, 32, 64)")
-    run.add_argument("--heads", type=int, default=1, help="attention: heads")
+    run.add_argument("--heads", type=int, default=1,
+                     help="attention: heads (unfused: run one after the other)")
     run.add_argument("--causal", action="store_true", help="attention: causal mask")
     run.add_argument("--unfused", action="store_true",
                      help="attention: the unfused baseline (S and P through DRAM); the fused "
