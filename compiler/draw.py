@@ -89,13 +89,8 @@ def draw(params: FabricParams, placement: Placement | None, routes, path, *,
                 for net, s in _NET_STYLE.items()]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=6,
               frameon=False)
-    ax.set_xlim(-1.5, cols + 0.5)
-    ax.set_ylim(-rows - 0.0, 1.0)
-    ax.set_title(title or f"Tessera {params.name} ({rows}x{cols}): "
-                          f"{len(label_at)} units, {n if routes else 0} nets", fontsize=9)
-    path = Path(path)
-    fig.savefig(path, format="png", bbox_inches="tight")
-    return path
+    return _save(fig, ax, params, path, title or f"Tessera {params.name} ({rows}x{cols}): "
+                 f"{len(label_at)} units, {n if routes else 0} nets")
 
 
 def _axes(params: FabricParams, dpi: int):
@@ -109,6 +104,15 @@ def _axes(params: FabricParams, dpi: int):
     ax.set_aspect("equal")
     ax.axis("off")
     return fig, ax
+
+
+def _save(fig, ax, params: FabricParams, path, title: str) -> Path:
+    ax.set_xlim(-1.5, params.cols + 0.5)
+    ax.set_ylim(-params.rows - 0.0, 1.0)
+    ax.set_title(title, fontsize=9)
+    path = Path(path)
+    fig.savefig(path, format="png", bbox_inches="tight")
+    return path
 
 
 def _paint_units(ax, params: FabricParams, topo: Topology, style):
@@ -177,10 +181,5 @@ def draw_activity(params: FabricParams, unit_perf: dict, cycles: int, path, *,
     _paint_units(ax, params, topo, style)
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.7,
                  label="active cycles / run cycles")
-    ax.set_xlim(-1.5, cols + 0.5)
-    ax.set_ylim(-rows - 0.0, 1.0)
-    ax.set_title(title or f"Tessera {params.name} ({rows}x{cols}): unit activity over "
-                          f"{cycles} cycles (RTL counters)", fontsize=9)
-    path = Path(path)
-    fig.savefig(path, format="png", bbox_inches="tight")
-    return path
+    return _save(fig, ax, params, path, title or f"Tessera {params.name} ({rows}x{cols}): "
+                 f"unit activity over {cycles} cycles (RTL counters)")
