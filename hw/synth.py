@@ -391,6 +391,10 @@ def _tail(path: Path, lines: int = 25) -> str:
     return "\n".join(text[-lines:])
 
 
+class ToolTimeout(SynthError):
+    """A tool ran past its time limit (it was stopped)."""
+
+
 def _run(argv, *, cwd: Path, log: Path, what: str, timeout=None):
     """Run a tool with stdout+stderr into `log`; return the CompletedProcess."""
     with open(log, "w") as f:
@@ -402,10 +406,37 @@ def _run(argv, *, cwd: Path, log: Path, what: str, timeout=None):
         except FileNotFoundError as e:
             raise ToolNotFound(f"{what}: cannot execute {argv[0]}: {e}") from None
         except subprocess.TimeoutExpired:
-            raise SynthError(f"{what} timed out after {timeout} s; log: {log}") from None
+            raise ToolTimeout(f"{what} timed out after {timeout} s; log: {log}") from None
 
 
 _UTIL_LINE = re.compile(r"^\s*(?:Info:\s*)?\s*([A-Za-z0-9_]+):\s*(\d+)\s*/\s*(\d+)\s+\d+%")
+
+
+_ROUTER_ITER = re.compile(r"iter=(\d+)\s+wires=(\d+)\s+overused=(\d+)")
+_PLACE_FMAX = re.compile(r"Max frequency for clock '[^']*': ([0-9.]+) MHz")
+
+
+def unrouted_figures(log_text: str) -> dict | None:
+    """What a nextpnr log says about a run stopped while routing: the
+    device utilisation after packing (as ``report.json`` gives it), the
+    placer's Fmax estimate and router2's last iteration. None if the log
+    does not reach routing (placement did not finish)."""
+    if "Running router" not in log_text and "Routing.." not in log_text:
+        return None
+    util = {}
+    for line in log_text.splitlines():
+        mt = _UTIL_LINE.match(line)
+        if mt:              # the last table wins: after packing, what is placed
+            util[mt.group(1)] = {"used": int(mt.group(2)), "available": int(mt.group(3))}
+    est = _PLACE_FMAX.findall(log_text)
+    iters = _ROUTER_ITER.findall(log_text)
+    last = None
+    if iters:
+        i, wires, over = iters[-1]
+        last = {"iteration": int(i), "wires": int(wires), "overused_wires": int(over),
+                "overused_by_iteration": [int(o) for _, _, o in iters]}
+    return {"utilization": util, "placement_fmax_estimate_mhz": float(est[-1]) if est else None,
+            "router": last}
 
 
 def _overflow_from_log(log: Path) -> dict:
@@ -488,7 +519,8 @@ def default_workdir(params: FabricParams, device: str, top: str = "fabric") -> P
 
 
 def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=print,
-               timeout=None, nextpnr_args=(), route=True, pnr=True) -> dict:
+               timeout=None, nextpnr_args=(), route=True, pnr=True,
+               route_timeout=None) -> dict:
     """Synthesize, place and route `top` ("fabric": :class:`SynthTop`, "pcu" /
     "pmu" / "switch": :class:`UnitTop`, "hop": :class:`HopTop`) for `device` and return
     the figures from nextpnr's report.
@@ -497,6 +529,12 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     (nextpnr reports no Fmax without routing) and the placer's estimate, which
     nextpnr only logs, is given apart as ``placement_fmax_estimate_mhz``.
     Routing a congested fabric in the WebAssembly nextpnr can take an hour.
+
+    `route_timeout` (seconds) bounds the whole nextpnr run once placement is
+    done: if routing has not converged by then, nextpnr is stopped and the
+    result says so (``routed`` False, ``fmax_mhz`` None, the placement
+    estimate and router2's overuse by iteration under ``router``), with the
+    utilisation nextpnr logged after packing.
 
     With ``pnr=False`` only Yosys runs (no flop check against the device):
     the figures are Yosys' cell counts (``"source": "yosys"``; on ECP5 ``luts``
@@ -615,9 +653,20 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     t = stage(f"nextpnr ({dev.nextpnr} {' '.join(dev.nextpnr_args)}"
               f"{'' if route else ', placement only'})")
     nlog = workdir / "nextpnr.log"
+    limit = min(x for x in (timeout, route_timeout) if x is not None) \
+        if (timeout, route_timeout) != (None, None) else None
     with _nextpnr_slot(progress):
-        r = _run(argv, cwd=workdir, log=workdir / "nextpnr.out", what=dev.nextpnr,
-                 timeout=timeout)
+        try:
+            r = _run(argv, cwd=workdir, log=workdir / "nextpnr.out", what=dev.nextpnr,
+                     timeout=limit)
+        except ToolTimeout:
+            late = unrouted_figures(nlog.read_text(errors="replace")) \
+                if route and route_timeout is not None and nlog.exists() else None
+            if late is None:
+                raise
+            stages["nextpnr"] = round(time.monotonic() - t, 2)
+            return _unrouted_result(params, device, top, dev, late, cells, design, seed,
+                                    stages, t0, workdir, limit, stage)
     stages["nextpnr"] = round(time.monotonic() - t, 2)
     if r.returncode != 0 or not (workdir / "report.json").exists():
         log = nlog if nlog.exists() else workdir / "nextpnr.out"
@@ -667,6 +716,7 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
         "timing_met": (min(achieved) >= (min(constraints) if constraints else params.clock_mhz))
                       if achieved else None,
         "fmax_kind": "post-route" if route else "none (not routed)",
+        "routed": bool(route),
         "fmax": fmax,
         "utilization": util,
         "yosys_cells": cells,
@@ -682,7 +732,42 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     return result
 
 
+def _unrouted_result(params, device, top, dev, late, cells, design, seed, stages, t0,
+                     workdir, limit, stage) -> dict:
+    util = late["utilization"]
+    fields = {k: _pick(util, v) for k, v in (_ECP5_MAP if dev.family == "ecp5"
+                                             else _ICE40_MAP).items()}
+    router = late["router"]
+    status = (f"router2 at iteration {router['iteration']} with {router['overused_wires']} "
+              f"overused wires" if router else "routing had not reported an iteration")
+    result = {
+        "device": device, "preset": params.name, "top": top, "source": "nextpnr-log",
+        "luts": fields["luts"],
+        "ffs": fields.get("ffs", _flops(cells)),
+        "ffs_source": "nextpnr log" if "ffs" in fields else "yosys:stat SB_DFF*",
+        "dsps": fields["dsps"], "brams": fields["brams"],
+        "fmax_mhz": None, "target_mhz": float(params.clock_mhz), "timing_met": None,
+        "fmax_kind": f"none (not routed: stopped after {limit:g} s, {status})",
+        "routed": False,
+        "placement_fmax_estimate_mhz": late["placement_fmax_estimate_mhz"],
+        "router": router,
+        "fmax": {}, "utilization": util, "yosys_cells": cells,
+        "harness": dict(design.harness_info), "seed": int(seed),
+        "stage_seconds": stages, "wall_seconds": round(time.monotonic() - t0, 2),
+        "workdir": str(workdir),
+    }
+    stage(f"stopped routing after {limit:g} s ({status}): {result['luts']} LUTs, "
+          f"placement estimate {result['placement_fmax_estimate_mhz']} MHz")
+    return result
+
+
 # -- command line ----------------------------------------------------------------------
+
+#: `tessera synth` stops nextpnr after this long (placement included) and
+#: reports what it has: the congested fabrics of this project can keep
+#: router2 busy for hours without converging (docs/area.md).
+DEFAULT_ROUTE_TIMEOUT = 2400.0
+
 
 def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--preset", default="small", choices=list(PRESETS),
@@ -693,6 +778,11 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="what to synthesize: the wrapped fabric, one PCU, PMU or "
                              "switch of the preset, or one link hop")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    parser.add_argument("--route-timeout", type=float, default=DEFAULT_ROUTE_TIMEOUT,
+                        metavar="SECONDS",
+                        help="stop nextpnr after this long and report the design unrouted "
+                             f"(placement estimate, router progress); default "
+                             f"{DEFAULT_ROUTE_TIMEOUT:g} s, 0 for no limit")
     parser.add_argument("--no-route", dest="route", action="store_false",
                         help="stop after placement (Fmax is nextpnr's post-placement estimate)")
     parser.add_argument("--synth-only", dest="pnr", action="store_false",
@@ -713,7 +803,8 @@ def format_report(r: dict) -> str:
         fmax = f"{r['fmax_mhz']:.1f} MHz"
     elif r.get("placement_fmax_estimate_mhz") is not None:
         fmax = f"~{r['placement_fmax_estimate_mhz']:.1f} MHz"
-        r = {**r, "fmax_kind": "placement estimate from the nextpnr log, not routed"}
+        r = {**r, "fmax_kind": "placement estimate from the nextpnr log; "
+                               + r["fmax_kind"].removeprefix("none (").removesuffix(")")}
     else:
         fmax = "n/a"
     lines = [
@@ -743,7 +834,8 @@ def main_synth(args) -> int:
         result = synthesize(params, getattr(args, "device", "ecp5-85k"),
                             top=getattr(args, "top", "fabric"),
                             seed=getattr(args, "seed", 1), route=getattr(args, "route", True),
-                            pnr=getattr(args, "pnr", True), progress=progress)
+                            pnr=getattr(args, "pnr", True), progress=progress,
+                            route_timeout=getattr(args, "route_timeout", None) or None)
     except (ValueError, SynthError) as e:
         if getattr(args, "json", False):
             out = {"error": type(e).__name__, "message": str(e)}

@@ -319,3 +319,61 @@ def test_nextpnr_runs_one_at_a_time(tmp_path, monkeypatch):
     assert order == ["first in", "first out", "second in"]
     assert waited and "one at a time" in waited[0]
     assert (tmp_path / "nextpnr.lock").exists()
+
+
+_ROUTING_LOG = """Info: Device utilisation:
+Info: \t          TRELLIS_IO:       0/    365     0%
+Info: \t        TRELLIS_COMB:   58365/  83640    69%
+Info: \t          TRELLIS_FF:   23110/  83640    27%
+Info: \t          MULT18X18D:       8/    156     5%
+Info: \t              DP16KD:       8/    208     3%
+Info: Max frequency for clock 'clk': 33.97 MHz (FAIL at 100.00 MHz)
+Info: Running router2...
+Info:     iter=1 wires=994926 overused=94811 overuse=113127 archfail=NA
+Info:     iter=2 wires=1025224 overused=63852 overuse=69212 archfail=NA
+"""
+
+
+def _fake_nextpnr(tmp_path, log_text):
+    """A nextpnr that writes `log_text` to its --log file and then hangs."""
+    (tmp_path / "log.txt").write_text(log_text)
+    fake = tmp_path / "fake-nextpnr"
+    fake.write_text("#!/bin/sh\nwhile [ $# -gt 0 ]; do\n"
+                    "  if [ \"$1\" = --log ]; then cp " + str(tmp_path / "log.txt") + " \"$2\"; fi\n"
+                    "  shift\ndone\nexec sleep 120\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    return fake
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uses a shell script as fake tool")
+def test_route_timeout_reports_the_unrouted_design(tmp_path, monkeypatch):
+    """Routing that does not converge in time gives a report, not a hang:
+    the utilisation, the placement estimate and router2's progress, and no
+    Fmax."""
+    monkeypatch.setenv("NEXTPNR_ECP5", str(_fake_nextpnr(tmp_path, _ROUTING_LOG)))
+    monkeypatch.setenv("TESSERA_CACHE", str(tmp_path))
+    r = synthesize(preset("tiny"), "ecp5-85k", top="hop", workdir=tmp_path / "w",
+                   progress=None, route_timeout=3)
+    assert r["routed"] is False and r["fmax_mhz"] is None
+    assert (r["luts"], r["ffs"], r["dsps"], r["brams"]) == (58365, 23110, 8, 8)
+    assert r["placement_fmax_estimate_mhz"] == 33.97
+    assert r["router"]["iteration"] == 2 and r["router"]["overused_wires"] == 63852
+    assert r["router"]["overused_by_iteration"] == [94811, 63852]
+    assert "stopped after 3 s" in r["fmax_kind"]
+    text = synth.format_report(r)
+    assert "~34.0 MHz" in text and "not routed" in text
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uses a shell script as fake tool")
+def test_timeout_before_routing_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEXTPNR_ECP5", str(_fake_nextpnr(tmp_path, "Info: Placing...\n")))
+    monkeypatch.setenv("TESSERA_CACHE", str(tmp_path))
+    with pytest.raises(synth.ToolTimeout, match="timed out after 2"):
+        synthesize(preset("tiny"), "ecp5-85k", top="hop", workdir=tmp_path / "w",
+                   progress=None, route_timeout=2)
+
+
+def test_route_timeout_argument():
+    p = add_synth_arguments(argparse.ArgumentParser())
+    assert p.parse_args([]).route_timeout == synth.DEFAULT_ROUTE_TIMEOUT
+    assert p.parse_args(["--route-timeout", "0"]).route_timeout == 0
