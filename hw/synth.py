@@ -173,10 +173,6 @@ class _Lfsr(wiring.Component):
         return m
 
 
-def _rotate(value: Value, amount: int) -> Value:
-    return value.rotate_left(amount % len(value)) if len(value) > 1 else value
-
-
 class _Observer:
     """Collects output bits and XOR-reduces them, pipelined, into ``n`` pins.
 
@@ -208,9 +204,14 @@ class _Observer:
 
 class _PortHarness:
     """Ties off the ports of components inside a synthesis top: every input
-    port signal is driven from (a rotation of) one LFSR, every output port
-    signal is observed. Rotations differ from signal to signal, so no two
-    inputs are the same signal and Yosys cannot merge the logic behind them."""
+    port signal is driven by an LFSR of its own (a different seed each, so no
+    two inputs are the same signal and Yosys cannot merge the logic behind
+    them), every output port signal is observed.
+
+    One LFSR per signal, not one for all: the placer puts each next to the
+    logic it drives. A single shared LFSR (as before) made every fabric edge
+    input one long wire from one cluster of flops, and that cluster was a
+    routing hot spot that kept router2 from converging on the fabric."""
 
     def __init__(self, m, components, *, skip=()):
         # components: list of (name, component); skip: {(name, first path element)}
@@ -220,11 +221,14 @@ class _PortHarness:
                 if (cname, path[0]) in skip:
                     continue
                 (self.ins if member.flow == In else self.outs).append(Value.cast(value))
-        self.width = max([len(v) for v in self.ins] + [1]) + 7
-        m.submodules.lfsr = lfsr = _Lfsr(self.width)
-        self.observer = _Observer()
+        self.width = 0
         for k, v in enumerate(self.ins):
-            m.d.comb += v.eq(_rotate(lfsr.state, 5 * k + 1)[:len(v)])
+            seed = (0x9E37_79B9_7F4A_7C15 * (k + 1)) & ((1 << 64) - 1)
+            lfsr = _Lfsr(len(v) + 7, seed=seed)
+            m.submodules[f"lfsr{k}"] = lfsr
+            m.d.comb += v.eq(lfsr.state[:len(v)])
+            self.width += lfsr.width
+        self.observer = _Observer()
         for v in self.outs:
             self.observer.add(v)
 
