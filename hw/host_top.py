@@ -45,7 +45,7 @@ from .axi_interconnect import AXI4Interconnect
 from .config_dma import ConfigDMA
 from .csr import CSRBlock, Reg
 from .dram import DRAM
-from .fabric import Fabric, after_the_bus
+from .fabric import Fabric
 from .loader import ConfigLoader
 from .params import FabricParams
 
@@ -205,8 +205,9 @@ class HostTop(wiring.Component):
 
         # load_done: cleared by 'load', set when the loader has ended that
         # bitstream and its commit (if any, and not held) has reached the units.
-        ended = after_the_bus(core, loader.ended, "ended")
+        ended = Signal()
         load_done = Signal()
+        core.d.sync += ended.eq(loader.ended)
         load_cycles = Signal(32)
         loading = Signal()
         with core.If(csr.load):
