@@ -106,7 +106,8 @@ class ConfigRegister(wiring.Component):
     The shadow is written word by word over the config bus while the fabric
     keeps running on the active configuration; ``commit`` switches it in. A
     rejected bitstream never commits, so the active configuration (what the
-    unit acts on) is untouched.
+    unit acts on) is untouched. The bus is registered on the way in, so a
+    write or commit takes effect two cycles after the loader drives it.
     """
 
     def __init__(self, layout, *, base: int, beat_words: int):
@@ -124,11 +125,23 @@ class ConfigRegister(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         width = Shape.cast(self._layout).width
+        # A local copy of the bus, one register stage: the loader's bus then
+        # fans out to one register per config unit instead of to every
+        # configuration word and (commit) every active bit of the fabric.
+        # Broadcast unregistered, it was a routing hot spot across the die
+        # (docs/area.md: with it registered, small with pass-through PCUs
+        # routes). Writes and commit both arrive one cycle later, in order.
+        write = Signal(name="bus_write")
+        addr = Signal.like(self.bus.addr, name="bus_addr")
+        wdata = Signal.like(self.bus.data, name="bus_data")
+        commit = Signal(name="bus_commit")
+        m.d.sync += [write.eq(self.bus.write), addr.eq(self.bus.addr),
+                     wdata.eq(self.bus.data), commit.eq(self.bus.commit)]
         shadow = [Signal(CONFIG_WORD, name=f"shadow{k}") for k in range(self.words)]
         for k, word in enumerate(shadow):
             beat, lane = divmod(self.base + k, self.beat_words)
-            with m.If(self.bus.write & (self.bus.addr == beat)):
-                m.d.sync += word.eq(self.bus.data[lane])
-        with m.If(self.bus.commit):
+            with m.If(write & (addr == beat)):
+                m.d.sync += word.eq(wdata[lane])
+        with m.If(commit):
             m.d.sync += self.active.as_value().eq(Cat(*shadow)[:width])
         return m

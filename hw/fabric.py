@@ -16,6 +16,22 @@ from .topology import OPPOSITE, Topology, unit_class_for
 __all__ = ["Fabric"]
 
 
+#: Register stages between the loader's config bus and the configuration
+#: registers' logic: the fabric's register, then each config unit's own.
+BUS_STAGES = 2
+
+
+def after_the_bus(m, value, name: str):
+    """`value` (e.g. the loader's end-of-bitstream strobe) delayed as the
+    config bus is, so that it is seen when a commit sent with it has reached
+    the active configurations."""
+    for k in range(BUS_STAGES):
+        r = Signal.like(value, name=f"{name}_d{k}")
+        m.d.sync += r.eq(value)
+        value = r
+    return value
+
+
 class Fabric(wiring.Component):
     """The array of switches and units.
 
@@ -58,7 +74,11 @@ class Fabric(wiring.Component):
         bus = ConfigBusSignature(p.config_beat_words).create()
         m.d.sync += [bus.write.eq(self.cfg.write), bus.addr.eq(self.cfg.addr),
                      bus.data.eq(self.cfg.data), bus.commit.eq(self.cfg.commit)]
-        m.d.comb += self.committing.eq(bus.commit)
+        # Each ConfigRegister registers the bus once more (a local copy):
+        # `committing` is the cycle they take the commit.
+        commit_seen = Signal()
+        m.d.sync += commit_seen.eq(bus.commit)
+        m.d.comb += self.committing.eq(commit_seen)
 
         for cu in topo.config_units:
             reg = ConfigRegister(cu.layout, base=cu.base, beat_words=p.config_beat_words)

@@ -45,7 +45,7 @@ from .axi_interconnect import AXI4Interconnect
 from .config_dma import ConfigDMA
 from .csr import CSRBlock, Reg
 from .dram import DRAM
-from .fabric import Fabric
+from .fabric import Fabric, after_the_bus
 from .loader import ConfigLoader
 from .params import FabricParams
 
@@ -205,9 +205,8 @@ class HostTop(wiring.Component):
 
         # load_done: cleared by 'load', set when the loader has ended that
         # bitstream and its commit (if any, and not held) has reached the units.
-        ended = Signal()
+        ended = after_the_bus(core, loader.ended, "ended")
         load_done = Signal()
-        core.d.sync += ended.eq(loader.ended)
         load_cycles = Signal(32)
         loading = Signal()
         with core.If(csr.load):
@@ -221,6 +220,8 @@ class HostTop(wiring.Component):
         with core.If(csr.load):
             core.d.sync += dma_base.eq(dma.read_bytes)
         core.d.sync += dma_bytes.eq(dma.read_bytes - dma_base)
+
+        start = after_the_bus(core, csr.start, "start")
 
         # -- AGCUs on the fabric's edge ports ----------------------------------------------
         topo = fabric.topology
@@ -240,7 +241,7 @@ class HostTop(wiring.Component):
             ]
             wiring.connect(core, sp.o, sin)
             wiring.connect(core, fabric.edge_out_vec[i_out], a.i_vec)
-            core.d.comb += [a.config.eq(cfg), a.start.eq(csr.start)]
+            core.d.comb += [a.config.eq(cfg), a.start.eq(start)]
 
         # -- run control ----------------------------------------------------------------------
         running = Signal()
@@ -249,6 +250,8 @@ class HostTop(wiring.Component):
         core.d.comb += all_done.eq(Cat(*[a.done for a in agcus]).all())
         run_cycles = Signal(32)
         with core.If(csr.start):
+            core.d.sync += done.eq(0)       # at once: no stale 'done' while start travels
+        with core.If(start):
             core.d.sync += [running.eq(1), done.eq(0), run_cycles.eq(0)]
         with core.Elif(running):
             core.d.sync += run_cycles.eq(run_cycles + 1)
@@ -269,7 +272,7 @@ class HostTop(wiring.Component):
         for u, name in enumerate(self.perf_units(p)):
             for ev in PERF_EVENTS:
                 ctr = Signal(32, name=f"perf_{name}_{ev}")
-                with core.If(csr.start):
+                with core.If(start):
                     core.d.sync += ctr.eq(0)
                 with core.Elif(running & events[ev][u]):
                     core.d.sync += ctr.eq(ctr + 1)

@@ -14,7 +14,7 @@ from amaranth import *
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .fabric import Fabric
+from .fabric import Fabric, after_the_bus
 from .links import vector_layout
 from .loader import ConfigLoader, config_beat_layout
 from .params import FabricParams
@@ -138,10 +138,9 @@ class SimTop(wiring.Component):
         wiring.connect(m, reader.o, loader.i)
         wiring.connect(m, loader.cfg, fabric.cfg)
         # load_done: cleared by load_start, set when the loader has ended that
-        # bitstream and (if it was accepted) the commit has reached the units:
-        # one cycle later, past the fabric's config-bus register.
-        ended = Signal()
-        m.d.sync += ended.eq(loader.ended)
+        # bitstream and (if it was accepted) the commit has reached the units,
+        # past the config bus's registers.
+        ended = after_the_bus(m, loader.ended, "ended")
         with m.If(self.load_start):
             m.d.sync += self.load_done.eq(0)
         with m.Elif(ended):
