@@ -657,8 +657,7 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     t = stage(f"nextpnr ({dev.nextpnr} {' '.join(dev.nextpnr_args)}"
               f"{'' if route else ', placement only'})")
     nlog = workdir / "nextpnr.log"
-    limit = min(x for x in (timeout, route_timeout) if x is not None) \
-        if (timeout, route_timeout) != (None, None) else None
+    limit = min((x for x in (timeout, route_timeout) if x is not None), default=None)
     with _nextpnr_slot(progress):
         try:
             r = _run(argv, cwd=workdir, log=workdir / "nextpnr.out", what=dev.nextpnr,

@@ -1,7 +1,6 @@
 """sim/dedup.py: merging the identical modules of Amaranth's Verilog."""
 
 import re
-import subprocess
 
 import pytest
 from amaranth import Module
@@ -11,6 +10,8 @@ from amaranth.lib.wiring import In, Out
 
 from tessera.hw.links import Hop, InputFIFO
 from tessera.sim.dedup import DedupError, dedup_verilog
+
+from ..yosys import run_yosys_script
 
 
 class Pair(wiring.Component):
@@ -90,23 +91,19 @@ def test_identical_modules_are_merged():
 def test_merged_verilog_is_equivalent(tmp_path):
     """Yosys' SAT solver: the merged design equals the original, cycle by
     cycle, for 10 cycles from reset, for every input sequence."""
-    from tessera.hw.synth import find_tool
     gold = verilog.convert(Top(), name="gold")
     gate, figures = dedup_verilog(verilog.convert(Top(), name="gate"))
     assert figures["modules_after"] < figures["modules_before"]
     (tmp_path / "gold.v").write_text(gold)
     (tmp_path / "gate.v").write_text(gate)
-    (tmp_path / "equiv.ys").write_text(
+    run_yosys_script(tmp_path, (
         "read_verilog gate.v\nhierarchy -check -top gate\nproc\nmemory\nflatten\n"
         "design -stash merged\n"
         "read_verilog gold.v\nhierarchy -check -top gold\nproc\nmemory\nflatten\n"
         "design -copy-from merged -as gate gate\n"
         "miter -equiv -flatten -make_assert gold gate miter\n"
         "hierarchy -top miter\n"
-        "sat -verify -prove-asserts -set-init-zero -seq 10 miter\n")
-    r = subprocess.run(find_tool("yosys") + ["-q", "-s", "equiv.ys"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        "sat -verify -prove-asserts -set-init-zero -seq 10 miter\n"))
 
 
 def test_a_changed_copy_is_not_merged():

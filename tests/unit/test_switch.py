@@ -11,6 +11,7 @@ from amaranth.sim import Simulator
 from tessera.hw.params import preset
 from tessera.hw.switch import Crossbar, Switch, switch_config_layout, switch_ports
 
+from ..yosys import run_yosys_script
 from .streams import consume, produce
 
 LAYOUT = data.StructLayout({"data": 12, "last": 1})
@@ -114,6 +115,15 @@ def test_crossbar_rejects_empty():
 
 # -- the ECP5 mux cells of mux_tree --------------------------------------------------
 
+# gold (plain muxes) against gate (ECP5 mux cells, with Yosys' simulation
+# models of the cells): equal for every input
+_EQUIV_SCRIPT = (
+    "read_verilog cells.v\nread_rtlil gate.il\nhierarchy -top gate\nproc\nflatten\n"
+    "read_rtlil gold.il\nproc\n"
+    "miter -equiv -flatten -make_assert gold gate miter\n"
+    "hierarchy -top miter\nsat -verify -prove-asserts miter\n")
+
+
 def _ecp5_cell_models():
     """LUT4, PFUMX and L6MUX21 as Yosys' own ECP5 simulation library defines
     them (its common_sim.vh), without the timing blocks."""
@@ -137,15 +147,12 @@ def test_mux_tree_ecp5_cells_are_equivalent(tmp_path, n, width, consts):
     """With ECP5_MUXES set, mux_tree builds LUT4/PFUMX/L6MUX21 cells; Yosys'
     SAT solver proves the result equal to the plain mux tree for every input
     and select (codes past the end give 0; constant options stay logic)."""
-    import subprocess
-
     from amaranth import Const, Module
     from amaranth.back import rtlil
     from amaranth.lib import wiring
     from amaranth.lib.wiring import In, Out
 
     from tessera.hw.switch import ECP5_MUXES, mux_tree
-    from tessera.hw.synth import find_tool
 
     sel_w = max(1, (n - 1).bit_length())
 
@@ -170,19 +177,11 @@ def test_mux_tree_ecp5_cells_are_equivalent(tmp_path, n, width, consts):
     (tmp_path / "cells.v").write_text(_ecp5_cell_models())
     (tmp_path / "gold.il").write_text(gold)
     (tmp_path / "gate.il").write_text(gate)
-    (tmp_path / "equiv.ys").write_text(
-        "read_verilog cells.v\nread_rtlil gate.il\nhierarchy -top gate\nproc\nflatten\n"
-        "read_rtlil gold.il\nproc\n"
-        "miter -equiv -flatten -make_assert gold gate miter\n"
-        "hierarchy -top miter\nsat -verify -prove-asserts miter\n")
-    r = subprocess.run(find_tool("yosys") + ["-q", "-s", "equiv.ys"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    run_yosys_script(tmp_path, _EQUIV_SCRIPT)
 
 
 def test_select4_gated_ecp5_cells_are_equivalent(tmp_path):
     """select4_gated's LUT4/PFUMX form equals its plain form."""
-    import subprocess
 
     from amaranth import Module
     from amaranth.back import rtlil
@@ -190,7 +189,6 @@ def test_select4_gated_ecp5_cells_are_equivalent(tmp_path):
     from amaranth.lib.wiring import In, Out
 
     from tessera.hw.switch import ECP5_MUXES, select4_gated
-    from tessera.hw.synth import find_tool
     w = 3
 
     class Top(wiring.Component):
@@ -214,11 +212,4 @@ def test_select4_gated_ecp5_cells_are_equivalent(tmp_path):
     (tmp_path / "cells.v").write_text(_ecp5_cell_models())
     (tmp_path / "gold.il").write_text(gold)
     (tmp_path / "gate.il").write_text(gate)
-    (tmp_path / "equiv.ys").write_text(
-        "read_verilog cells.v\nread_rtlil gate.il\nhierarchy -top gate\nproc\nflatten\n"
-        "read_rtlil gold.il\nproc\n"
-        "miter -equiv -flatten -make_assert gold gate miter\n"
-        "hierarchy -top miter\nsat -verify -prove-asserts miter\n")
-    r = subprocess.run(find_tool("yosys") + ["-q", "-s", "equiv.ys"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    run_yosys_script(tmp_path, _EQUIV_SCRIPT)
