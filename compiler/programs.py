@@ -48,12 +48,13 @@ class PcuProgram:
         self.prog = {"en": 1, "counters": pad_counters(p, counters)}
 
     def stage(self, op, a="r0", b="r0", c="r0", dst=0, bc="const", const=0, shift=0,
-              acc_level=0, acc_init=AccInit.ZERO):
+              acc_level=0, acc_init=AccInit.ZERO, acc_a=0):
         p = self.p
         self.stages.append({"op": op, "a": src_code(p, a), "b": src_code(p, b),
                             "c": src_code(p, c), "dst": dst, "bc": bc_code(p, bc),
                             "const": int(const) & MASK32, "shift": shift,
-                            "acc_level": acc_level, "acc_init": acc_init})
+                            "acc_level": acc_level, "acc_init": acc_init,
+                            "acc_a": int(acc_a)})
         return self
 
     def inputs(self, vec=(), scal=()):

@@ -34,7 +34,10 @@ How a PCU runs (every number below is a field of :func:`pcu_config_layout`):
 * **Accumulators.** ``ACC`` reads the lane's previous result in this stage
   (a register per lane and stage), except on the first iteration of its
   ``acc_level`` group, where it reads ``acc_init`` (0, INT_MIN, INT_MAX or
-  ``const``). ``MAC`` with ``c = ACC`` is a dot-product lane.
+  ``const``). ``MAC`` with ``c = ACC`` is a dot-product lane. With
+  ``acc_a`` set, the register keeps the stage's operand ``a`` instead of its
+  result: ``ACC`` is then ``a`` one iteration late, a delay (``SUB(a, ACC)``
+  is a first difference, e.g. how far a running max moved).
 * **Ops** (32-bit two's complement): see :class:`Op`. MUL, MAC and QMUL exist
   only in ``pcu_mul_stages``; elsewhere, and for unknown codes, the result
   is 0. Their product is formed in the stage's fetch cycle, so its operands
@@ -113,6 +116,8 @@ class Op(enum.IntEnum):
     LT = 14     # 1 if a < b (signed) else 0
     EQ = 15     # 1 if a == b else 0
     SEL = 16    # a if c != 0 else b
+    RSA = 17    # (ACC >> b[0:5]) + a, arithmetic: rescale-accumulate (an online
+                # softmax's o = o * 2**-delta + x, in one stage)
 
 
 MUL_OPS = (Op.MUL, Op.MAC, Op.QMUL)
@@ -207,7 +212,7 @@ def pcu_config_layout(params: FabricParams) -> data.StructLayout:
     stage = data.StructLayout({
         "op": 5, "a": src, "b": src, "c": src, "dst": _r(nr),
         "bc": _r(1 + p.unit_scal_in + c), "shift": 5,
-        "acc_level": level, "acc_init": 2, "const": 32,
+        "acc_level": level, "acc_init": 2, "acc_a": 1, "const": 32,
     })
     vec_out = data.StructLayout({"en": 1, "src": range(nr + 1), "level": level,
                                  "last": _r(n_last)})
@@ -609,17 +614,19 @@ class PCU(wiring.Component):
                 c = Mux(dec["c_acc"], acc[lane], regs[2])
             else:
                 c = Mux(dec["c_acc"], acc[lane].any(), regs[2])
-            ops.append((a, b, c, prod))
+            ops.append((a, b, c, prod, acc[lane]))
 
         # pipeline registers of this stage
         o_v = Signal(name=f"s{k}_v")
         o_file = Signal(file_layout, name=f"s{k}_file")
         o_ctx = Signal(ctx_layout, name=f"s{k}_ctx")
         new_file = Signal(file_layout, name=f"s{k}_next")
-        results = []
-        for lane, (a, b, c, prod) in enumerate(ops):
-            r = self._alu(m, k, lane, dec, a, b, c, prod, has_mul)
+        results, keeps = [], []
+        for lane, (a, b, c, prod, acc_v) in enumerate(ops):
+            r = self._alu(m, k, lane, dec, a, b, c, prod, acc_v, has_mul)
             results.append(r)
+            # what the lane's accumulator keeps: the result, or operand a (a delay)
+            keeps.append(Mux(dec["acc_a"], a, r))
             for j in range(NR):
                 m.d.comb += new_file[j][lane].eq(Mux(dec[f"w{j}"], r, e_file[j][lane]))
 
@@ -627,7 +634,7 @@ class PCU(wiring.Component):
             m.d.sync += o_v.eq(e_v)
             with m.If(e_v):
                 m.d.sync += [o_file.eq(new_file), o_ctx.eq(e_ctx)]
-                m.d.sync += [acc_r.eq(r) for acc_r, r in zip(accs, results)]
+                m.d.sync += [acc_r.eq(v) for acc_r, v in zip(accs, keeps)]
         return o_v, o_file, o_ctx
 
     def _decode(self, m, k, st, has_mul):
@@ -658,10 +665,12 @@ class PCU(wiring.Component):
         sig("write", op != Op.NOP)
         for j in range(NR):
             sig(f"w{j}", (op != Op.NOP) & (st.dst == j))
-        sig("sub", op != Op.ADD)                      # adder: a - b unless ADD
+        sig("sub", ~any_of(Op.ADD, Op.RSA))           # adder: a - b unless ADD/RSA
+        sig("rsa", op == Op.RSA)                      # adder: a + (ACC >> b)
+        sig("acc_a", st.acc_a & (op != Op.NOP))      # NOP keeps 0, as without acc_a
         sig("cmp", any_of(Op.LT, Op.EQ))
         sig("is_eq", op == Op.EQ)
-        sig("arith", any_of(Op.ADD, Op.SUB, *mul_ops))   # full-width adder output
+        sig("arith", any_of(Op.ADD, Op.SUB, Op.RSA, *mul_ops))   # full-width adder output
         sig("mulop", any_of(*mul_ops) if has_mul else Const(0, 1))
         sig("mac", op == Op.MAC)
         sig("qmul", op == Op.QMUL)
@@ -693,21 +702,45 @@ class PCU(wiring.Component):
         d["shift"] = shift
         return d
 
-    def _alu(self, m, k, lane, dec, a, b, c, prod, has_mul):
+    def _alu(self, m, k, lane, dec, a, b, c, prod, acc, has_mul):
         """One lane of stage k, written with explicit sharing: one adder for
-        ADD/SUB and the compares (LT from its sign, EQ from a zero difference),
-        one adder for the multiplier (MUL adds 0, MAC adds c, QMUL adds the
-        rounding constant), one shifter for SHL, SHR and QMUL's rounding shift,
-        and one bitwise unit for PASS/AND/OR/XOR/MAX/MIN/SEL. Without a
-        multiplier, `c` is the 1-bit test c != 0 (all that SEL needs)."""
+        ADD/SUB/RSA and the compares (LT from its sign, EQ from a zero
+        difference), one adder for the multiplier (MUL adds 0, MAC adds c, QMUL
+        adds the rounding constant), one shifter for SHL, SHR, RSA's rescale of
+        `acc` and QMUL's rounding shift, and one bitwise unit for
+        PASS/AND/OR/XOR/MAX/MIN/SEL. Without a multiplier, `c` is the 1-bit
+        test c != 0 (all that SEL needs)."""
         p = self.params
         W, mw = p.word_width, p.mul_width
         n = f"s{k}_l{lane}"
         r = Signal(W, name=f"{n}_r")
 
+        # the shifter (SHL as a right shift of the bit-reversed word; RSA shifts ACC)
+        share_qmul = has_mul and 2 * mw <= W
+        shl = dec["shl"]
+        sh_in = Signal(signed(W + 1), name=f"{n}_sh_in")
+        sh_amt = Signal(5, name=f"{n}_sh_amt")
+        m.d.comb += [sh_in.eq(Mux(shl, Cat(a[::-1], 0),
+                                  Mux(dec["rsa"], Cat(acc, acc[W - 1]), Cat(a, a[W - 1])))),
+                     sh_amt.eq(b[:5])]
+        if has_mul:
+            rnd = ((Const(1, 2 * mw + 1) << dec["shift"]) >> 1)[:2 * mw + 1]
+            mw1 = max(2 * mw, W) + 1
+            addend = Signal(mw1, name=f"{n}_addend")
+            m.d.comb += addend.eq(Mux(dec["mac"], c, Mux(dec["qmul"], rnd, 0)))
+            madd = Signal(signed(mw1), name=f"{n}_madd")
+            m.d.comb += madd.eq(prod + addend)
+        if share_qmul:
+            with m.If(dec["qmul"]):
+                m.d.comb += [sh_in.eq(madd), sh_amt.eq(dec["shift"])]
+        shifted = Signal(W, name=f"{n}_shifted")
+        m.d.comb += shifted.eq(sh_in >> sh_amt)
+
+        # the adder: a + b, a - b, or RSA's a + (ACC >> b)
         addsub = Signal(W + 1, name=f"{n}_addsub")
         sub = dec["sub"]
-        m.d.comb += addsub.eq(Cat(a, a[W - 1]) + (Cat(b, b[W - 1]) ^ sub.replicate(W + 1)) + sub)
+        bb = Mux(dec["rsa"], shifted, b)
+        m.d.comb += addsub.eq(Cat(a, a[W - 1]) + (Cat(bb, bb[W - 1]) ^ sub.replicate(W + 1)) + sub)
         lt = addsub[W]                                   # sign of a - b (no overflow in W+1 bits)
         eq = ~addsub[:W].any()                           # a - b == 0 (mod 2**W)
 
@@ -719,27 +752,9 @@ class PCU(wiring.Component):
         bitwise = Signal(W, name=f"{n}_bitwise")
         m.d.comb += bitwise.eq(Mux(take, a, Mux(g1, Mux(g0, a ^ b, a | b), Mux(g0, a & b, b))))
 
-        # the multiply-add and the shifter (SHL as a right shift of the bit-reversed word)
-        share_qmul = has_mul and 2 * mw <= W
         arith = addsub[:W]
         if has_mul:
-            rnd = ((Const(1, 2 * mw + 1) << dec["shift"]) >> 1)[:2 * mw + 1]
-            mw1 = max(2 * mw, W) + 1
-            addend = Signal(mw1, name=f"{n}_addend")
-            m.d.comb += addend.eq(Mux(dec["mac"], c, Mux(dec["qmul"], rnd, 0)))
-            madd = Signal(signed(mw1), name=f"{n}_madd")
-            m.d.comb += madd.eq(prod + addend)
             arith = Mux(dec["mulop"], madd[:W], addsub[:W])
-        shl = dec["shl"]
-        sh_in = Signal(signed(W + 1), name=f"{n}_sh_in")
-        sh_amt = Signal(5, name=f"{n}_sh_amt")
-        m.d.comb += [sh_in.eq(Mux(shl, Cat(a[::-1], 0), Cat(a, a[W - 1]))),
-                     sh_amt.eq(b[:5])]
-        if share_qmul:
-            with m.If(dec["qmul"]):
-                m.d.comb += [sh_in.eq(madd), sh_amt.eq(dec["shift"])]
-        shifted = Signal(W, name=f"{n}_shifted")
-        m.d.comb += shifted.eq(sh_in >> sh_amt)
         shr_out = shifted
         if has_mul and not share_qmul:
             shr_out = Mux(dec["qmul"], (madd >> dec["shift"])[:W], shifted)

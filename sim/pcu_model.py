@@ -97,8 +97,10 @@ def _s(x):
     return x - (1 << 32) if x & 0x8000_0000 else x
 
 
-def alu(op: int, a: int, b: int, c: int, *, shift: int, has_mul: bool, mul_width: int) -> int:
-    """One lane of one stage (32-bit unsigned ints in and out)."""
+def alu(op: int, a: int, b: int, c: int, *, shift: int, has_mul: bool, mul_width: int,
+        acc: int = 0) -> int:
+    """One lane of one stage (32-bit unsigned ints in and out); `acc` is what
+    the stage's ACC reads (RSA's rescaled term)."""
     if op == Op.PASS:
         return a
     if op == Op.ADD:
@@ -125,6 +127,8 @@ def alu(op: int, a: int, b: int, c: int, *, shift: int, has_mul: bool, mul_width
         return int(a == b)
     if op == Op.SEL:
         return a if c != 0 else b
+    if op == Op.RSA:
+        return ((_s(acc) >> (b & 31)) + a) & MASK
     if has_mul and op in (Op.MUL, Op.MAC, Op.QMUL):
         mw = mul_width
         mask = (1 << mw) - 1
@@ -336,7 +340,7 @@ class PCUModel:
 
     def _stage(self, cfg, k, file, prev, scal, ctr, fm):
         """Stage k on all lanes: -> (its pipeline registers, its results); `prev`
-        is its previous results (what ACC reads)."""
+        is its previous results (what ACC reads; operand a with acc_a)."""
         p = self.params
         L, NR = p.lanes, p.pcu_regs
         st = cfg.stages[k]
@@ -376,15 +380,16 @@ class PCUModel:
                     return xl
                 return early(sel, lane)
             a, b, c = operand(st.a), operand(st.b), operand(st.c)
+            keep_a = a                    # operand a as the execute cycle sees it
             if k in self.muls and op in (Op.MUL, Op.MAC, Op.QMUL):
                 # the product is formed in the fetch cycle: ACC reads 0 there
                 a = 0 if st.a == ACC else a
                 b = 0 if st.b == ACC else b
             r = alu(op, a, b, c, shift=int(st.shift), has_mul=k in self.muls,
-                    mul_width=p.mul_width)
+                    mul_width=p.mul_width, acc=acc)
             if st.dst < NR:
                 out[st.dst][lane] = r
-            results.append(r)
+            results.append(keep_a if st.acc_a else r)
         return out, results
 
 

@@ -212,7 +212,8 @@ def random_program(params, rng):
 
     # Half the stages extend a chain of ops that keep information (so that
     # most results reach an output and a wrong bit shows); the rest are noise.
-    chain_ops = [Op.PASS, Op.ADD, Op.SUB, Op.XOR, Op.MAX, Op.MIN, Op.SHL, Op.SHR, Op.SEL]
+    chain_ops = [Op.PASS, Op.ADD, Op.SUB, Op.XOR, Op.MAX, Op.MIN, Op.SHL, Op.SHR, Op.SEL,
+                 Op.RSA]
     stages = []
     live = rng.randrange(min(NR, p.unit_vec_in))
     first_live = live
@@ -224,7 +225,7 @@ def random_program(params, rng):
         elif r < 0.65:
             op = Op.NOP
         elif r < 0.68:
-            op = rng.randrange(17, 32)           # undefined: writes 0
+            op = rng.randrange(max(Op) + 1, 32)  # undefined: writes 0
         else:
             op = rng.choice([o for o in Op if o != Op.NOP])   # MUL ops give 0 off mul stages
         const = rand_word(rng, rng.choice([3, 8, 16, None]))
@@ -242,7 +243,8 @@ def random_program(params, rng):
             "op": int(op), "a": a, "b": b, "c": rng.randrange(n_src), "dst": dst,
             "bc": 0 if chain and b == NR else rng.randrange(1 + p.unit_scal_in + C),
             "shift": rng.choice([0, 1, 4, 8, 15] + ([] if chain else [31])),
-            "acc_level": rng.randrange(C + 1), "acc_init": rng.randrange(4), "const": const,
+            "acc_level": rng.randrange(C + 1), "acc_init": rng.randrange(4),
+            "acc_a": int(rng.random() < 0.2), "const": const,
         })
 
     def out_src():
@@ -492,6 +494,44 @@ def test_running_max_resets_on_wrap():
     got = np.array([[s32(v) for v in row] for row, _ in
                     unpack_all(model, "o_vec", res.outputs["o_vec[0]"])])
     np.testing.assert_array_equal(got, x.reshape(3, 4, p.lanes).max(axis=1))
+
+
+def test_online_rescale_with_delay_and_rsa():
+    """The online-softmax state update in one PCU: stage 0 SUB(m, ACC) with
+    acc_a (ACC is m one iteration late: how far the running max moved, from
+    m_init at a group's first iteration), MIN 31 -> delta, then RSA:
+    o = (o >> delta) + x, restarting per group of 5, against NumPy."""
+    p = SMALL
+    model = PCUModel(p)
+    rng = np.random.default_rng(11)
+    G, B = 3, 5
+    m = np.maximum.accumulate(rng.integers(-40, 40, (G, B)), axis=1)     # running maxima
+    x = rng.integers(-2 ** 20, 2 ** 20, (G, B, p.lanes))
+    m_init = -100
+    cfg = {"en": 1, "counters": [{"stop": B, "stride": 1}, {"stop": G, "stride": 1}],
+           "vec_in": [{"en": 1}], "scal_in": [{"en": 1}],
+           "stages": [
+               {"op": Op.SUB, "a": src_code(p, "bc"), "b": src_code(p, "acc"), "dst": 1,
+                "bc": bc_code(p, "s0"), "acc_level": 1, "acc_init": AccInit.CONST,
+                "acc_a": 1, "const": m_init & 0xFFFF_FFFF},
+               {"op": Op.MIN, "a": src_code(p, "r1"), "b": src_code(p, "bc"), "dst": 1,
+                "const": 31},
+               {"op": Op.RSA, "a": src_code(p, "r0"), "b": src_code(p, "r1"), "dst": 0,
+                "acc_level": 1}],
+           "vec_out": [{"en": 1, "src": 0, "level": 1}]}
+    inputs = {"i_vec[0]": [model.pack("vec", r) for r in x.reshape(G * B, p.lanes)],
+              "i_scal[0]": [model.pack("scal", int(v)) for v in m.reshape(-1)]}
+    res, _, _ = run_program(p, cfg, inputs, seed=11)
+    got = np.array([[s32(v) for v in row] for row, _ in
+                    unpack_all(model, "o_vec", res.outputs["o_vec[0]"])])
+    want = np.zeros((G, p.lanes), dtype=np.int64)
+    for g in range(G):
+        o, prev = np.zeros(p.lanes, dtype=np.int64), m_init
+        for b in range(B):
+            delta = min(int(m[g, b]) - prev, 31)
+            o, prev = (o >> delta) + x[g, b], int(m[g, b])
+        want[g] = o
+    np.testing.assert_array_equal(got, want)
 
 
 def test_softmax_numerator_exp2():
