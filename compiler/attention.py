@@ -54,21 +54,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..hw.agcu import ELEM_INT16
+from ..hw.agcu import ELEM_INT8, ELEM_INT16
 from ..hw.params import FabricParams
 from ..hw.pcu import AccInit, Op
 from ..hw.sfu import SFU_EXP2, SFU_RECIP
 from ..sim.agcu_model import Pattern, agcu_config
-from .attention_model import (HEAD_DIMS, MAX_LEN, NORM_BASE, NORM_LANES, OUT_NARROW,
-                              AttentionFormats)
+from .attention_model import (HEAD_DIMS, MAX_DELTA, MAX_LEN, NORM_BASE, NORM_LANES,
+                              OUT_NARROW, AttentionFormats)
 from .bitstream import encode
 from .errors import DoesNotFit, ShapeError
 from .gemm import CompiledGemm, compile_gemm
 from .netlist import Netlist
-from .programs import PcuProgram, counter, pmu_stream
+from .programs import PcuProgram, counter, pad_zeros, pmu_stream
 
 __all__ = ["Kernel", "plan_softmax", "plan_normalize", "UnfusedAttention",
-           "compile_attention_unfused", "check_attention_shape"]
+           "compile_attention_unfused", "check_attention_shape", "plan_fused",
+           "FusedAttention", "compile_attention_fused"]
 
 
 
@@ -110,6 +111,60 @@ def _need_lanes(p: FabricParams):
                          f"{p.unit_vec_in}")
 
 
+def _logits_program(p: FabricParams, fm: AttentionFormats, *, N: int, M: int,
+                    causal: bool) -> dict:
+    """Steps 3-4 on a vector of s16 per block of keys, rows in order: t, and
+    T_MASK for the keys a row cannot see (causal, and the padding past M)."""
+    x2 = PcuProgram(p, [counter(_ceil(M, p.lanes), p.lanes), counter(N)]).inputs(vec=[0])
+    x2.stage(Op.QMUL, a="r0", b="bc", const=fm.C, shift=fm.qs)
+    x2.stage(Op.ADD, a="lane", b="bc", bc="c0", dst=1)               # key index j
+    if causal:
+        # visible iff j <= i + M - N, i.e. j - i < M - N + 1 (also masks j >= M)
+        x2.stage(Op.SUB, a="r1", b="bc", bc="c1", dst=1)
+        limit = M - N + 1
+    else:
+        x2.stage(Op.NOP)
+        limit = M
+    x2.stage(Op.LT, a="r1", b="bc", const=limit, dst=1)
+    x2.stage(Op.SEL, a="r0", b="bc", c="r1", const=fm.t_mask)
+    return x2.done(vec_out=(0, 0))
+
+
+def _normalize_programs(p: FabricParams, fm: AttentionFormats, counters: list, *,
+                        l_scalar: bool) -> tuple:
+    """G, H and I of steps 12-16 (module docstring). Unfused: one l vector
+    (every lane l) per row, c and r held for the row's ``counters[0]`` vectors
+    of o. Fused (`l_scalar`): l, c and r arrive once per vector of o, l as a
+    scalar."""
+    lvl = 0 if l_scalar else 1
+    g = PcuProgram(p, counters if l_scalar else counters[1:])
+    g = g.inputs(scal=[0]) if l_scalar else g.inputs(vec=[0])
+    g = (g.stage(Op.SHL, a="bc", b="lane", const=1 << NORM_BASE, dst=1)   # 2**(15 + lane)
+         .stage(Op.LT, a="bc" if l_scalar else "r0", b="r1", bc="s0" if l_scalar else "const",
+                dst=1)                                                    # l < threshold
+         .stage(Op.ADD, a="r1", b="xl", dst=1)
+         .stage(Op.ADD, a="r1", b="xl", dst=1)
+         .stage(Op.ADD, a="r1", b="xl", dst=1)
+         .stage(Op.SUB, a="bc", b="r1", const=NORM_LANES, dst=1)          # c
+         .done(scal_out=(1, 0, 0)))
+    h = PcuProgram(p, counters)
+    h = h.inputs(vec=[0], scal=[0, 0]) if l_scalar else h.inputs(vec=[0, 1], scal=[1])
+    h.stage(Op.PASS, a="bc", bc="s0", dst=2)                               # c
+    if l_scalar:
+        h.stage(Op.SHR, a="bc", b="r2", bc="s1", dst=1)                    # lam = l >> c
+    else:
+        h.stage(Op.SHR, a="r1", b="r2", dst=1)
+    h = (h.stage(Op.ADD, a="r2", b="bc", const=OUT_NARROW - 1, dst=2)      # c + 6
+         .stage(Op.SHR, a="r0", b="r2")
+         .stage(Op.ADD, a="r0", b="bc", const=1)
+         .stage(Op.SHR, a="r0", b="bc", const=1)                           # on
+         .done(vec_out=(0, 0), scal_out=("tail", 0, lvl), tail=(SFU_RECIP, 1, fm.r_shift)))
+    i = (PcuProgram(p, counters).inputs(vec=[0], scal=[lvl])
+         .stage(Op.QMUL, a="r0", b="bc", bc="s0", shift=fm.out_shift)
+         .done(vec_out=(0, 0)))
+    return g, h, i
+
+
 def plan_softmax(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, causal: bool,
                  s_addr: int, s_pitch: int, p_addr: int, p_pitch: int, l_addr: int) -> Kernel:
     """Step 2 of the module docstring: S (int32, row pitch `s_pitch` words) ->
@@ -123,19 +178,7 @@ def plan_softmax(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, causa
           .stage(Op.ADD, a="r0", b="bc", const=(1 << fm.rs) >> 1)
           .stage(Op.SHR, a="r0", b="bc", const=fm.rs)
           .done(vec_out=(0, 0)))
-    x2 = PcuProgram(p, [counter(Mk, L), rows]).inputs(vec=[0])
-    x2.stage(Op.QMUL, a="r0", b="bc", const=fm.C, shift=fm.qs)
-    x2.stage(Op.ADD, a="lane", b="bc", bc="c0", dst=1)               # key index j
-    if causal:
-        # visible iff j <= i + M - N, i.e. j - i < M - N + 1 (also masks j >= M)
-        x2.stage(Op.SUB, a="r1", b="bc", bc="c1", dst=1)
-        limit = M - N + 1
-    else:
-        x2.stage(Op.NOP)
-        limit = M
-    x2.stage(Op.LT, a="r1", b="bc", const=limit, dst=1)
-    x2.stage(Op.SEL, a="r0", b="bc", c="r1", const=fm.t_mask)
-    x2 = x2.done(vec_out=(0, 0))
+    x2 = _logits_program(p, fm, N=N, M=M, causal=causal)
     x3a = (PcuProgram(p, [counter(nb), rows]).inputs(vec=[0])
            .stage(Op.MAX, a="r0", b="xl", dst=1)
            .stage(Op.MAX, a="r1", b="xl", dst=1)
@@ -189,26 +232,7 @@ def plan_normalize(p: FabricParams, fm: AttentionFormats, *, N: int, d: int, o_a
     _need_lanes(p)
     L = p.lanes
     ng = d // L
-    rows = counter(N)
-    g = (PcuProgram(p, [rows]).inputs(vec=[0])
-         .stage(Op.SHL, a="bc", b="lane", const=1 << NORM_BASE, dst=1)   # 2**(15 + lane)
-         .stage(Op.LT, a="r0", b="r1", dst=1)                             # l < threshold
-         .stage(Op.ADD, a="r1", b="xl", dst=1)
-         .stage(Op.ADD, a="r1", b="xl", dst=1)
-         .stage(Op.ADD, a="r1", b="xl", dst=1)
-         .stage(Op.SUB, a="bc", b="r1", const=NORM_LANES, dst=1)          # c
-         .done(scal_out=(1, 0, 0)))
-    h = (PcuProgram(p, [counter(ng), rows]).inputs(vec=[0, 1], scal=[1])
-         .stage(Op.PASS, a="bc", bc="s0", dst=2)                          # c
-         .stage(Op.SHR, a="r1", b="r2", dst=1)                            # lam = l >> c
-         .stage(Op.ADD, a="r2", b="bc", const=OUT_NARROW - 1, dst=2)      # c + 6
-         .stage(Op.SHR, a="r0", b="r2")
-         .stage(Op.ADD, a="r0", b="bc", const=1)
-         .stage(Op.SHR, a="r0", b="bc", const=1)                          # on
-         .done(vec_out=(0, 0), scal_out=("tail", 0, 1), tail=(SFU_RECIP, 1, fm.r_shift)))
-    i = (PcuProgram(p, [counter(ng), rows]).inputs(vec=[0], scal=[1])
-         .stage(Op.QMUL, a="r0", b="bc", bc="s0", shift=fm.out_shift)
-         .done(vec_out=(0, 0)))
+    g, h, i = _normalize_programs(p, fm, [counter(ng), counter(N)], l_scalar=False)
     vb = 4 * L
     agcu0 = agcu_config(
         read=Pattern(base=o_addr, counts=(ng, N), strides=(vb, 4 * o_pitch)),
@@ -308,5 +332,217 @@ def compile_attention_unfused(params: FabricParams, N: int, M: int, d: int,
         att.routings[kernel.name] = routing
         bitstreams.append(encode(routing.config))
     att.bitstreams = [scores.bitstream, bitstreams[1], values.bitstream, bitstreams[2]]
+    att.compile_seconds = time.perf_counter() - t0
+    return att
+
+
+# -- the fused attention -----------------------------------------------------------------
+
+def _scalar_side(p: FabricParams, counters: list, astride: list, rstride=()) -> dict:
+    """A PMU side on scalar port 0: the word in bank ``sum(rstride_i k_i)`` at
+    row ``sum(astride_i k_i)`` of the current buffer."""
+    side = pmu_stream(p, counters, astride)
+    side.update(scalar=1, rstride=pad_zeros(p, list(rstride)))
+    return side
+
+
+def _pmu(nbuf: int, rows: int, wr: dict, rd: dict, p: FabricParams, what: str) -> dict:
+    """A PMU of `nbuf` buffers of `rows` rows each (a power of two >= rows)."""
+    buf_lg = max(0, (rows - 1).bit_length())
+    if nbuf << buf_lg > p.pmu_depth:
+        raise DoesNotFit(f"fused attention: {what} needs {nbuf} x {1 << buf_lg} rows of a PMU; "
+                         f"preset {p.name!r} has {p.pmu_depth}")
+    return {"en": 1, "nbuf_m1": nbuf - 1, "buf_lg": buf_lg, "wr": wr, "rd": rd}
+
+
+@dataclass
+class FusedAttention:
+    """One configuration that computes the whole attention of one head; its
+    DRAM layout: Q (N x d int8, row-major), K^T by key blocks (``pack_k``),
+    V (keys padded to whole vectors, int8, row-major), out (N x d int16)."""
+    params: FabricParams
+    N: int
+    M: int
+    d: int
+    causal: bool
+    formats: AttentionFormats
+    kernel: Kernel
+    q_addr: int
+    k_addr: int
+    v_addr: int
+    out_addr: int
+    placement: object = None
+    routing: object = None
+    bitstream: bytes = b""
+    compile_seconds: float = 0.0
+
+    @property
+    def bitstreams(self) -> list:
+        return [self.bitstream]
+
+    @property
+    def Mk(self) -> int:
+        return _ceil(self.M, self.params.lanes)
+
+    @property
+    def dram_end(self) -> int:
+        return self.out_addr + 2 * self.N * self.d
+
+    def pack_k(self, k8) -> np.ndarray:
+        """K^T by blocks of `lanes` keys: vector (b, c) = keys ``b*L ..`` of column c."""
+        L = self.params.lanes
+        kp = np.zeros((self.Mk, self.d), dtype=np.asarray(k8).dtype)
+        kp[:self.M] = k8
+        return kp.reshape(self.Mk // L, L, self.d).transpose(0, 2, 1).copy()
+
+    def pack_v(self, v8) -> np.ndarray:
+        vp = np.zeros((self.Mk, self.d), dtype=np.asarray(v8).dtype)
+        vp[:self.M] = v8
+        return vp
+
+
+def plan_fused(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, d: int, causal: bool,
+               q_addr: int, k_addr: int, v_addr: int, out_addr: int) -> Kernel:
+    """The fused kernel (docs/attention.md, "The fused kernel"): one
+    configuration, every score and probability on chip. Per query row i and
+    block b of ``lanes`` keys:
+
+    ====  =====================================================================
+    A     ``MAC(K^T[b, c], q[i, c], ACC)`` over c, ``ADD``, ``SHR rs`` -> s16
+    B     ``QMUL(s16, C, qs)`` -> t, the mask (as the unfused X2)
+    D     butterfly MAX, ``MAX`` with ACC (the running max T of the row),
+          ``AND 0xFFFF0000`` -> M_b = m << 16 (scalar out), ``SUB(t, M_b)``,
+          tail ``EXP2`` -> p (vector out)
+    PMU P the row's p, read back as scalars p[b, j] once per column group
+    PMU M the row's M_b, read back once per column group
+    E     per (group g, block b): ``MAC(V[b*L + j, g], p[b, j], ACC)`` over j
+          -> the block's sum of p v; ``ADD(p[b, j], ACC)`` -> its sum of p
+    F     ``SUB(M_b, ACC)`` with ``acc_a`` (ACC = M_{b-1}; T_MASK at b = 0),
+          ``SHR 16``, ``MIN 31`` -> delta; ``RSA``: o = (o >> delta) + sum p v,
+          l = (l >> delta) + sum p, restarting per group: o_g and l per group
+    G/H/I the normalization of the unfused kernel, once per group
+    ====  =====================================================================
+
+    PMUs Q (a row of Q, double-buffered, replayed as scalars per block), K
+    and V (resident: loaded once, replayed for every row)."""
+    _need_lanes(p)
+    L = p.lanes
+    G = d // L
+    Mk = _ceil(M, L)
+    nb = Mk // L
+    rows = counter(N)
+    a = (PcuProgram(p, [counter(d), counter(nb), rows]).inputs(vec=[0], scal=[0])
+         .stage(Op.MAC, a="r0", b="bc", c="acc", bc="s0", acc_level=1)
+         .stage(Op.ADD, a="r0", b="bc", const=(1 << fm.rs) >> 1)
+         .stage(Op.SHR, a="r0", b="bc", const=fm.rs)
+         .done(vec_out=(0, 1)))
+    b = _logits_program(p, fm, N=N, M=M, causal=causal)
+    dd = (PcuProgram(p, [counter(nb), rows]).inputs(vec=[0])
+          .stage(Op.MAX, a="r0", b="xl", dst=1)
+          .stage(Op.MAX, a="r1", b="xl", dst=1)
+          .stage(Op.MAX, a="r1", b="xl", dst=1)
+          .stage(Op.MAX, a="r1", b="acc", dst=1, acc_level=1, acc_init=AccInit.MIN)
+          .stage(Op.AND, a="r1", b="bc", const=0xFFFF_0000, dst=1)
+          .stage(Op.SUB, a="r0", b="r1", dst=0)
+          .done(vec_out=("tail", 0), scal_out=(1, 0, 0), tail=(SFU_EXP2, 0, fm.p_shift)))
+    e = (PcuProgram(p, [counter(L), counter(nb * G), rows]).inputs(vec=[0], scal=[0])
+         .stage(Op.MAC, a="r0", b="bc", c="acc", bc="s0", acc_level=1)
+         .stage(Op.ADD, a="bc", b="acc", bc="s0", dst=1, acc_level=1)
+         .done(vec_out=(0, 1), scal_out=(1, 0, 1)))
+    f = (PcuProgram(p, [counter(nb), counter(G), rows]).inputs(vec=[0], scal=[0, 0])
+         .stage(Op.SUB, a="bc", b="acc", bc="s1", dst=1, acc_level=1,
+                acc_init=AccInit.CONST, const=fm.t_mask, acc_a=1)
+         .stage(Op.SHR, a="r1", b="bc", const=16, dst=1)
+         .stage(Op.MIN, a="r1", b="bc", const=MAX_DELTA, dst=1)
+         .stage(Op.RSA, a="r0", b="r1", dst=0, acc_level=1)
+         .stage(Op.RSA, a="bc", b="r1", bc="s0", dst=2, acc_level=1)
+         .done(vec_out=(0, 1), scal_out=(2, 0, 1)))
+    g, h, i = _normalize_programs(p, fm, [counter(G), rows], l_scalar=True)
+
+    pmu_q = _pmu(2, G, pmu_stream(p, [counter(G)], [1]),
+                 _scalar_side(p, [counter(L), counter(G), counter(nb)], [0, 1, 0], [1]),
+                 p, f"a row of Q ({G} vectors)")
+    pmu_k = _pmu(1, nb * d, pmu_stream(p, [counter(nb * d)], [1]),
+                 pmu_stream(p, [counter(nb * d), rows], [1, 0]), p,
+                 f"K ({Mk} keys x d={d}: {nb * d} vectors)")
+    pmu_v = _pmu(1, Mk * G, pmu_stream(p, [counter(Mk * G)], [1]),
+                 pmu_stream(p, [counter(Mk), counter(G), rows], [G, 1, 0]), p,
+                 f"V ({Mk} keys x d={d}: {Mk * G} vectors)")
+    pmu_p = _pmu(2, nb, pmu_stream(p, [counter(nb)], [1]),
+                 _scalar_side(p, [counter(L), counter(nb), counter(G)], [0, 1, 0], [1]),
+                 p, f"a row of p ({nb} vectors)")
+    pmu_m = _pmu(2, nb, _scalar_side(p, [counter(nb)], [1]),
+                 _scalar_side(p, [counter(nb), counter(G)], [1, 0]),
+                 p, f"a row's running maxima ({nb} words)")
+    agcu0 = agcu_config(
+        read=Pattern(base=q_addr, counts=(G, N), strides=(L, d), elem=ELEM_INT8),
+        write=Pattern(base=out_addr, counts=(G, N), strides=(2 * L, 2 * d), elem=ELEM_INT16))
+    agcu1 = agcu_config(read=Pattern(base=k_addr, counts=(nb * d,), strides=(L,), elem=ELEM_INT8))
+    agcu2 = agcu_config(read=Pattern(base=v_addr, counts=(Mk * G,), strides=(L,), elem=ELEM_INT8))
+    for prog in (agcu0, agcu1, agcu2):
+        prog["scal"] = 0
+    nl = Netlist()
+    for name, kind, role in (("a", "pcu", "scores"), ("b", "pcu", "t, mask"),
+                             ("d", "pcu", "max, exp2"), ("e", "pcu", "p V, sum p"),
+                             ("f", "pcu", "rescale o, l"), ("g", "pcu", "leading one"),
+                             ("h", "pcu", "narrow, recip"), ("i", "pcu", "o / l"),
+                             ("pmuQ", "pmu", "Q row"), ("pmuK", "pmu", "K^T"),
+                             ("pmuV", "pmu", "V"), ("pmuP", "pmu", "p row"),
+                             ("pmuM", "pmu", "row maxima"),
+                             ("agcu0", "agcu", "Q/out"), ("agcu1", "agcu", "K"),
+                             ("agcu2", "agcu", "V")):
+        nl.add_unit(name, kind, role)
+    nl.connect("Q", ("agcu0", "vec", 0), ("pmuQ", "vec", 0))
+    nl.connect("q", ("pmuQ", "scal", 0), ("a", "scal", 0))
+    nl.connect("K", ("agcu1", "vec", 0), ("pmuK", "vec", 0))
+    nl.connect("kT", ("pmuK", "vec", 0), ("a", "vec", 0))
+    nl.connect("s16", ("a", "vec", 0), ("b", "vec", 0))
+    nl.connect("t", ("b", "vec", 0), ("d", "vec", 0))
+    nl.connect("p", ("d", "vec", 0), ("pmuP", "vec", 0))
+    nl.connect("Mb", ("d", "scal", 0), ("pmuM", "scal", 0))
+    nl.connect("V", ("agcu2", "vec", 0), ("pmuV", "vec", 0))
+    nl.connect("v", ("pmuV", "vec", 0), ("e", "vec", 0))
+    nl.connect("pj", ("pmuP", "scal", 0), ("e", "scal", 0))
+    nl.connect("pv", ("e", "vec", 0), ("f", "vec", 0))
+    nl.connect("psum", ("e", "scal", 0), ("f", "scal", 0))
+    nl.connect("Mg", ("pmuM", "scal", 0), ("f", "scal", 1))
+    nl.connect("o", ("f", "vec", 0), ("h", "vec", 0))
+    nl.connect("l", ("f", "scal", 0), ("g", "scal", 0), ("h", "scal", 1))
+    nl.connect("c", ("g", "scal", 0), ("h", "scal", 0))
+    nl.connect("on", ("h", "vec", 0), ("i", "vec", 0))
+    nl.connect("r", ("h", "scal", 0), ("i", "scal", 0))
+    nl.connect("out", ("i", "vec", 0), ("agcu0", "vec", 0))
+    return Kernel("fused", nl, {"a": a, "b": b, "d": dd, "e": e, "f": f, "g": g, "h": h,
+                                "i": i, "pmuQ": pmu_q, "pmuK": pmu_k, "pmuV": pmu_v,
+                                "pmuP": pmu_p, "pmuM": pmu_m, "agcu0": agcu0,
+                                "agcu1": agcu1, "agcu2": agcu2})
+
+
+def compile_attention_fused(params: FabricParams, N: int, M: int, d: int,
+                            formats: AttentionFormats, *, causal: bool = False,
+                            seed: int = 0, base: int = 0x10000) -> FusedAttention:
+    """Plan, place, route and encode the fused kernel (one configuration)."""
+    import time
+
+    from .pathfinder import route
+    from .place import place
+
+    t0 = time.perf_counter()
+    check_attention_shape(N, M, d, causal)
+    _need_lanes(params)
+    if formats.d != d:
+        raise ShapeError(f"attention formats are for d={formats.d}, not d={d}")
+    Mk = _ceil(M, params.lanes)
+    q_addr = base
+    k_addr = _ceil(q_addr + N * d, 64)
+    v_addr = _ceil(k_addr + Mk * d, 64)
+    out_addr = _ceil(v_addr + Mk * d, 64)
+    kernel = plan_fused(params, formats, N=N, M=M, d=d, causal=causal, q_addr=q_addr,
+                        k_addr=k_addr, v_addr=v_addr, out_addr=out_addr)
+    att = FusedAttention(params, N, M, d, causal, formats, kernel, q_addr, k_addr, v_addr,
+                         out_addr)
+    att.placement = place(params, kernel.netlist, seed=seed)
+    att.routing = route(att.placement, programs=kernel.programs)
+    att.bitstream = encode(att.routing.config)
     att.compile_seconds = time.perf_counter() - t0
     return att

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from ..compiler.attention_model import (AttentionFormats, attention_float,
+from ..compiler.attention_model import (AttentionFormats, attention_fixed, attention_float,
                                         attention_unfused_fixed, dequantize, quantize_qkv,
                                         rel_err)
 from ..hw.params import FabricParams
@@ -40,9 +40,16 @@ def run_attention(params: FabricParams, *, seq: int, kv: int, dim: int, causal: 
     GEMM figures plus fused, max_abs_err and rel_err (against float64 over
     the dequantized inputs, over all heads) and score_offchip_bytes: the
     off-chip bytes beyond reading Q, K, V and writing the output once (S, P,
-    l and O in the unfused kernel)."""
-    from ..compiler.attention import check_attention_shape, compile_attention_unfused
-    from ..compiler.errors import CompileError, ShapeError
+    l and O in the unfused kernel; the fused kernel reads K and V padded to
+    whole vectors of keys, and that padding is not counted as scores).
+
+    The fused kernel (`fused`) is one configuration per head that uses every
+    PCU of the preset, so the heads run one after the other too; it is
+    compared bit for bit with ``attention_fixed``, the unfused one with
+    ``attention_unfused_fixed``."""
+    from ..compiler.attention import (check_attention_shape, compile_attention_fused,
+                                      compile_attention_unfused)
+    from ..compiler.errors import ShapeError
     from .host_driver import Host
 
     t0 = time.perf_counter()
@@ -50,11 +57,6 @@ def run_attention(params: FabricParams, *, seq: int, kv: int, dim: int, causal: 
     check_attention_shape(N, M, d, causal)
     if not isinstance(heads, int) or heads < 1:
         raise ShapeError(f"heads must be a positive int, got {heads!r}")
-    if fused:
-        raise CompileError(
-            "the fused attention kernel is not built yet: its online rescale needs a "
-            "loop-carried row state that the PCU cannot hold (docs/attention.md, 'The fused "
-            "kernel'); run with --unfused")
     if qkv is None:
         qkv = [random_qkv(N, M, d, seed + h) for h in range(heads)]
     elif heads == 1 and not isinstance(qkv, list):
@@ -66,8 +68,8 @@ def run_attention(params: FabricParams, *, seq: int, kv: int, dim: int, causal: 
         out = []
         for h, (q8, k8, v8, scales) in enumerate(qkv):
             formats = AttentionFormats.for_inputs(q8, k8, scales)
-            att = compile_attention_unfused(params, N, M, d, formats, causal=causal, seed=seed,
-                                            base=base)
+            compile_ = compile_attention_fused if fused else compile_attention_unfused
+            att = compile_(params, N, M, d, formats, causal=causal, seed=seed, base=base)
             out.append(att)
             base = -(-att.dram_end // 64) * 64
         return out
@@ -78,25 +80,35 @@ def run_attention(params: FabricParams, *, seq: int, kv: int, dim: int, causal: 
     if need > BITSTREAM_ROOM:
         atts = compile_heads(-(-need // BITSTREAM_ROOM) * BITSTREAM_ROOM)
     check_dram(params, atts[-1].dram_end,
+               f"fused attention, {heads} head(s) of {N}x{M}x{d} (Q, K, V, out)" if fused else
                f"unfused attention, {heads} head(s) of {N}x{M}x{d} (Q, K, V, S, P, l, O, out)")
     host = Host(params)
     seq_ = ConfigSequence(host, [b for att in atts for b in att.bitstreams],
                           below=atts[0].q_addr)
     outs = []
     for att, (q8, k8, v8, _) in zip(atts, qkv):
-        host.write_tensor(att.q_addr, att.pad_q(q8).astype(np.int8))
-        host.write_tensor(att.scores.plan.b_addr, att.pack_k(k8).astype(np.int8))
-        host.write_tensor(att.values.plan.b_addr, att.pack_v(v8).astype(np.int8))
-    sp, vp = atts[0].scores.plan, atts[0].values.plan
-    work = max(sp.Mp * sp.Np * sp.Kt, vp.Mp * vp.Np * vp.Kt) // params.lanes
-    seq_.run_all(timeout=4 * work + 200_000)
+        if fused:
+            host.write_tensor(att.q_addr, np.asarray(q8).astype(np.int8))
+            host.write_tensor(att.k_addr, att.pack_k(k8).astype(np.int8))
+            host.write_tensor(att.v_addr, att.pack_v(v8).astype(np.int8))
+        else:
+            host.write_tensor(att.q_addr, att.pad_q(q8).astype(np.int8))
+            host.write_tensor(att.scores.plan.b_addr, att.pack_k(k8).astype(np.int8))
+            host.write_tensor(att.values.plan.b_addr, att.pack_v(v8).astype(np.int8))
+    if fused:
+        work = N * atts[0].Mk * d // params.lanes        # A's and E's iterations per head
+    else:
+        sp, vp = atts[0].scores.plan, atts[0].values.plan
+        work = max(sp.Mp * sp.Np * sp.Kt, vp.Mp * vp.Np * vp.Kt) // params.lanes
+    seq_.run_all(timeout=4 * heads * work + 200_000)
     for att in atts:
         outs.append(host.read_tensor(att.out_addr, (N, d), "int16"))
     res = host.run(sim, progress=progress, wave=wave)
 
     mismatches, got_all, gold_all, errs, refs = 0, [], [], [], []
     for att, out, (q8, k8, v8, scales) in zip(atts, outs, qkv):
-        golden = attention_unfused_fixed(q8, k8, v8, scales, causal, formats=att.formats)
+        golden_model = attention_fixed if fused else attention_unfused_fixed
+        golden = golden_model(q8, k8, v8, scales, causal, formats=att.formats)
         got = out.value
         ref = attention_float(dequantize(q8, scales.q), dequantize(k8, scales.k),
                               dequantize(v8, scales.v), causal)
@@ -110,18 +122,22 @@ def run_attention(params: FabricParams, *, seq: int, kv: int, dim: int, causal: 
     figures = seq_.figures()
     compulsory = sum(q8.size + k8.size + v8.size for q8, k8, v8, _ in qkv) + 2 * heads * N * d
     moved = figures["offchip_read_bytes"] + figures["offchip_write_bytes"]
+    # what the kernel must move besides scores: the fused one reads K and V
+    # padded to whole vectors of keys
+    inputs_moved = compulsory + (heads * 2 * (atts[0].Mk - M) * d if fused else 0)
     fmts = [{"rs": a.formats.rs, "C": a.formats.C, "qs": a.formats.qs,
              "s_bound": a.formats.s_bound, "out_scale": a.formats.out_scale} for a in atts]
     report = {
         "ok": bool(seq_.ok and mismatches == 0), "job": "attention", "preset": params.name,
         "sim": sim, "seq": N, "kv": M, "dim": d, "heads": heads, "causal": causal,
-        "fused": False, "mismatches": mismatches,
+        "fused": bool(fused), "mismatches": mismatches,
         "max_abs_err": float(np.abs(got_f - ref).max()),
         "rel_err": rel_err(got_f, ref),
         **mac_figures(params, macs=2 * heads * N * M * d, compulsory_bytes=compulsory,
                       cycles=figures["cycles"]),
-        "score_offchip_bytes": moved - compulsory,
-        "kernels": ["scores Q K^T", "softmax", "values P V", "normalize"],
+        "score_offchip_bytes": moved - inputs_moved,
+        "kernels": (["fused"] if fused else
+                    ["scores Q K^T", "softmax", "values P V", "normalize"]),
         "formats": fmts[0] if heads == 1 else fmts,
         "bitstream_bytes": sum(len(b) for att in atts for b in att.bitstreams),
         "compile_seconds": round(sum(att.compile_seconds for att in atts), 3),

@@ -300,11 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kv", type=int, default=64, help="attention: keys M")
     run.add_argument("--dim", type=int, default=32, help="attention: head dim d (16, 32, 64)")
     run.add_argument("--heads", type=int, default=1,
-                     help="attention: heads (unfused: run one after the other)")
+                     help="attention: heads (run one after the other)")
     run.add_argument("--causal", action="store_true", help="attention: causal mask")
     run.add_argument("--unfused", action="store_true",
-                     help="attention: the unfused baseline (S and P through DRAM); the fused "
-                          "kernel is not built yet (docs/attention.md)")
+                     help="attention: the unfused baseline (S and P through DRAM) instead of "
+                          "the fused kernel (docs/attention.md)")
     run.add_argument("--bytes", type=int, default=65536, help="copy: bytes to move")
     run.add_argument("--hops", type=int, default=6, help="route/copy: switch hops (>= 3)")
     run.add_argument("--words", type=int, default=4096)

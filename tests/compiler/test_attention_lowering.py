@@ -9,10 +9,10 @@ from tessera.compiler.attention import (compile_attention_unfused, plan_normaliz
                                         plan_softmax)
 from tessera.compiler.attention_model import (T_MASK, AttentionFormats, _logits, _Ranges,
                                               _visible, attention_unfused_fixed, exp2_fixed)
-from tessera.compiler.errors import CompileError, DoesNotFit, ShapeError
+from tessera.compiler.errors import DoesNotFit, ShapeError
 from tessera.compiler.pathfinder import check_routes
 from tessera.hw.params import preset
-from tessera.sim.attention import random_qkv, run_attention
+from tessera.sim.attention import random_qkv
 from tessera.sim.pcu_model import PCUModel
 
 P = preset("default")
@@ -91,5 +91,3 @@ def test_user_errors():
         compile_attention_unfused(P, 600, 8, 16, fm)
     with pytest.raises(DoesNotFit, match="8 lanes"):
         compile_attention_unfused(preset("small"), 8, 8, 16, fm)
-    with pytest.raises(CompileError, match="fused attention kernel is not built"):
-        run_attention(P, seq=8, kv=8, dim=16, fused=True, sim="pysim")
