@@ -351,7 +351,8 @@ def _pmu(nbuf: int, rows: int, wr: dict, rd: dict, p: FabricParams, what: str) -
     buf_lg = max(0, (rows - 1).bit_length())
     if nbuf << buf_lg > p.pmu_depth:
         raise DoesNotFit(f"fused attention: {what} needs {nbuf} x {1 << buf_lg} rows of a PMU; "
-                         f"preset {p.name!r} has {p.pmu_depth}")
+                         f"preset {p.name!r} has {p.pmu_depth} (K and V each live in one PMU: "
+                         f"M x d <= {p.lanes * p.pmu_depth})")
     return {"en": 1, "nbuf_m1": nbuf - 1, "buf_lg": buf_lg, "wr": wr, "rd": rd}
 
 

@@ -8,8 +8,8 @@ errors against the float64 reference, simulation speed by the wall clock.
                                       [--kinds fused unfused] [--preset default]
                                       [--sim verilator] [--json]
 
-A kind the compiler cannot build yet is reported as such (its error message
-in the row), never estimated. Progress goes to stderr; with --json stdout
+A shape a kernel cannot run (e.g. fused K or V larger than a PMU) is
+reported with the compiler's message in its row, never estimated. Progress goes to stderr; with --json stdout
 holds one JSON object {"rows": [...]}.
 """
 
@@ -64,7 +64,7 @@ def main(argv=None):
     print(" | ".join(f"{h:>10}" for h in head))
     for r in rows:
         if "error" in r:
-            print(f"{r['kind']:>10} | {r['seq']:>10} | not built: {r['error']}")
+            print(f"{r['kind']:>10} | {r['seq']:>10} | cannot run: {r['error']}")
             continue
         vals = (r["kind"], r["seq"], r["ok"], r["cycles"], f"{r['utilization']:.4f}",
                 r["offchip_read_bytes"] + r["offchip_write_bytes"], r["score_offchip_bytes"],
