@@ -39,12 +39,20 @@ def test_run_route_human(need_sim):
     (["run", "route", "--hops", "2", "--preset", "small"], "--hops must be >= 3"),
     (["run", "route", "--hops", "80", "--preset", "tiny", "--sim", "pysim"], "no route of 80"),
     (["load", "/nonexistent/file.bit", "--preset", "small"], "cannot read /nonexistent/file.bit"),
+    (["run", "attention", "--seq", "8", "--kv", "512", "--dim", "64"], "M x d <= 8192"),
 ])
 def test_user_errors_are_one_line(args, message):
     r = tessera(*args)
     assert r.returncode == 2
     assert message in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_run_attention_fused_human(need_sim):
+    need_sim("verilator")
+    r = tessera("run", "attention", "--seq", "6", "--kv", "10", "--dim", "16", "--causal")
+    assert r.returncode == 0, r.stderr
+    assert "(fused)" in r.stdout and "OK (bit-exact" in r.stdout and "rel_err" in r.stdout
 
 
 @pytest.mark.parametrize("kind", ["good", "garbage", "empty", "other_preset", "huge"])
