@@ -69,7 +69,7 @@ from .programs import PcuProgram, counter, pad_zeros, pmu_stream
 
 __all__ = ["Kernel", "plan_softmax", "plan_normalize", "UnfusedAttention",
            "compile_attention_unfused", "check_attention_shape", "plan_fused",
-           "FusedAttention", "compile_attention_fused"]
+           "FusedAttention", "compile_attention_fused", "resident_kv"]
 
 
 
@@ -360,7 +360,7 @@ def _pmu(nbuf: int, rows: int, wr: dict, rd: dict, p: FabricParams, what: str) -
 class FusedAttention:
     """One configuration that computes the whole attention of one head; its
     DRAM layout: Q (N x d int8, row-major), K^T by key blocks (``pack_k``),
-    V (keys padded to whole vectors, int8, row-major), out (N x d int16)."""
+    V (keys padded to whole vectors, int8, ``pack_v``), out (N x d int16)."""
     params: FabricParams
     N: int
     M: int
@@ -382,6 +382,17 @@ class FusedAttention:
         return [self.bitstream]
 
     @property
+    def resident(self) -> bool:
+        return resident_kv(self.params, self.M, self.d)
+
+    @property
+    def tensor_bytes(self) -> int:
+        """Off-chip bytes the plan moves: Q once, K and V (padded to whole
+        key vectors) once or once per row, the int16 output once."""
+        kv_reads = 1 if self.resident else self.N
+        return self.N * self.d + kv_reads * 2 * self.Mk * self.d + 2 * self.N * self.d
+
+    @property
     def Mk(self) -> int:
         return _ceil(self.M, self.params.lanes)
 
@@ -397,9 +408,22 @@ class FusedAttention:
         return kp.reshape(self.Mk // L, L, self.d).transpose(0, 2, 1).copy()
 
     def pack_v(self, v8) -> np.ndarray:
+        """V with keys padded to whole vectors: row-major when it goes to a
+        PMU; group-major (columns ``8g..8g+7`` of every key, then the next
+        group) when it streams, so that each row's read is contiguous."""
+        L = self.params.lanes
         vp = np.zeros((self.Mk, self.d), dtype=np.asarray(v8).dtype)
         vp[:self.M] = v8
-        return vp
+        if self.resident:
+            return vp
+        return vp.reshape(self.Mk, self.d // L, L).transpose(1, 0, 2).copy()
+
+
+def resident_kv(p: FabricParams, M: int, d: int) -> bool:
+    """Whether the fused kernel keeps K and V in a PMU each (read from DRAM
+    once) rather than streaming them from DRAM again for every query row."""
+    rows = _ceil(M, p.lanes) * d // p.lanes
+    return 1 << max(0, (rows - 1).bit_length()) <= p.pmu_depth
 
 
 def plan_fused(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, d: int, causal: bool,
@@ -425,7 +449,9 @@ def plan_fused(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, d: int,
     ====  =====================================================================
 
     PMUs Q (a row of Q, double-buffered, replayed as scalars per block), K
-    and V (resident: loaded once, replayed for every row)."""
+    and V (resident: loaded once, replayed for every row). When K or V does
+    not fit a PMU (:func:`resident_kv`), AGCUs 1 and 2 stream them straight
+    to A and E, read again for every row (DRAM traffic, not scores)."""
     _need_lanes(p)
     L = p.lanes
     G = d // L
@@ -463,12 +489,14 @@ def plan_fused(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, d: int,
     pmu_q = _pmu(2, G, pmu_stream(p, [counter(G)], [1]),
                  _scalar_side(p, [counter(L), counter(G), counter(nb)], [0, 1, 0], [1]),
                  p, f"a row of Q ({G} vectors)")
-    pmu_k = _pmu(1, nb * d, pmu_stream(p, [counter(nb * d)], [1]),
-                 pmu_stream(p, [counter(nb * d), rows], [1, 0]), p,
-                 f"K ({Mk} keys x d={d}: {nb * d} vectors)")
-    pmu_v = _pmu(1, Mk * G, pmu_stream(p, [counter(Mk * G)], [1]),
-                 pmu_stream(p, [counter(Mk), counter(G), rows], [G, 1, 0]), p,
-                 f"V ({Mk} keys x d={d}: {Mk * G} vectors)")
+    kv = {}
+    if resident_kv(p, M, d):
+        kv["pmuK"] = _pmu(1, nb * d, pmu_stream(p, [counter(nb * d)], [1]),
+                          pmu_stream(p, [counter(nb * d), rows], [1, 0]), p,
+                          f"K ({Mk} keys x d={d}: {nb * d} vectors)")
+        kv["pmuV"] = _pmu(1, Mk * G, pmu_stream(p, [counter(Mk * G)], [1]),
+                          pmu_stream(p, [counter(Mk), counter(G), rows], [G, 1, 0]), p,
+                          f"V ({Mk} keys x d={d}: {Mk * G} vectors)")
     pmu_p = _pmu(2, nb, pmu_stream(p, [counter(nb)], [1]),
                  _scalar_side(p, [counter(L), counter(nb), counter(G)], [0, 1, 0], [1]),
                  p, f"a row of p ({nb} vectors)")
@@ -478,8 +506,16 @@ def plan_fused(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, d: int,
     agcu0 = agcu_config(
         read=Pattern(base=q_addr, counts=(G, N), strides=(L, d), elem=ELEM_INT8),
         write=Pattern(base=out_addr, counts=(G, N), strides=(2 * L, 2 * d), elem=ELEM_INT16))
-    agcu1 = agcu_config(read=Pattern(base=k_addr, counts=(nb * d,), strides=(L,), elem=ELEM_INT8))
-    agcu2 = agcu_config(read=Pattern(base=v_addr, counts=(Mk * G,), strides=(L,), elem=ELEM_INT8))
+    if kv:      # K and V once, into their PMUs
+        agcu1 = agcu_config(read=Pattern(base=k_addr, counts=(nb * d,), strides=(L,),
+                                         elem=ELEM_INT8))
+        agcu2 = agcu_config(read=Pattern(base=v_addr, counts=(Mk * G,), strides=(L,),
+                                         elem=ELEM_INT8))
+    else:       # K and V too large for a PMU: read again for every row, in use order
+        agcu1 = agcu_config(read=Pattern(base=k_addr, counts=(nb * d, N), strides=(L, 0),
+                                         elem=ELEM_INT8))
+        agcu2 = agcu_config(read=Pattern(base=v_addr, counts=(Mk * G, N), strides=(L, 0),
+                                         elem=ELEM_INT8))   # V group-major (pack_v)
     for prog in (agcu0, agcu1, agcu2):
         prog["scal"] = 0
     nl = Netlist()
@@ -487,22 +523,27 @@ def plan_fused(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, d: int,
                              ("d", "pcu", "max, exp2"), ("e", "pcu", "p V, sum p"),
                              ("f", "pcu", "rescale o, l"), ("g", "pcu", "leading one"),
                              ("h", "pcu", "narrow, recip"), ("i", "pcu", "o / l"),
-                             ("pmuQ", "pmu", "Q row"), ("pmuK", "pmu", "K^T"),
-                             ("pmuV", "pmu", "V"), ("pmuP", "pmu", "p row"),
+                             ("pmuQ", "pmu", "Q row"), ("pmuP", "pmu", "p row"),
                              ("pmuM", "pmu", "row maxima"),
                              ("agcu0", "agcu", "Q/out"), ("agcu1", "agcu", "K"),
                              ("agcu2", "agcu", "V")):
         nl.add_unit(name, kind, role)
+    if kv:
+        nl.add_unit("pmuK", "pmu", "K^T")
+        nl.add_unit("pmuV", "pmu", "V")
+        nl.connect("K", ("agcu1", "vec", 0), ("pmuK", "vec", 0))
+        nl.connect("kT", ("pmuK", "vec", 0), ("a", "vec", 0))
+        nl.connect("V", ("agcu2", "vec", 0), ("pmuV", "vec", 0))
+        nl.connect("v", ("pmuV", "vec", 0), ("e", "vec", 0))
+    else:
+        nl.connect("kT", ("agcu1", "vec", 0), ("a", "vec", 0))
+        nl.connect("v", ("agcu2", "vec", 0), ("e", "vec", 0))
     nl.connect("Q", ("agcu0", "vec", 0), ("pmuQ", "vec", 0))
     nl.connect("q", ("pmuQ", "scal", 0), ("a", "scal", 0))
-    nl.connect("K", ("agcu1", "vec", 0), ("pmuK", "vec", 0))
-    nl.connect("kT", ("pmuK", "vec", 0), ("a", "vec", 0))
     nl.connect("s16", ("a", "vec", 0), ("b", "vec", 0))
     nl.connect("t", ("b", "vec", 0), ("d", "vec", 0))
     nl.connect("p", ("d", "vec", 0), ("pmuP", "vec", 0))
     nl.connect("Mb", ("d", "scal", 0), ("pmuM", "scal", 0))
-    nl.connect("V", ("agcu2", "vec", 0), ("pmuV", "vec", 0))
-    nl.connect("v", ("pmuV", "vec", 0), ("e", "vec", 0))
     nl.connect("pj", ("pmuP", "scal", 0), ("e", "scal", 0))
     nl.connect("pv", ("e", "vec", 0), ("f", "vec", 0))
     nl.connect("psum", ("e", "scal", 0), ("f", "scal", 0))
@@ -514,9 +555,8 @@ def plan_fused(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, d: int,
     nl.connect("r", ("h", "scal", 0), ("i", "scal", 0))
     nl.connect("out", ("i", "vec", 0), ("agcu0", "vec", 0))
     return Kernel("fused", nl, {"a": a, "b": b, "d": dd, "e": e, "f": f, "g": g, "h": h,
-                                "i": i, "pmuQ": pmu_q, "pmuK": pmu_k, "pmuV": pmu_v,
-                                "pmuP": pmu_p, "pmuM": pmu_m, "agcu0": agcu0,
-                                "agcu1": agcu1, "agcu2": agcu2})
+                                "i": i, "pmuQ": pmu_q, "pmuP": pmu_p, "pmuM": pmu_m,
+                                "agcu0": agcu0, "agcu1": agcu1, "agcu2": agcu2, **kv})
 
 
 def compile_attention_fused(params: FabricParams, N: int, M: int, d: int,

@@ -123,14 +123,15 @@ def run_attention(params: FabricParams, *, seq: int, kv: int, dim: int, causal: 
     compulsory = sum(q8.size + k8.size + v8.size for q8, k8, v8, _ in qkv) + 2 * heads * N * d
     moved = figures["offchip_read_bytes"] + figures["offchip_write_bytes"]
     # what the kernel must move besides scores: the fused one reads K and V
-    # padded to whole vectors of keys
-    inputs_moved = compulsory + (heads * 2 * (atts[0].Mk - M) * d if fused else 0)
+    # padded to whole vectors of keys, once (in PMUs) or once per row
+    inputs_moved = sum(att.tensor_bytes for att in atts) if fused else compulsory
     fmts = [{"rs": a.formats.rs, "C": a.formats.C, "qs": a.formats.qs,
              "s_bound": a.formats.s_bound, "out_scale": a.formats.out_scale} for a in atts]
     report = {
         "ok": bool(seq_.ok and mismatches == 0), "job": "attention", "preset": params.name,
         "sim": sim, "seq": N, "kv": M, "dim": d, "heads": heads, "causal": causal,
         "fused": bool(fused), "mismatches": mismatches,
+        **({"kv_resident": atts[0].resident} if fused else {}),
         "max_abs_err": float(np.abs(got_f - ref).max()),
         "rel_err": rel_err(got_f, ref),
         **mac_figures(params, macs=2 * heads * N * M * d, compulsory_bytes=compulsory,

@@ -9,7 +9,7 @@ import pytest
 
 from tessera.compiler.attention import compile_attention_fused, plan_fused
 from tessera.compiler.attention_model import AttentionFormats, attention_fixed
-from tessera.compiler.errors import DoesNotFit
+from tessera.compiler.errors import DoesNotFit, ShapeError
 from tessera.compiler.pathfinder import check_routes
 from tessera.hw.params import preset
 from tessera.sim.attention import random_qkv
@@ -80,7 +80,23 @@ def test_compiles_and_routes_legally():
     assert sum(1 for u in att.kernel.netlist.units.values() if u.kind == "pcu") == P.num_pcus
 
 
-def test_too_long_for_a_pmu_is_a_clear_error():
+def test_k_and_v_larger_than_a_pmu_stream_from_dram():
+    """M x d beyond a PMU: no K/V PMUs; AGCUs 1 and 2 feed A and E directly,
+    K and V read once per query row."""
     q8, k8, v8, sc = random_qkv(4, 512, 64, seed=1)
-    with pytest.raises(DoesNotFit, match="K .* PMU"):
-        compile_attention_fused(P, 4, 512, 64, AttentionFormats.for_inputs(q8, k8, sc))
+    att = compile_attention_fused(P, 4, 512, 64, AttentionFormats.for_inputs(q8, k8, sc))
+    assert not att.resident and "pmuK" not in att.kernel.netlist.units
+    assert att.tensor_bytes == 4 * 64 + 4 * 2 * 512 * 64 + 2 * 4 * 64
+    assert check_routes(P, att.routing.config, att.placement.physical_nets()) == []
+    small = compile_attention_fused(P, 4, 128, 64, AttentionFormats.for_inputs(
+        q8, k8[:128], sc))
+    assert small.resident and "pmuK" in small.kernel.netlist.units
+
+
+def test_user_errors():
+    q8, k8, v8, sc = random_qkv(8, 8, 16, seed=1)
+    fm = AttentionFormats.for_inputs(q8, k8, sc)
+    with pytest.raises(DoesNotFit, match="8 lanes"):
+        compile_attention_fused(preset("small"), 8, 8, 16, fm)
+    with pytest.raises(ShapeError, match="formats are for d=16"):
+        compile_attention_fused(P, 8, 8, 32, fm)

@@ -39,7 +39,7 @@ def test_run_route_human(need_sim):
     (["run", "route", "--hops", "2", "--preset", "small"], "--hops must be >= 3"),
     (["run", "route", "--hops", "80", "--preset", "tiny", "--sim", "pysim"], "no route of 80"),
     (["load", "/nonexistent/file.bit", "--preset", "small"], "cannot read /nonexistent/file.bit"),
-    (["run", "attention", "--seq", "8", "--kv", "512", "--dim", "64"], "M x d <= 8192"),
+    (["run", "attention", "--seq", "8", "--kv", "8", "--dim", "24"], "head dim d=24"),
 ])
 def test_user_errors_are_one_line(args, message):
     r = tessera(*args)
