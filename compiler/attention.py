@@ -453,6 +453,9 @@ def plan_fused(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, d: int,
     not fit a PMU (:func:`resident_kv`), AGCUs 1 and 2 stream them straight
     to A and E, read again for every row (DRAM traffic, not scores)."""
     _need_lanes(p)
+    if not p.pcu_rescale:
+        raise DoesNotFit(f"the fused attention kernel needs PCUs with the online rescale "
+                         f"(RSA, acc_a: FabricParams.pcu_rescale); preset {p.name!r} has none")
     L = p.lanes
     G = d // L
     Mk = _ceil(M, L)

@@ -62,6 +62,10 @@ class FabricParams:
     pcu_mul_stages: tuple = (0,)
     # The special-function tail (exp2, reciprocal; one DSP per lane).
     pcu_sfu: bool = True
+    # The online-softmax state update: the RSA op (ACC >> b) + a and acc_a
+    # (an accumulator that keeps operand a: a delay). About 100 ECP5 LUTs
+    # per lane-stage (docs/area.md); the fused attention kernel needs them.
+    pcu_rescale: bool = True
     # Pipeline registers per lane carried from stage to stage (1..4).
     pcu_regs: int = 4
 
@@ -124,6 +128,9 @@ class FabricParams:
                              f"{self.pcu_mul_stages}")
         if not isinstance(self.pcu_sfu, bool):
             raise TypeError(f"FabricParams.pcu_sfu must be a bool, not {self.pcu_sfu!r}")
+        if not isinstance(self.pcu_rescale, bool):
+            raise TypeError(f"FabricParams.pcu_rescale must be a bool, not "
+                            f"{self.pcu_rescale!r}")
         if (not isinstance(self.pcu_regs, int) or isinstance(self.pcu_regs, bool)
                 or not 1 <= self.pcu_regs <= 4):
             raise ValueError(f"FabricParams.pcu_regs must be an int in 1..4, got {self.pcu_regs!r}")
@@ -175,7 +182,8 @@ PRESETS: dict[str, FabricParams] = {
     "tiny": FabricParams(name="tiny", rows=1, cols=2, lanes=4, stages=4, pmu_banks=4,
                          pmu_depth=256, agcus=2, vec_tracks=2, scal_tracks=1, ctrl_tracks=1,
                          # iCE40 UP5K: 4 of its 8 DSPs, no special functions.
-                         pcu_mul_stages=(0,), pcu_sfu=False, pcu_regs=2),
+                         pcu_mul_stages=(0,), pcu_sfu=False, pcu_regs=2,
+                         pcu_rescale=False),
     # One vector track per side on the larger grids: a two-entry vector hop per
     # side output is what fills an ECP5 (see docs/architecture.md, Area).
     # `small` is sized to place and route on an LFE5U-85F (docs/area.md); with
@@ -191,7 +199,8 @@ PRESETS: dict[str, FabricParams] = {
     "small": FabricParams(name="small", rows=2, cols=2, lanes=4, stages=4, pmu_banks=4,
                           pmu_depth=256, agcus=4, vec_tracks=1, scal_tracks=1,
                           ctrl_tracks=1,
-                          pcu_mul_stages=(0,), pcu_sfu=False, pcu_regs=2),
+                          pcu_mul_stages=(0,), pcu_sfu=False, pcu_regs=2,
+                          pcu_rescale=False),
     "default": FabricParams(name="default", rows=4, cols=4, lanes=8, stages=6, pmu_banks=8,
                             pmu_depth=1024, agcus=8, vec_tracks=1,
                             # ECP5-85: 8 PCUs x 8 lanes x (1 multiplier + 1 SFU) = 128 of

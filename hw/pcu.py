@@ -37,7 +37,9 @@ How a PCU runs (every number below is a field of :func:`pcu_config_layout`):
   ``const``). ``MAC`` with ``c = ACC`` is a dot-product lane. With
   ``acc_a`` set, the register keeps the stage's operand ``a`` instead of its
   result: ``ACC`` is then ``a`` one iteration late, a delay (``SUB(a, ACC)``
-  is a first difference, e.g. how far a running max moved).
+  is a first difference, e.g. how far a running max moved). RSA and
+  ``acc_a`` exist with ``pcu_rescale`` (RSA gives 0 and ``acc_a`` is
+  ignored without it).
 * **Ops** (32-bit two's complement): see :class:`Op`. MUL, MAC and QMUL exist
   only in ``pcu_mul_stages``; elsewhere, and for unknown codes, the result
   is 0. Their product is formed in the stage's fetch cycle, so its operands
@@ -117,7 +119,7 @@ class Op(enum.IntEnum):
     EQ = 15     # 1 if a == b else 0
     SEL = 16    # a if c != 0 else b
     RSA = 17    # (ACC >> b[0:5]) + a, arithmetic: rescale-accumulate (an online
-                # softmax's o = o * 2**-delta + x, in one stage)
+                # softmax's o = o * 2**-delta + x, in one stage); pcu_rescale only
 
 
 MUL_OPS = (Op.MUL, Op.MAC, Op.QMUL)
@@ -626,7 +628,7 @@ class PCU(wiring.Component):
             r = self._alu(m, k, lane, dec, a, b, c, prod, acc_v, has_mul)
             results.append(r)
             # what the lane's accumulator keeps: the result, or operand a (a delay)
-            keeps.append(Mux(dec["acc_a"], a, r))
+            keeps.append(Mux(dec["acc_a"], a, r) if p.pcu_rescale else r)
             for j in range(NR):
                 m.d.comb += new_file[j][lane].eq(Mux(dec[f"w{j}"], r, e_file[j][lane]))
 
@@ -647,6 +649,7 @@ class PCU(wiring.Component):
         codes, MUL ops without a multiplier) select the arithmetic unit with
         its output forced to 0."""
         NR = self.params.pcu_regs
+        rescale = self.params.pcu_rescale
         op = st.op
         d = {}
 
@@ -665,12 +668,14 @@ class PCU(wiring.Component):
         sig("write", op != Op.NOP)
         for j in range(NR):
             sig(f"w{j}", (op != Op.NOP) & (st.dst == j))
-        sig("sub", ~any_of(Op.ADD, Op.RSA))           # adder: a - b unless ADD/RSA
-        sig("rsa", op == Op.RSA)                      # adder: a + (ACC >> b)
-        sig("acc_a", st.acc_a & (op != Op.NOP))      # NOP keeps 0, as without acc_a
+        sig("sub", ~any_of(Op.ADD, *((Op.RSA,) if rescale else ())))  # a - b unless ADD/RSA
+        sig("rsa", (op == Op.RSA) if rescale else Const(0, 1))   # adder: a + (ACC >> b)
+        # NOP keeps 0, as without acc_a
+        sig("acc_a", (st.acc_a & (op != Op.NOP)) if rescale else Const(0, 1))
         sig("cmp", any_of(Op.LT, Op.EQ))
         sig("is_eq", op == Op.EQ)
-        sig("arith", any_of(Op.ADD, Op.SUB, Op.RSA, *mul_ops))   # full-width adder output
+        sig("arith", any_of(Op.ADD, Op.SUB, *((Op.RSA,) if rescale else ()),
+                            *mul_ops))                   # full-width adder output
         sig("mulop", any_of(*mul_ops) if has_mul else Const(0, 1))
         sig("mac", op == Op.MAC)
         sig("qmul", op == Op.QMUL)
@@ -720,9 +725,10 @@ class PCU(wiring.Component):
         shl = dec["shl"]
         sh_in = Signal(signed(W + 1), name=f"{n}_sh_in")
         sh_amt = Signal(5, name=f"{n}_sh_amt")
-        m.d.comb += [sh_in.eq(Mux(shl, Cat(a[::-1], 0),
-                                  Mux(dec["rsa"], Cat(acc, acc[W - 1]), Cat(a, a[W - 1])))),
-                     sh_amt.eq(b[:5])]
+        sh_a = Cat(a, a[W - 1])
+        if p.pcu_rescale:
+            sh_a = Mux(dec["rsa"], Cat(acc, acc[W - 1]), sh_a)
+        m.d.comb += [sh_in.eq(Mux(shl, Cat(a[::-1], 0), sh_a)), sh_amt.eq(b[:5])]
         if has_mul:
             rnd = ((Const(1, 2 * mw + 1) << dec["shift"]) >> 1)[:2 * mw + 1]
             mw1 = max(2 * mw, W) + 1
@@ -739,7 +745,7 @@ class PCU(wiring.Component):
         # the adder: a + b, a - b, or RSA's a + (ACC >> b)
         addsub = Signal(W + 1, name=f"{n}_addsub")
         sub = dec["sub"]
-        bb = Mux(dec["rsa"], shifted, b)
+        bb = Mux(dec["rsa"], shifted, b) if p.pcu_rescale else b
         m.d.comb += addsub.eq(Cat(a, a[W - 1]) + (Cat(bb, bb[W - 1]) ^ sub.replicate(W + 1)) + sub)
         lt = addsub[W]                                   # sign of a - b (no overflow in W+1 bits)
         eq = ~addsub[:W].any()                           # a - b == 0 (mod 2**W)

@@ -98,7 +98,7 @@ def _s(x):
 
 
 def alu(op: int, a: int, b: int, c: int, *, shift: int, has_mul: bool, mul_width: int,
-        acc: int = 0) -> int:
+        acc: int = 0, has_rescale: bool = True) -> int:
     """One lane of one stage (32-bit unsigned ints in and out); `acc` is what
     the stage's ACC reads (RSA's rescaled term)."""
     if op == Op.PASS:
@@ -127,7 +127,7 @@ def alu(op: int, a: int, b: int, c: int, *, shift: int, has_mul: bool, mul_width
         return int(a == b)
     if op == Op.SEL:
         return a if c != 0 else b
-    if op == Op.RSA:
+    if op == Op.RSA and has_rescale:
         return ((_s(acc) >> (b & 31)) + a) & MASK
     if has_mul and op in (Op.MUL, Op.MAC, Op.QMUL):
         mw = mul_width
@@ -386,10 +386,10 @@ class PCUModel:
                 a = 0 if st.a == ACC else a
                 b = 0 if st.b == ACC else b
             r = alu(op, a, b, c, shift=int(st.shift), has_mul=k in self.muls,
-                    mul_width=p.mul_width, acc=acc)
+                    mul_width=p.mul_width, acc=acc, has_rescale=p.pcu_rescale)
             if st.dst < NR:
                 out[st.dst][lane] = r
-            results.append(keep_a if st.acc_a else r)
+            results.append(keep_a if st.acc_a and p.pcu_rescale else r)
         return out, results
 
 

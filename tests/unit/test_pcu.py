@@ -34,7 +34,8 @@ from tessera.sim.harness import drive, run_streams
 from tessera.sim.pcu_model import PCUModel, exp2_fixed, recip_fixed
 
 SMALL = preset("small")
-FULL = SMALL.replace(name="small-full", pcu_mul_stages=(0, 2), pcu_sfu=True, pcu_regs=4)
+FULL = SMALL.replace(name="small-full", pcu_mul_stages=(0, 2), pcu_sfu=True, pcu_regs=4,
+                     pcu_rescale=True)
 MASK = 0xFFFF_FFFF
 
 
@@ -501,7 +502,7 @@ def test_online_rescale_with_delay_and_rsa():
     acc_a (ACC is m one iteration late: how far the running max moved, from
     m_init at a group's first iteration), MIN 31 -> delta, then RSA:
     o = (o >> delta) + x, restarting per group of 5, against NumPy."""
-    p = SMALL
+    p = FULL
     model = PCUModel(p)
     rng = np.random.default_rng(11)
     G, B = 3, 5
