@@ -69,7 +69,8 @@ from .programs import PcuProgram, counter, pad_zeros, pmu_stream
 
 __all__ = ["Kernel", "plan_softmax", "plan_normalize", "UnfusedAttention",
            "compile_attention_unfused", "check_attention_shape", "plan_fused",
-           "FusedAttention", "compile_attention_fused", "resident_kv"]
+           "FusedAttention", "compile_attention_fused", "compile_attention_fused_heads",
+           "fused_heads_per_config", "resident_kv"]
 
 
 
@@ -379,7 +380,9 @@ class FusedAttention:
 
     @property
     def bitstreams(self) -> list:
-        return [self.bitstream]
+        """The configuration, on the first head of a group placed side by side
+        (the others share it)."""
+        return [self.bitstream] if self.bitstream else []
 
     @property
     def resident(self) -> bool:
@@ -427,7 +430,8 @@ def resident_kv(p: FabricParams, M: int, d: int) -> bool:
 
 
 def plan_fused(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, d: int, causal: bool,
-               q_addr: int, k_addr: int, v_addr: int, out_addr: int) -> Kernel:
+               q_addr: int, k_addr: int, v_addr: int, out_addr: int,
+               nl: Netlist | None = None, prefix: str = "") -> Kernel:
     """The fused kernel (docs/attention.md, "The fused kernel"): one
     configuration, every score and probability on chip. Per query row i and
     block b of ``lanes`` keys:
@@ -521,51 +525,63 @@ def plan_fused(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, d: int,
                                          elem=ELEM_INT8))   # V group-major (pack_v)
     for prog in (agcu0, agcu1, agcu2):
         prog["scal"] = 0
-    nl = Netlist()
-    for name, kind, role in (("a", "pcu", "scores"), ("b", "pcu", "t, mask"),
-                             ("d", "pcu", "max, exp2"), ("e", "pcu", "p V, sum p"),
-                             ("f", "pcu", "rescale o, l"), ("g", "pcu", "leading one"),
-                             ("h", "pcu", "narrow, recip"), ("i", "pcu", "o / l"),
-                             ("pmuQ", "pmu", "Q row"), ("pmuP", "pmu", "p row"),
-                             ("pmuM", "pmu", "row maxima"),
-                             ("agcu0", "agcu", "Q/out"), ("agcu1", "agcu", "K"),
-                             ("agcu2", "agcu", "V")):
-        nl.add_unit(name, kind, role)
+    units = [("a", "pcu", "scores"), ("b", "pcu", "t, mask"), ("d", "pcu", "max, exp2"),
+             ("e", "pcu", "p V, sum p"), ("f", "pcu", "rescale o, l"),
+             ("g", "pcu", "leading one"), ("h", "pcu", "narrow, recip"), ("i", "pcu", "o / l"),
+             ("pmuQ", "pmu", "Q row"), ("pmuP", "pmu", "p row"), ("pmuM", "pmu", "row maxima"),
+             ("agcu0", "agcu", "Q/out"), ("agcu1", "agcu", "K"), ("agcu2", "agcu", "V")]
+    nets = [("q", "pmuQ", "scal", "a", "scal", 0),
+            ("Q", "agcu0", "vec", "pmuQ", "vec", 0),
+            ("s16", "a", "vec", "b", "vec", 0), ("t", "b", "vec", "d", "vec", 0),
+            ("p", "d", "vec", "pmuP", "vec", 0), ("Mb", "d", "scal", "pmuM", "scal", 0),
+            ("pj", "pmuP", "scal", "e", "scal", 0), ("pv", "e", "vec", "f", "vec", 0),
+            ("psum", "e", "scal", "f", "scal", 0), ("Mg", "pmuM", "scal", "f", "scal", 1),
+            ("o", "f", "vec", "h", "vec", 0), ("c", "g", "scal", "h", "scal", 0),
+            ("on", "h", "vec", "i", "vec", 0), ("r", "h", "scal", "i", "scal", 0),
+            ("out", "i", "vec", "agcu0", "vec", 0)]
     if kv:
-        nl.add_unit("pmuK", "pmu", "K^T")
-        nl.add_unit("pmuV", "pmu", "V")
-        nl.connect("K", ("agcu1", "vec", 0), ("pmuK", "vec", 0))
-        nl.connect("kT", ("pmuK", "vec", 0), ("a", "vec", 0))
-        nl.connect("V", ("agcu2", "vec", 0), ("pmuV", "vec", 0))
-        nl.connect("v", ("pmuV", "vec", 0), ("e", "vec", 0))
+        units += [("pmuK", "pmu", "K^T"), ("pmuV", "pmu", "V")]
+        nets += [("K", "agcu1", "vec", "pmuK", "vec", 0), ("kT", "pmuK", "vec", "a", "vec", 0),
+                 ("V", "agcu2", "vec", "pmuV", "vec", 0), ("v", "pmuV", "vec", "e", "vec", 0)]
     else:
-        nl.connect("kT", ("agcu1", "vec", 0), ("a", "vec", 0))
-        nl.connect("v", ("agcu2", "vec", 0), ("e", "vec", 0))
-    nl.connect("Q", ("agcu0", "vec", 0), ("pmuQ", "vec", 0))
-    nl.connect("q", ("pmuQ", "scal", 0), ("a", "scal", 0))
-    nl.connect("s16", ("a", "vec", 0), ("b", "vec", 0))
-    nl.connect("t", ("b", "vec", 0), ("d", "vec", 0))
-    nl.connect("p", ("d", "vec", 0), ("pmuP", "vec", 0))
-    nl.connect("Mb", ("d", "scal", 0), ("pmuM", "scal", 0))
-    nl.connect("pj", ("pmuP", "scal", 0), ("e", "scal", 0))
-    nl.connect("pv", ("e", "vec", 0), ("f", "vec", 0))
-    nl.connect("psum", ("e", "scal", 0), ("f", "scal", 0))
-    nl.connect("Mg", ("pmuM", "scal", 0), ("f", "scal", 1))
-    nl.connect("o", ("f", "vec", 0), ("h", "vec", 0))
-    nl.connect("l", ("f", "scal", 0), ("g", "scal", 0), ("h", "scal", 1))
-    nl.connect("c", ("g", "scal", 0), ("h", "scal", 0))
-    nl.connect("on", ("h", "vec", 0), ("i", "vec", 0))
-    nl.connect("r", ("h", "scal", 0), ("i", "scal", 0))
-    nl.connect("out", ("i", "vec", 0), ("agcu0", "vec", 0))
-    return Kernel("fused", nl, {"a": a, "b": b, "d": dd, "e": e, "f": f, "g": g, "h": h,
-                                "i": i, "pmuQ": pmu_q, "pmuP": pmu_p, "pmuM": pmu_m,
-                                "agcu0": agcu0, "agcu1": agcu1, "agcu2": agcu2, **kv})
+        nets += [("kT", "agcu1", "vec", "a", "vec", 0), ("v", "agcu2", "vec", "e", "vec", 0)]
+    nl = Netlist() if nl is None else nl
+    head = f"head {prefix.rstrip('_')}: " if prefix else ""
+    for name, kind, role in units:
+        nl.add_unit(prefix + name, kind, head + role)
+    for net, src_u, net_kind, dst_u, _, port in nets:
+        nl.connect(prefix + net, (prefix + src_u, net_kind, 0), (prefix + dst_u, net_kind, port))
+    # l goes to G and H (multicast)
+    nl.connect(prefix + "l", (prefix + "f", "scal", 0), (prefix + "g", "scal", 0),
+               (prefix + "h", "scal", 1))
+    programs = {"a": a, "b": b, "d": dd, "e": e, "f": f, "g": g, "h": h, "i": i,
+                "pmuQ": pmu_q, "pmuP": pmu_p, "pmuM": pmu_m, "agcu0": agcu0, "agcu1": agcu1,
+                "agcu2": agcu2, **kv}
+    return Kernel("fused", nl, {prefix + k: v for k, v in programs.items()})
+
+
+def fused_heads_per_config(p: FabricParams, M: int, d: int) -> int:
+    """How many heads of the fused kernel fit the fabric side by side: each
+    takes 8 PCUs, 3 AGCUs and 5 PMUs (3 when K and V stream)."""
+    pmus = 5 if resident_kv(p, M, d) else 3
+    return max(0, min(p.num_pcus // 8, p.agcus // 3, p.num_pmus // pmus))
 
 
 def compile_attention_fused(params: FabricParams, N: int, M: int, d: int,
                             formats: AttentionFormats, *, causal: bool = False,
                             seed: int = 0, base: int = 0x10000) -> FusedAttention:
     """Plan, place, route and encode the fused kernel (one configuration)."""
+    return compile_attention_fused_heads(params, N, M, d, [formats], causal=causal, seed=seed,
+                                         base=base)[0]
+
+
+def compile_attention_fused_heads(params: FabricParams, N: int, M: int, d: int,
+                                  formats: list, *, causal: bool = False, seed: int = 0,
+                                  base: int = 0x10000) -> list:
+    """Heads side by side: one configuration that runs ``len(formats)`` heads
+    of the fused kernel at once, each on its own units (names ``h0_a``, ...)
+    and DRAM region. Returns one :class:`FusedAttention` per head; the first
+    holds the bitstream."""
     import time
 
     from .pathfinder import route
@@ -574,19 +590,35 @@ def compile_attention_fused(params: FabricParams, N: int, M: int, d: int,
     t0 = time.perf_counter()
     check_attention_shape(N, M, d, causal)
     _need_lanes(params)
-    if formats.d != d:
-        raise ShapeError(f"attention formats are for d={formats.d}, not d={d}")
+    room = fused_heads_per_config(params, M, d)
+    if not 1 <= len(formats) <= room:
+        raise DoesNotFit(f"{len(formats)} fused attention heads side by side; preset "
+                         f"{params.name!r} holds {room} (8 PCUs, 3 AGCUs and "
+                         f"{5 if resident_kv(params, M, d) else 3} PMUs per head)")
     Mk = _ceil(M, params.lanes)
-    q_addr = base
-    k_addr = _ceil(q_addr + N * d, 64)
-    v_addr = _ceil(k_addr + Mk * d, 64)
-    out_addr = _ceil(v_addr + Mk * d, 64)
-    kernel = plan_fused(params, formats, N=N, M=M, d=d, causal=causal, q_addr=q_addr,
-                        k_addr=k_addr, v_addr=v_addr, out_addr=out_addr)
-    att = FusedAttention(params, N, M, d, causal, formats, kernel, q_addr, k_addr, v_addr,
-                         out_addr)
-    att.placement = place(params, kernel.netlist, seed=seed)
-    att.routing = route(att.placement, programs=kernel.programs)
-    att.bitstream = encode(att.routing.config)
-    att.compile_seconds = time.perf_counter() - t0
-    return att
+    nl = Netlist()
+    programs = {}
+    atts = []
+    for h, fm in enumerate(formats):
+        if fm.d != d:
+            raise ShapeError(f"attention formats are for d={fm.d}, not d={d}")
+        q_addr = base
+        k_addr = _ceil(q_addr + N * d, 64)
+        v_addr = _ceil(k_addr + Mk * d, 64)
+        out_addr = _ceil(v_addr + Mk * d, 64)
+        kernel = plan_fused(params, fm, N=N, M=M, d=d, causal=causal, q_addr=q_addr,
+                            k_addr=k_addr, v_addr=v_addr, out_addr=out_addr, nl=nl,
+                            prefix=f"h{h}_" if len(formats) > 1 else "")
+        programs.update(kernel.programs)
+        atts.append(FusedAttention(params, N, M, d, causal, fm, kernel, q_addr, k_addr, v_addr,
+                                   out_addr))
+        base = _ceil(out_addr + 2 * N * d, 64)
+    kernel = Kernel("fused", nl, programs)
+    placement = place(params, nl, seed=seed)
+    routing = route(placement, programs=programs)
+    bitstream = encode(routing.config)
+    for h, att in enumerate(atts):
+        att.kernel, att.placement, att.routing = kernel, placement, routing
+        att.bitstream = bitstream if h == 0 else b""
+    atts[0].compile_seconds = time.perf_counter() - t0
+    return atts

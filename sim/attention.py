@@ -47,8 +47,8 @@ def run_attention(params: FabricParams, *, seq: int, kv: int, dim: int, causal: 
     PCU of the preset, so the heads run one after the other too; it is
     compared bit for bit with ``attention_fixed``, the unfused one with
     ``attention_unfused_fixed``."""
-    from ..compiler.attention import (check_attention_shape, compile_attention_fused,
-                                      compile_attention_unfused)
+    from ..compiler.attention import (check_attention_shape, compile_attention_fused_heads,
+                                      compile_attention_unfused, fused_heads_per_config)
     from ..compiler.errors import ShapeError
     from .host_driver import Host
 
@@ -64,14 +64,22 @@ def run_attention(params: FabricParams, *, seq: int, kv: int, dim: int, causal: 
     if len(qkv) != heads:
         raise ShapeError(f"{len(qkv)} sets of Q, K, V for {heads} heads")
 
+    formats = [AttentionFormats.for_inputs(q8, k8, scales) for q8, k8, _, scales in qkv]
+    # fused: as many heads side by side per configuration as fit, in order
+    per_config = min(heads, max(1, fused_heads_per_config(params, M, d))) if fused else 1
+
     def compile_heads(base):
         out = []
-        for h, (q8, k8, v8, scales) in enumerate(qkv):
-            formats = AttentionFormats.for_inputs(q8, k8, scales)
-            compile_ = compile_attention_fused if fused else compile_attention_unfused
-            att = compile_(params, N, M, d, formats, causal=causal, seed=seed, base=base)
-            out.append(att)
-            base = -(-att.dram_end // 64) * 64
+        for h0 in range(0, heads, per_config):
+            group = formats[h0:h0 + per_config]
+            if fused:
+                atts_ = compile_attention_fused_heads(params, N, M, d, group, causal=causal,
+                                                      seed=seed, base=base)
+            else:
+                atts_ = [compile_attention_unfused(params, N, M, d, group[0], causal=causal,
+                                                   seed=seed, base=base)]
+            out += atts_
+            base = -(-atts_[-1].dram_end // 64) * 64
         return out
 
     # The bitstreams sit below the first head's tensors: make room for all of them.
@@ -131,6 +139,7 @@ def run_attention(params: FabricParams, *, seq: int, kv: int, dim: int, causal: 
         "ok": bool(seq_.ok and mismatches == 0), "job": "attention", "preset": params.name,
         "sim": sim, "seq": N, "kv": M, "dim": d, "heads": heads, "causal": causal,
         "fused": bool(fused), "mismatches": mismatches,
+        "heads_side_by_side": per_config,
         **({"kv_resident": atts[0].resident} if fused else {}),
         "max_abs_err": float(np.abs(got_f - ref).max()),
         "rel_err": rel_err(got_f, ref),

@@ -88,7 +88,11 @@ def _human_attention(r):
     status = ("OK (bit-exact vs the golden model)" if r["ok"]
               else f"FAILED ({r['mismatches']} mismatches)")
     kind = "fused" if r["fused"] else "unfused"
-    heads = f" x {r['heads']} heads, one after the other" if r.get("heads", 1) > 1 else ""
+    heads = ""
+    if r.get("heads", 1) > 1:
+        side = r.get("heads_side_by_side", 1)
+        heads = (f" x {r['heads']} heads, {side} side by side per configuration" if side > 1
+                 else f" x {r['heads']} heads, one after the other")
     print(f"attention N={r['seq']} M={r['kv']} d={r['dim']}{' causal' if r['causal'] else ''} "
           f"({kind}{heads}) on preset {r['preset']}, sim {r['sim']}: {status}")
     print(f"  cycles             {r['cycles']} over {r['configurations']} configurations "
@@ -300,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kv", type=int, default=64, help="attention: keys M")
     run.add_argument("--dim", type=int, default=32, help="attention: head dim d (16, 32, 64)")
     run.add_argument("--heads", type=int, default=1,
-                     help="attention: heads (run one after the other)")
+                     help="attention: heads (fused: side by side as far as the fabric holds "
+                          "them, then one configuration after the other)")
     run.add_argument("--causal", action="store_true", help="attention: causal mask")
     run.add_argument("--unfused", action="store_true",
                      help="attention: the unfused baseline (S and P through DRAM) instead of "

@@ -100,3 +100,32 @@ def test_user_errors():
         compile_attention_fused(preset("small"), 8, 8, 16, fm)
     with pytest.raises(ShapeError, match="formats are for d=16"):
         compile_attention_fused(P, 8, 8, 32, fm)
+
+
+WIDE = P.replace(name="wide", cols=8)      # 16 PCUs, 16 PMUs, 8 AGCUs: two heads
+
+
+def test_heads_side_by_side():
+    """Two heads in one configuration on a 4 x 8 grid: each head's units under
+    its own prefix, the same programs as a head alone, legal routes; default
+    holds one head, and more heads than fit is a clear error."""
+    from tessera.compiler.attention import compile_attention_fused_heads, fused_heads_per_config
+    assert fused_heads_per_config(P, 64, 32) == 1
+    assert fused_heads_per_config(WIDE, 64, 32) == 2
+    fms = []
+    for h in range(3):
+        q8, k8, v8, sc = random_qkv(8, 16, 32, seed=h)
+        fms.append(AttentionFormats.for_inputs(q8, k8, sc))
+    atts = compile_attention_fused_heads(WIDE, 8, 16, 32, fms[:2])
+    assert len(atts) == 2 and atts[0].bitstreams and not atts[1].bitstreams
+    assert atts[0].dram_end <= atts[1].q_addr
+    units = atts[0].kernel.netlist.units
+    assert sum(u.kind == "pcu" for u in units.values()) == 16
+    assert {n[3:] for n in units if n.startswith("h1_")} == \
+        {n[3:] for n in units if n.startswith("h0_")}
+    alone = compile_attention_fused(WIDE, 8, 16, 32, fms[1], base=atts[1].q_addr).kernel.programs
+    assert {k[3:]: v for k, v in atts[1].kernel.programs.items() if k.startswith("h1_")} == alone
+    assert check_routes(WIDE, atts[0].routing.config, atts[0].placement.physical_nets()) == []
+    with pytest.raises(DoesNotFit, match="3 fused attention heads side by side; preset 'wide' "
+                                         "holds 2"):
+        compile_attention_fused_heads(WIDE, 8, 16, 32, fms)
