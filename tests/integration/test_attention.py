@@ -97,3 +97,21 @@ def test_attention_heads_errors():
         from tessera.sim.attention import random_qkv
         run_attention(preset("default"), seq=4, kv=4, dim=16, heads=2, sim="pysim",
                       qkv=[random_qkv(4, 4, 16)])
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+def test_fused_heads_side_by_side_verilator(need_sim):
+    """Two heads in one configuration on a 4 x 8 grid (16 PCUs): each
+    bit-exact, in about the cycles of one head. Slow: its own model (about
+    8 minutes to build here)."""
+    need_sim("verilator")
+    wide = preset("default").replace(name="wide", cols=8)
+    r = run_attention(wide, seq=8, kv=16, dim=32, heads=2, fused=True, sim="verilator",
+                      seed=7, return_result=True)
+    one = run_attention(wide, seq=8, kv=16, dim=32, heads=1, fused=True, sim="verilator",
+                        seed=7)
+    assert r["ok"] and r["mismatches"] == 0 and (r["result"] == r["golden"]).all()
+    assert r["heads_side_by_side"] == 2 and r["configurations"] == 1
+    assert r["score_offchip_bytes"] == 0
+    assert r["cycles"] < 1.2 * one["cycles"]
