@@ -46,7 +46,7 @@ from amaranth.back import rtlil
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .links import NETWORKS, Hop, scalar_layout
+from .links import Hop, scalar_layout
 from .params import PRESETS, FabricParams, preset as _preset
 from .switch import ECP5_MUXES
 
@@ -620,6 +620,15 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
                     f"log: {ylog}", {bel: (ffs_early, dev.ff_capacity)})
         _raise_yosys_failure(r.returncode, ylog, yout, dev)
     cells = _yosys_cell_counts(workdir / "stat.json")
+
+    def report(**fields) -> dict:
+        """The result: what every kind of run reports, around `fields`."""
+        return {"device": device, "preset": params.name, "top": top,
+                "target_mhz": float(params.clock_mhz), **fields, "yosys_cells": cells,
+                "harness": dict(design.harness_info), "seed": int(seed),
+                "stage_seconds": stages, "wall_seconds": round(time.monotonic() - t0, 2),
+                "workdir": str(workdir)}
+
     if not pnr:
         if dev.family == "ecp5":
             luts = cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
@@ -627,16 +636,9 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
         else:
             luts = cells.get("SB_LUT4", 0)
             dsps, brams = cells.get("SB_MAC16", 0), cells.get("SB_RAM40_4K", 0)
-        result = {
-            "device": device, "preset": params.name, "top": top, "source": "yosys",
-            "luts": luts, "ffs": _flops(cells), "ffs_source": "yosys:stat",
-            "dsps": dsps, "brams": brams, "fmax_mhz": None,
-            "target_mhz": float(params.clock_mhz), "timing_met": None,
-            "fmax_kind": "none (synthesis only)", "fmax": {}, "utilization": {},
-            "yosys_cells": cells, "harness": dict(design.harness_info), "seed": int(seed),
-            "stage_seconds": stages, "wall_seconds": round(time.monotonic() - t0, 2),
-            "workdir": str(workdir),
-        }
+        result = report(source="yosys", luts=luts, ffs=_flops(cells), ffs_source="yosys:stat",
+                        dsps=dsps, brams=brams, fmax_mhz=None, timing_met=None,
+                        fmax_kind="none (synthesis only)", fmax={}, utilization={})
         stage(f"done (synthesis only): {luts} LUTs, {result['ffs']} FFs, {dsps} DSPs")
         return result
 
@@ -668,8 +670,7 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
             if late is None:
                 raise
             stages["nextpnr"] = round(time.monotonic() - t, 2)
-            return _unrouted_result(params, device, top, dev, late, cells, design, seed,
-                                    stages, t0, workdir, limit, stage)
+            return _unrouted_result(dev, late, cells, limit, report, stage)
     stages["nextpnr"] = round(time.monotonic() - t, 2)
     if r.returncode != 0 or not (workdir / "report.json").exists():
         log = nlog if nlog.exists() else workdir / "nextpnr.out"
@@ -704,61 +705,35 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
         # timing estimate is only in the log. Kept apart, and named as such.
         est = re.findall(r"Max frequency for clock '[^']*': ([0-9.]+) MHz", nlog.read_text())
         extra["placement_fmax_estimate_mhz"] = float(est[-1]) if est else None
-    result = {
-        "device": device,
-        "preset": params.name,
-        "top": top,
-        "source": "nextpnr",
-        "luts": fields["luts"],
-        "ffs": fields["ffs"],
-        "ffs_source": ffs_source,
-        "dsps": fields["dsps"],
-        "brams": fields["brams"],
-        "fmax_mhz": round(min(achieved), 2) if achieved else None,
-        "target_mhz": min(constraints) if constraints else float(params.clock_mhz),
-        "timing_met": (min(achieved) >= (min(constraints) if constraints else params.clock_mhz))
-                      if achieved else None,
-        "fmax_kind": "post-route" if route else "none (not routed)",
-        "routed": bool(route),
-        "fmax": fmax,
-        "utilization": util,
-        "yosys_cells": cells,
-        "harness": dict(design.harness_info),
-        "seed": int(seed),
-        "stage_seconds": stages,
-        "wall_seconds": round(time.monotonic() - t0, 2),
-        "workdir": str(workdir),
-        **extra,
-    }
+    target = min(constraints) if constraints else float(params.clock_mhz)
+    result = report(
+        source="nextpnr", luts=fields["luts"], ffs=fields["ffs"], ffs_source=ffs_source,
+        dsps=fields["dsps"], brams=fields["brams"],
+        fmax_mhz=round(min(achieved), 2) if achieved else None, target_mhz=target,
+        timing_met=min(achieved) >= target if achieved else None,
+        fmax_kind="post-route" if route else "none (not routed)", routed=bool(route),
+        fmax=fmax, utilization=util, **extra)
     stage(f"done: {result['luts']} LUTs, {result['ffs']} FFs, "
           f"fmax {result['fmax_mhz']} MHz")
     return result
 
 
-def _unrouted_result(params, device, top, dev, late, cells, design, seed, stages, t0,
-                     workdir, limit, stage) -> dict:
+def _unrouted_result(dev, late: dict, cells: dict, limit: float, report, stage) -> dict:
+    """The report of a run whose routing was stopped after `limit` seconds:
+    the figures nextpnr's log had (`late`, :func:`unrouted_figures`), no Fmax."""
     util = late["utilization"]
     fields = {k: _pick(util, v) for k, v in (_ECP5_MAP if dev.family == "ecp5"
                                              else _ICE40_MAP).items()}
     router = late["router"]
     status = (f"router2 at iteration {router['iteration']} with {router['overused_wires']} "
               f"overused wires" if router else "routing had not reported an iteration")
-    result = {
-        "device": device, "preset": params.name, "top": top, "source": "nextpnr-log",
-        "luts": fields["luts"],
-        "ffs": fields.get("ffs", _flops(cells)),
-        "ffs_source": "nextpnr log" if "ffs" in fields else "yosys:stat SB_DFF*",
-        "dsps": fields["dsps"], "brams": fields["brams"],
-        "fmax_mhz": None, "target_mhz": float(params.clock_mhz), "timing_met": None,
-        "fmax_kind": f"none (not routed: stopped after {limit:g} s, {status})",
-        "routed": False,
-        "placement_fmax_estimate_mhz": late["placement_fmax_estimate_mhz"],
-        "router": router,
-        "fmax": {}, "utilization": util, "yosys_cells": cells,
-        "harness": dict(design.harness_info), "seed": int(seed),
-        "stage_seconds": stages, "wall_seconds": round(time.monotonic() - t0, 2),
-        "workdir": str(workdir),
-    }
+    result = report(
+        source="nextpnr-log", luts=fields["luts"], ffs=fields.get("ffs", _flops(cells)),
+        ffs_source="nextpnr log" if "ffs" in fields else "yosys:stat SB_DFF*",
+        dsps=fields["dsps"], brams=fields["brams"], fmax_mhz=None, timing_met=None,
+        fmax_kind=f"none (not routed: stopped after {limit:g} s, {status})", routed=False,
+        placement_fmax_estimate_mhz=late["placement_fmax_estimate_mhz"], router=router,
+        fmax={}, utilization=util)
     stage(f"stopped routing after {limit:g} s ({status}): {result['luts']} LUTs, "
           f"placement estimate {result['placement_fmax_estimate_mhz']} MHz")
     return result
