@@ -16,11 +16,16 @@ def tessera(*args):
                           capture_output=True, text=True, timeout=900)
 
 
+def tessera_json(*args) -> dict:
+    """`tessera ARGS --json`, which must succeed: its report."""
+    r = tessera(*args, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
 def test_run_route_json(need_sim):
     need_sim("verilator")
-    r = tessera("run", "route", "--hops", "7", "--preset", "small", "--words", "3000", "--json")
-    assert r.returncode == 0, r.stderr
-    report = json.loads(r.stdout)
+    report = tessera_json("run", "route", "--hops", "7", "--preset", "small", "--words", "3000")
     for key in ("ok", "cycles", "words", "throughput", "config_cycles", "sim", "preset"):
         assert key in report
     assert report["ok"] and report["words"] == 3000 and report["throughput"] >= 0.99
@@ -86,10 +91,8 @@ def test_run_gemm_heatmap(need_sim, tmp_path):
     """--heatmap writes a PNG of the RTL's per-unit counters and names it."""
     need_sim("verilator")
     png = tmp_path / "activity.png"
-    r = tessera("run", "gemm", "--m", "16", "--n", "16", "--k", "16", "--preset", "small",
-                "--heatmap", str(png), "--json")
-    assert r.returncode == 0, r.stderr
-    report = json.loads(r.stdout)
+    report = tessera_json("run", "gemm", "--m", "16", "--n", "16", "--k", "16",
+                          "--preset", "small", "--heatmap", str(png))
     assert report["ok"] and report["heatmap"] == str(png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     busy = [u for u, perf in report["unit_perf"].items() if perf["active"] > 0]
@@ -110,10 +113,8 @@ def _vcd_scopes(path):
 def test_run_gemm_wave_pysim(tmp_path):
     """--wave on pysim: a VCD of the whole run, the units' scopes inside."""
     vcd = tmp_path / "run.vcd"
-    r = tessera("run", "gemm", "--m", "4", "--n", "4", "--k", "4", "--preset", "tiny",
-                "--sim", "pysim", "--wave", str(vcd), "--json")
-    assert r.returncode == 0, r.stderr
-    report = json.loads(r.stdout)
+    report = tessera_json("run", "gemm", "--m", "4", "--n", "4", "--k", "4", "--preset", "tiny",
+                          "--sim", "pysim", "--wave", str(vcd))
     assert report["ok"] and report["wave"] == str(vcd)
     assert {"fabric", "pcu_0_0", "pmu_0_1"} <= _vcd_scopes(vcd)
 
@@ -123,10 +124,8 @@ def test_run_gemm_wave_verilator(need_sim, tmp_path):
     same result, a VCD with the whole hierarchy."""
     need_sim("verilator")
     vcd = tmp_path / "run.vcd"
-    r = tessera("run", "gemm", "--m", "8", "--n", "8", "--k", "8", "--preset", "small",
-                "--wave", str(vcd), "--json")
-    assert r.returncode == 0, r.stderr
-    report = json.loads(r.stdout)
+    report = tessera_json("run", "gemm", "--m", "8", "--n", "8", "--k", "8",
+                          "--preset", "small", "--wave", str(vcd))
     assert report["ok"]
     assert {"tessera_host_top", "fabric", "pcu_0_0", "pcu_1_1", "agcu_0"} <= _vcd_scopes(vcd)
     assert vcd.stat().st_size > 100_000
