@@ -189,10 +189,67 @@ def cmd_run(args):
     raise UserError(f"unknown job {args.job!r}")
 
 
+def _compile_attention(args, params):
+    """`tessera compile attention`: the fused kernel's bitstream (the formats
+    of the inputs `tessera run attention --seed S` draws)."""
+    from tessera.compiler.attention import compile_attention_fused
+    from tessera.compiler.attention_model import AttentionFormats
+    from tessera.compiler.errors import CompileError
+    from tessera.sim.attention import random_qkv
+    N, M, d = args.seq, args.kv, args.dim
+    try:
+        from tessera.compiler.attention import check_attention_shape
+        check_attention_shape(N, M, d, args.causal)
+        q8, k8, _, scales = random_qkv(N, M, d, args.seed)
+        att = compile_attention_fused(params, N, M, d,
+                                      AttentionFormats.for_inputs(q8, k8, scales),
+                                      causal=args.causal, seed=args.seed)
+    except CompileError as e:
+        raise UserError(str(e)) from None
+    try:
+        with open(args.output, "wb") as f:
+            f.write(att.bitstream)
+    except OSError as e:
+        raise UserError(f"cannot write {e.filename}: {e.strerror}") from None
+    units = att.kernel.netlist.units
+    report = {"ok": True, "job": "attention", "fused": True, "preset": params.name,
+              "seq": N, "kv": M, "dim": d, "causal": args.causal, "output": args.output,
+              "bitstream_bytes": len(att.bitstream), "kv_resident": att.resident,
+              "units": {kind: sum(u.kind == kind for u in units.values())
+                        for kind in ("pcu", "pmu", "agcu")},
+              "routing_iterations": att.routing.iterations,
+              "compile_seconds": round(att.compile_seconds, 3),
+              "layout": {"q_addr": att.q_addr, "k_addr": att.k_addr, "v_addr": att.v_addr,
+                         "out_addr": att.out_addr}}
+    if args.draw:
+        from tessera.compiler.draw import draw
+        draw(params, att.placement, att.routing, args.draw,
+             title=f"fused attention N={N} M={M} d={d}{' causal' if args.causal else ''} "
+                   f"on {params.name}")
+        report["draw"] = args.draw
+
+    def human(r):
+        u = r["units"]
+        print(f"fused attention N={N} M={M} d={d}{' causal' if args.causal else ''} on preset "
+              f"{params.name}: {u['pcu']} PCUs, {u['pmu']} PMUs, {u['agcu']} AGCUs, K and V "
+              f"{'resident in PMUs' if r['kv_resident'] else 'streamed per row'}")
+        print(f"  bitstream  {r['output']} ({r['bitstream_bytes']} bytes), routed in "
+              f"{r['routing_iterations']} PathFinder iteration(s), {r['compile_seconds']} s")
+        if r.get("draw"):
+            print(f"  picture    {r['draw']}")
+    _emit(args, report, human)
+    return 0
+
+
 def cmd_compile(args):
     from tessera.compiler.errors import CompileError
     from tessera.compiler.gemm import compile_gemm
     params = _params(args)
+    if args.job == "attention":
+        return _compile_attention(args, params)
+    missing = [f"--{x}" for x in "mnk" if getattr(args, x) is None]
+    if missing:
+        raise UserError(f"compile gemm needs {', '.join(missing)}")
     try:
         cg = compile_gemm(params, args.m, args.n, args.k, args.dtype, seed=args.seed)
     except CompileError as e:
@@ -328,11 +385,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     comp = sub.add_parser("compile", help="compile a job to a bitstream (and a picture)")
-    comp.add_argument("job", choices=["gemm"])
-    comp.add_argument("--m", type=int, required=True)
-    comp.add_argument("--n", type=int, required=True)
-    comp.add_argument("--k", type=int, required=True)
+    comp.add_argument("job", choices=["gemm", "attention"])
+    comp.add_argument("--m", type=int, help="gemm: rows of A and C")
+    comp.add_argument("--n", type=int, help="gemm: columns of B and C")
+    comp.add_argument("--k", type=int, help="gemm: columns of A, rows of B")
     comp.add_argument("--dtype", default="int8", choices=["int8", "int16"])
+    comp.add_argument("--seq", type=int, default=64, help="attention (fused): queries N")
+    comp.add_argument("--kv", type=int, default=64, help="attention (fused): keys M")
+    comp.add_argument("--dim", type=int, default=32, help="attention (fused): head dim d")
+    comp.add_argument("--causal", action="store_true", help="attention: causal mask")
     comp.add_argument("--seed", type=int, default=0, help="placement seed")
     comp.add_argument("-o", "--output", required=True, help="bitstream file to write")
     comp.add_argument("--draw", help="PNG of the placement and routes")

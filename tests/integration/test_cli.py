@@ -45,6 +45,8 @@ def test_run_route_human(need_sim):
     (["run", "route", "--hops", "80", "--preset", "tiny", "--sim", "pysim"], "no route of 80"),
     (["load", "/nonexistent/file.bit", "--preset", "small"], "cannot read /nonexistent/file.bit"),
     (["run", "attention", "--seq", "8", "--kv", "8", "--dim", "24"], "head dim d=24"),
+    (["compile", "gemm", "--m", "4", "-o", "/tmp/never.bit"], "compile gemm needs --n, --k"),
+    (["compile", "attention", "--dim", "8", "-o", "/tmp/never.bit"], "head dim d=8"),
 ])
 def test_user_errors_are_one_line(args, message):
     r = tessera(*args)
@@ -141,3 +143,21 @@ def test_run_gemm_wave_errors(tmp_path, name, sim, message):
                 "--sim", sim, "--wave", str(tmp_path / name))
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize("job,args", [
+    ("gemm", ["--m", "20", "--n", "24", "--k", "40"]),
+    ("attention", ["--seq", "16", "--kv", "20", "--dim", "32", "--causal"]),
+])
+def test_compile_writes_bitstream_and_picture(tmp_path, job, args):
+    """`tessera compile`: a bitstream the loader accepts and a PNG of the
+    placement and routes, on the default preset."""
+    from tessera.compiler.bitstream import decode
+    bit, png = tmp_path / "job.bit", tmp_path / "job.png"
+    report = tessera_json("compile", job, *args, "--preset", "default", "-o", str(bit),
+                          "--draw", str(png))
+    assert report["ok"] and report["output"] == str(bit) and report["draw"] == str(png)
+    decode(bit.read_bytes(), preset("default"))           # raises if malformed
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if job == "attention":
+        assert report["units"] == {"pcu": 8, "pmu": 5, "agcu": 3} and report["kv_resident"]
