@@ -31,7 +31,7 @@ def random_qkv(N: int, M: int, d: int, seed: int = 1):
 def run_attention(params: FabricParams, *, seq: int, kv: int, dim: int, causal: bool = False,
                   fused: bool = False, sim: str = "verilator", seed: int = 1, qkv=None,
                   heads: int = 1, progress=None, return_result: bool = False,
-                  wave=None) -> dict:
+                  wave=None, threads: int = 1) -> dict:
     """softmax(Q K^T / sqrt(d)) V on the fabric, for `heads` heads. `qkv` =
     (q8, k8, v8, scales), or a list of them, one per head (default:
     ``random_qkv`` with seed ``seed + h`` for head h). The unfused kernel runs
@@ -111,7 +111,7 @@ def run_attention(params: FabricParams, *, seq: int, kv: int, dim: int, causal: 
     seq_.run_all(timeout=4 * heads * work + 200_000)
     for att in atts:
         outs.append(host.read_tensor(att.out_addr, (N, d), "int16"))
-    res = host.run(sim, progress=progress, wave=wave)
+    res = host.run(sim, progress=progress, wave=wave, threads=threads)
 
     mismatches, got_all, gold_all, errs, refs = 0, [], [], [], []
     for att, out, (q8, k8, v8, scales) in zip(atts, outs, qkv):

@@ -173,7 +173,8 @@ class PysimBackend:
     name = "pysim"
 
     def run_host(self, params: FabricParams, ops: list, *, dram_bytes: int, progress=None,
-                 wave=None):
+                 wave=None, threads: int = 1):
+        check_threads(threads, self.name)
         if wave is not None:
             wave_format(wave, "pysim")
         return _pysim_run_host(params, ops, dram_bytes, progress, wave)
@@ -424,6 +425,15 @@ WAVE_FORMATS = {".fst": "--trace-fst", ".vcd": "--trace"}
 LZ4_INCLUDE_DIRS = ("/usr/include", "/usr/local/include")
 
 
+def check_threads(threads, sim: str) -> int:
+    """A model's simulation threads: 1, or more on Verilator."""
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    if threads > 1 and sim != "verilator":
+        raise ValueError(f"simulation threads are a Verilator option; {sim} runs one thread")
+    return threads
+
+
 def wave_format(path, sim: str) -> str:
     """The format of a requested waveform file ("fst" or "vcd"), checked
     against what `sim` can write; raises ValueError naming the cause."""
@@ -522,18 +532,24 @@ def model_path(sim: str, *, top_name: str, key: dict, label: str, public: str = 
 
 
 def build_model(sim: str, *, top_name: str, key: dict, make_top, public: str,
-                label: str, progress=None, trace: str | None = None) -> tuple[Path, bool, float]:
+                label: str, progress=None, trace: str | None = None,
+                threads: int = 1) -> tuple[Path, bool, float]:
     """Build (or reuse from the cache) a compiled model of ``make_top()``.
 
     `key` (JSON-able) plus the gateware source digest and the simulator name
     address the cache entry. `public` is the Verilator control-file text that
     says which signals the testbench may touch. `trace` ("fst" or "vcd",
     Verilator only) builds a model that can write waveforms (a cache entry of
-    its own: tracing slows every cycle). Returns (dir, cached, seconds).
+    its own: tracing slows every cycle). `threads` > 1 (Verilator only) builds
+    a multi-threaded model (a cache entry of its own; docs/simulation.md has
+    when it pays). Returns (dir, cached, seconds).
     """
     if trace:
         key = dict(key, trace=trace)
         label = f"{label}-trace"
+    if threads != 1:
+        key = dict(key, threads=threads)
+        label = f"{label}-threads{threads}"
     d = model_path(sim, top_name=top_name, key=key, label=label, public=public)
     stamp = d / "built.json"
     t0 = time.perf_counter()
@@ -561,6 +577,8 @@ def build_model(sim: str, *, top_name: str, key: dict, make_top, public: str,
             build_args = build_options(sim)["args"] + [str(vlt)]
             if trace:
                 build_args += [WAVE_FORMATS["." + trace], "--trace-structs"]
+            if threads != 1:
+                build_args += ["--threads", str(threads)]
         log = d / "build.log"
         with open(log, "w") as logf, contextlib.redirect_stdout(logf):
             try:
@@ -616,7 +634,8 @@ class CocotbBackend:
                            make_top=lambda: SimTop(params), public=VERILATOR_PUBLIC,
                            label=f"preset-{params.name}", progress=progress)
 
-    def build_host(self, params: FabricParams, dram_bytes: int, progress=None, trace=None):
+    def build_host(self, params: FabricParams, dram_bytes: int, progress=None, trace=None,
+                   threads: int = 1):
         from ..hw.host_top import HostTop
         return build_model(self.name, top_name=HOST_TOP_NAME, trace=trace,
                            key={"params": params.to_dict(), "dram_bytes": dram_bytes,
@@ -624,16 +643,18 @@ class CocotbBackend:
                            make_top=lambda: RegisteredReset(HostTop(params,
                                                                     dram_bytes=dram_bytes)),
                            public=VERILATOR_PUBLIC_HOST,
-                           label=f"host-{params.name}", progress=progress)
+                           label=f"host-{params.name}", progress=progress, threads=threads)
 
     def run_host(self, params: FabricParams, ops: list, *, dram_bytes: int, progress=None,
-                 wave=None):
+                 wave=None, threads: int = 1):
         from ..hw.host_top import HostTop
         from ..hw.topology import Topology
 
+        check_threads(threads, self.name)
         trace = wave_format(wave, self.name) if wave is not None else None
         with simulator_env(self.name):
-            d, cached, build_seconds = self.build_host(params, dram_bytes, progress, trace)
+            d, cached, build_seconds = self.build_host(params, dram_bytes, progress, trace,
+                                                       threads)
             payload = {"ops": ops, "beat_bytes": params.dram_bytes_per_cycle,
                        "csr": {r.name: r.offset for r in HostTop.csr_map(params)},
                        "config_units": [cu.name for cu in Topology(params).config_units],

@@ -279,11 +279,13 @@ def mac_figures(params: FabricParams, *, macs: int, compulsory_bytes: int, cycle
 
 def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8",
              b_dtype: str | None = None, sim: str = "verilator", seed: int = 1, a=None, b=None,
-             progress=None, compiled=None, return_result: bool = False, wave=None) -> dict:
+             progress=None, compiled=None, return_result: bool = False, wave=None,
+             threads: int = 1) -> dict:
     """Compile C = A @ B for the fabric, run it on the host top and compare
     with NumPy. Every figure is measured by RTL counters: cycles from start to
     done, off-chip bytes on the AGCUs' AXI ports, per-unit activity. `wave`
-    (a .fst or .vcd path) also writes the run's waveform there."""
+    (a .fst or .vcd path) also writes the run's waveform there; `threads` > 1
+    simulates on a multi-threaded Verilator model."""
     import numpy as np
     from ..compiler.gemm import DTYPES, compile_gemm
     from .host_driver import Host
@@ -312,7 +314,7 @@ def run_gemm(params: FabricParams, *, m: int, n: int, k: int, dtype: str = "int8
     # a generous bound per run: every MAC on one lane, plus the traffic
     seq.run_all(timeout=4 * plan.Mp * plan.Np * plan.Kt // params.lanes + 200_000)
     c_out = host.read_tensor(plan.c_addr, (plan.Mp, plan.Np), "int32")
-    res = host.run(sim, progress=progress, wave=wave)
+    res = host.run(sim, progress=progress, wave=wave, threads=threads)
     got = plan.crop_c(c_out.value)
     want = a.astype(np.int32) @ b.astype(np.int32)
     figures = seq.figures()

@@ -356,12 +356,14 @@ class Host:
         self.csr_write("soft_reset", 1)
 
     # -- execution -------------------------------------------------------------------------
-    def run(self, sim: str = "verilator", *, progress=None, wave=None) -> HostRunResult:
+    def run(self, sim: str = "verilator", *, progress=None, wave=None,
+            threads: int = 1) -> HostRunResult:
         """Run the recorded operations on `sim`; `wave` (a .fst or .vcd path)
-        also writes the waveform of the whole run there."""
+        also writes the waveform of the whole run there; `threads` > 1 runs a
+        multi-threaded Verilator model."""
         from .backends import get_backend
         res = get_backend(sim).run_host(self.params, self.ops, dram_bytes=self.dram_bytes,
-                                        progress=progress, wave=wave)
+                                        progress=progress, wave=wave, threads=threads)
         for p in self._pending:
             p._resolve(res.results)
         return res

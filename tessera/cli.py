@@ -147,7 +147,7 @@ def cmd_run(args):
         try:
             report = run_gemm(params, m=args.m, n=args.n, k=args.k, dtype=args.dtype,
                               sim=args.sim, seed=args.seed, progress=_progress(args),
-                              wave=args.wave)
+                              wave=args.wave, threads=args.threads)
         except (CompileError, SimulatorMissing, ValueError) as e:
             raise UserError(str(e)) from None
         _heatmap(args, params, report)
@@ -160,7 +160,7 @@ def cmd_run(args):
             report = run_attention(params, seq=args.seq, kv=args.kv, dim=args.dim,
                                    causal=args.causal, fused=not args.unfused, sim=args.sim,
                                    seed=args.seed, heads=args.heads, progress=_progress(args),
-                                   wave=args.wave)
+                                   wave=args.wave, threads=args.threads)
         except (CompileError, SimulatorMissing, ValueError) as e:
             raise UserError(str(e)) from None
         _heatmap(args, params, report)
@@ -371,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--hops", type=int, default=6, help="route/copy: switch hops (>= 3)")
     run.add_argument("--words", type=int, default=4096)
     run.add_argument("--seed", type=int, default=1)
+    run.add_argument("--threads", type=int, default=1, metavar="N",
+                     help="gemm/attention: simulate on an N-threaded Verilator model (built "
+                          "and cached apart); pays only with N idle cores (docs/simulation.md)")
     run.add_argument("--heatmap", metavar="FILE.png",
                      help="gemm/attention: PNG of each unit's measured activity on the grid")
     run.add_argument("--wave", metavar="FILE.vcd",

@@ -75,3 +75,15 @@ def test_gemm_small_icarus(need_sim):
     ``ICARUS_GENERATION`` in sim/backends.py.)"""
     need_sim("icarus")
     _check(run_gemm(preset("small"), m=9, n=10, k=11, sim="icarus"))
+
+
+@pytest.mark.verilator
+def test_threaded_verilator_model_gives_the_same_run(need_sim):
+    """threads=2: a multi-threaded Verilator model (cached apart) runs the
+    same GEMM to the same result in the same number of cycles."""
+    need_sim("verilator")
+    p = preset("small")
+    one = run_gemm(p, m=16, n=16, k=24, sim="verilator", seed=3)
+    two = run_gemm(p, m=16, n=16, k=24, sim="verilator", seed=3, threads=2)
+    assert one["ok"] and two["ok"]
+    assert two["cycles"] == one["cycles"] and two["offchip_read_bytes"] == one["offchip_read_bytes"]
