@@ -112,6 +112,23 @@ def _need_lanes(p: FabricParams):
                          f"{p.unit_vec_in}")
 
 
+def _narrow(prog: PcuProgram, fm: AttentionFormats) -> PcuProgram:
+    """Step 2 on register 0: ``ADD 2**(rs-1)``, ``SHR rs`` -> s16."""
+    return (prog.stage(Op.ADD, a="r0", b="bc", const=(1 << fm.rs) >> 1)
+            .stage(Op.SHR, a="r0", b="bc", const=fm.rs))
+
+
+def _running_max(prog: PcuProgram) -> PcuProgram:
+    """Steps 5-6 from the t vector in register 0, into register 1: butterfly
+    MAX over the lanes, MAX with the accumulator (the row's running max T,
+    INT_MIN at each row's first block), ``AND 0xFFFF0000`` -> ``m << 16``."""
+    return (prog.stage(Op.MAX, a="r0", b="xl", dst=1)
+            .stage(Op.MAX, a="r1", b="xl", dst=1)
+            .stage(Op.MAX, a="r1", b="xl", dst=1)
+            .stage(Op.MAX, a="r1", b="acc", dst=1, acc_level=1, acc_init=AccInit.MIN)
+            .stage(Op.AND, a="r1", b="bc", const=0xFFFF_0000, dst=1))
+
+
 def _logits_program(p: FabricParams, fm: AttentionFormats, *, N: int, M: int,
                     causal: bool) -> dict:
     """Steps 3-4 on a vector of s16 per block of keys, rows in order: t, and
@@ -175,18 +192,10 @@ def plan_softmax(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, causa
     Mk = _ceil(M, L)               # keys, padded to whole vectors
     nb = Mk // L
     rows = counter(N)
-    x1 = (PcuProgram(p, [counter(nb), rows]).inputs(vec=[0])
-          .stage(Op.ADD, a="r0", b="bc", const=(1 << fm.rs) >> 1)
-          .stage(Op.SHR, a="r0", b="bc", const=fm.rs)
-          .done(vec_out=(0, 0)))
+    x1 = _narrow(PcuProgram(p, [counter(nb), rows]).inputs(vec=[0]), fm).done(vec_out=(0, 0))
     x2 = _logits_program(p, fm, N=N, M=M, causal=causal)
-    x3a = (PcuProgram(p, [counter(nb), rows]).inputs(vec=[0])
-           .stage(Op.MAX, a="r0", b="xl", dst=1)
-           .stage(Op.MAX, a="r1", b="xl", dst=1)
-           .stage(Op.MAX, a="r1", b="xl", dst=1)
-           .stage(Op.MAX, a="r1", b="acc", dst=1, acc_level=1, acc_init=AccInit.MIN)
-           .stage(Op.AND, a="r1", b="bc", const=0xFFFF_0000, dst=1)
-           .done(scal_out=(1, 0, 1)))
+    x3a = _running_max(PcuProgram(p, [counter(nb), rows]).inputs(vec=[0])).done(
+        scal_out=(1, 0, 1))
     x3b = (PcuProgram(p, [counter(nb), rows]).inputs(vec=[0], scal=[1])
            .stage(Op.SUB, a="r0", b="bc", bc="s0")
            .done(vec_out=("tail", 0), tail=(SFU_EXP2, 0, fm.p_shift)))
@@ -465,18 +474,11 @@ def plan_fused(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, d: int,
     Mk = _ceil(M, L)
     nb = Mk // L
     rows = counter(N)
-    a = (PcuProgram(p, [counter(d), counter(nb), rows]).inputs(vec=[0], scal=[0])
-         .stage(Op.MAC, a="r0", b="bc", c="acc", bc="s0", acc_level=1)
-         .stage(Op.ADD, a="r0", b="bc", const=(1 << fm.rs) >> 1)
-         .stage(Op.SHR, a="r0", b="bc", const=fm.rs)
-         .done(vec_out=(0, 1)))
+    a = _narrow(PcuProgram(p, [counter(d), counter(nb), rows]).inputs(vec=[0], scal=[0])
+                .stage(Op.MAC, a="r0", b="bc", c="acc", bc="s0", acc_level=1), fm
+                ).done(vec_out=(0, 1))
     b = _logits_program(p, fm, N=N, M=M, causal=causal)
-    dd = (PcuProgram(p, [counter(nb), rows]).inputs(vec=[0])
-          .stage(Op.MAX, a="r0", b="xl", dst=1)
-          .stage(Op.MAX, a="r1", b="xl", dst=1)
-          .stage(Op.MAX, a="r1", b="xl", dst=1)
-          .stage(Op.MAX, a="r1", b="acc", dst=1, acc_level=1, acc_init=AccInit.MIN)
-          .stage(Op.AND, a="r1", b="bc", const=0xFFFF_0000, dst=1)
+    dd = (_running_max(PcuProgram(p, [counter(nb), rows]).inputs(vec=[0]))
           .stage(Op.SUB, a="r0", b="r1", dst=0)
           .done(vec_out=("tail", 0), scal_out=(1, 0, 0), tail=(SFU_EXP2, 0, fm.p_shift)))
     e = (PcuProgram(p, [counter(L), counter(nb * G), rows]).inputs(vec=[0], scal=[0])
