@@ -266,14 +266,20 @@ def plan_normalize(p: FabricParams, fm: AttentionFormats, *, N: int, d: int, o_a
 # -- the unfused attention ---------------------------------------------------------------
 
 @dataclass
-class UnfusedAttention:
-    """The four configurations and the DRAM layout of an unfused attention."""
+class AttentionProblem:
+    """One head's attention: the fabric, N queries, M keys, head dim d, the
+    mask and the fixed-point formats."""
     params: FabricParams
     N: int
     M: int
     d: int
     causal: bool
     formats: AttentionFormats
+
+
+@dataclass
+class UnfusedAttention(AttentionProblem):
+    """The four configurations and the DRAM layout of an unfused attention."""
     scores: CompiledGemm          # S = Q K^T
     softmax: Kernel
     values: CompiledGemm          # O = P V
@@ -367,16 +373,10 @@ def _pmu(nbuf: int, rows: int, wr: dict, rd: dict, p: FabricParams, what: str) -
 
 
 @dataclass
-class FusedAttention:
+class FusedAttention(AttentionProblem):
     """One configuration that computes the whole attention of one head; its
     DRAM layout: Q (N x d int8, row-major), K^T by key blocks (``pack_k``),
     V (keys padded to whole vectors, int8, ``pack_v``), out (N x d int16)."""
-    params: FabricParams
-    N: int
-    M: int
-    d: int
-    causal: bool
-    formats: AttentionFormats
     kernel: Kernel
     q_addr: int
     k_addr: int
