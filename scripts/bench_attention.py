@@ -4,7 +4,7 @@ off-chip bytes (total and beyond Q, K, V and the output) and the error against
 float64. Every figure is measured: cycles and bytes by the RTL's counters,
 errors against the float64 reference, simulation speed by the wall clock.
 
-    python scripts/bench_attention.py [--sizes 64 128 256] [--dim 32] [--causal]
+    python scripts/bench_attention.py [--sizes 64 128 256 512] [--dim 32] [--causal]
                                       [--kinds fused unfused] [--preset default]
                                       [--sim verilator] [--json]
 
@@ -30,7 +30,7 @@ def main(argv=None):
     from tessera.sim.attention import run_attention
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512])
     ap.add_argument("--dim", type=int, default=32)
     ap.add_argument("--causal", action="store_true")
     ap.add_argument("--kinds", nargs="+", default=["fused", "unfused"],
