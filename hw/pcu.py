@@ -84,7 +84,7 @@ import enum
 
 from amaranth import *
 from amaranth.lib import data, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
 from .links import NETWORKS, Hop, InputFIFO, network_layout
 from .params import FabricParams
@@ -533,7 +533,6 @@ class PCU(wiring.Component):
         nsi = p.unit_scal_in
         st = self.config.stages[k]
         has_mul = k in mul_stages(p)
-        BC, ACC, XL, LANE = NR, NR + 1, NR + 2, NR + 3
 
         # Stage-wide decoding, shared by the lanes.
         bc_opts = [st.const] + [c_in.scal[j] for j in range(nsi)] + \
