@@ -626,7 +626,7 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
         return {"device": device, "preset": params.name, "top": top,
                 "target_mhz": float(params.clock_mhz), **fields, "yosys_cells": cells,
                 "harness": dict(design.harness_info), "seed": int(seed),
-                "stage_seconds": stages, "wall_seconds": round(time.monotonic() - t0, 2),
+                "nextpnr_args": [str(a) for a in nextpnr_args], "stage_seconds": stages, "wall_seconds": round(time.monotonic() - t0, 2),
                 "workdir": str(workdir)}
 
     if not pnr:
@@ -756,6 +756,9 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="what to synthesize: the wrapped fabric, one PCU, PMU or "
                              "switch of the preset, or one link hop")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    parser.add_argument("--placer", default="heap", choices=["heap", "static", "sa"],
+                        help="nextpnr's placer (default heap, nextpnr's own default; static is "
+                             "its electrostatic placer)")
     parser.add_argument("--route-timeout", type=float, default=DEFAULT_ROUTE_TIMEOUT,
                         metavar="SECONDS",
                         help="stop nextpnr after this long and report the design unrouted "
@@ -813,7 +816,8 @@ def main_synth(args) -> int:
                             top=getattr(args, "top", "fabric"),
                             seed=getattr(args, "seed", 1), route=getattr(args, "route", True),
                             pnr=getattr(args, "pnr", True), progress=progress,
-                            route_timeout=getattr(args, "route_timeout", None) or None)
+                            route_timeout=getattr(args, "route_timeout", None) or None,
+                            nextpnr_args=["--placer", getattr(args, "placer", "heap")])
     except (ValueError, SynthError) as e:
         if getattr(args, "json", False):
             out = {"error": type(e).__name__, "message": str(e)}
