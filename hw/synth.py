@@ -756,9 +756,10 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="what to synthesize: the wrapped fabric, one PCU, PMU or "
                              "switch of the preset, or one link hop")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
-    parser.add_argument("--placer", default="heap", choices=["heap", "static", "sa"],
-                        help="nextpnr's placer (default heap, nextpnr's own default; static is "
-                             "its electrostatic placer)")
+    parser.add_argument("--placer", default="static", choices=["static", "heap", "sa"],
+                        help="nextpnr's placer (default static, its electrostatic placer: with it "
+                             "small routes on an LFE5U-85F, with heap router2 does not converge; "
+                             "docs/area.md)")
     parser.add_argument("--route-timeout", type=float, default=DEFAULT_ROUTE_TIMEOUT,
                         metavar="SECONDS",
                         help="stop nextpnr after this long and report the design unrouted "
@@ -817,7 +818,7 @@ def main_synth(args) -> int:
                             seed=getattr(args, "seed", 1), route=getattr(args, "route", True),
                             pnr=getattr(args, "pnr", True), progress=progress,
                             route_timeout=getattr(args, "route_timeout", None) or None,
-                            nextpnr_args=["--placer", getattr(args, "placer", "heap")])
+                            nextpnr_args=["--placer", getattr(args, "placer", "static")])
     except (ValueError, SynthError) as e:
         if getattr(args, "json", False):
             out = {"error": type(e).__name__, "message": str(e)}
