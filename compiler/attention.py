@@ -306,6 +306,17 @@ class UnfusedAttention(AttentionProblem):
     def pack_v(self, v8) -> np.ndarray:
         return self.values.plan.pack_b(v8)
 
+    def inputs(self, q8, k8, v8) -> dict:
+        """{DRAM address: int8 array} of Q, K and V in this kernel's layout."""
+        return {self.q_addr: self.pad_q(q8), self.scores.plan.b_addr: self.pack_k(k8),
+                self.values.plan.b_addr: self.pack_v(v8)}
+
+    @property
+    def iterations(self) -> int:
+        """Iterations of the busiest PCU (a bound for the run's timeout)."""
+        sp, vp = self.scores.plan, self.values.plan
+        return max(sp.Mp * sp.Np * sp.Kt, vp.Mp * vp.Np * vp.Kt) // self.params.lanes
+
     def pad_q(self, q8) -> np.ndarray:
         return self.scores.plan.pad_a(q8)
 
@@ -411,6 +422,16 @@ class FusedAttention(AttentionProblem):
     @property
     def dram_end(self) -> int:
         return self.out_addr + 2 * self.N * self.d
+
+    def inputs(self, q8, k8, v8) -> dict:
+        """{DRAM address: int8 array} of Q, K and V in this kernel's layout."""
+        return {self.q_addr: np.asarray(q8), self.k_addr: self.pack_k(k8),
+                self.v_addr: self.pack_v(v8)}
+
+    @property
+    def iterations(self) -> int:
+        """Iterations of A and of E (a bound for the run's timeout)."""
+        return self.N * self.Mk * self.d // self.params.lanes
 
     def pack_k(self, k8) -> np.ndarray:
         """K^T by blocks of `lanes` keys: vector (b, c) = keys ``b*L ..`` of column c."""

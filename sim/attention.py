@@ -95,27 +95,16 @@ def run_attention(params: FabricParams, *, seq: int, kv: int, dim: int, causal: 
                           below=atts[0].q_addr)
     outs = []
     for att, (q8, k8, v8, _) in zip(atts, qkv):
-        if fused:
-            host.write_tensor(att.q_addr, np.asarray(q8).astype(np.int8))
-            host.write_tensor(att.k_addr, att.pack_k(k8).astype(np.int8))
-            host.write_tensor(att.v_addr, att.pack_v(v8).astype(np.int8))
-        else:
-            host.write_tensor(att.q_addr, att.pad_q(q8).astype(np.int8))
-            host.write_tensor(att.scores.plan.b_addr, att.pack_k(k8).astype(np.int8))
-            host.write_tensor(att.values.plan.b_addr, att.pack_v(v8).astype(np.int8))
-    if fused:
-        work = N * atts[0].Mk * d // params.lanes        # A's and E's iterations per head
-    else:
-        sp, vp = atts[0].scores.plan, atts[0].values.plan
-        work = max(sp.Mp * sp.Np * sp.Kt, vp.Mp * vp.Np * vp.Kt) // params.lanes
-    seq_.run_all(timeout=4 * heads * work + 200_000)
+        for addr, tensor in att.inputs(q8, k8, v8).items():
+            host.write_tensor(addr, tensor.astype(np.int8))
+    seq_.run_all(timeout=4 * heads * atts[0].iterations + 200_000)
     for att in atts:
         outs.append(host.read_tensor(att.out_addr, (N, d), "int16"))
     res = host.run(sim, progress=progress, wave=wave, threads=threads)
 
+    golden_model = attention_fixed if fused else attention_unfused_fixed
     mismatches, got_all, gold_all, errs, refs = 0, [], [], [], []
     for att, out, (q8, k8, v8, scales) in zip(atts, outs, qkv):
-        golden_model = attention_fixed if fused else attention_unfused_fixed
         golden = golden_model(q8, k8, v8, scales, causal, formats=att.formats)
         got = out.value
         ref = attention_float(dequantize(q8, scales.q), dequantize(k8, scales.k),

@@ -192,13 +192,12 @@ def cmd_run(args):
 def _compile_attention(args, params):
     """`tessera compile attention`: the fused kernel's bitstream (the formats
     of the inputs `tessera run attention --seed S` draws)."""
-    from tessera.compiler.attention import compile_attention_fused
+    from tessera.compiler.attention import check_attention_shape, compile_attention_fused
     from tessera.compiler.attention_model import AttentionFormats
     from tessera.compiler.errors import CompileError
     from tessera.sim.attention import random_qkv
     N, M, d = args.seq, args.kv, args.dim
     try:
-        from tessera.compiler.attention import check_attention_shape
         check_attention_shape(N, M, d, args.causal)
         q8, k8, _, scales = random_qkv(N, M, d, args.seed)
         att = compile_attention_fused(params, N, M, d,
