@@ -30,7 +30,8 @@ Timing: the end test of counter ``i`` compares its offset from ``start``
 with a limit ``stop - start - stride`` held in a register, and the "at its
 last value" flags are registers computed one step ahead, so ``wrap`` and
 ``done`` come straight from flops (no adder or comparator between the chain
-and the logic that decides whether to step). The price: the limits follow
+and the logic that decides whether to step); the values are registers too
+(``start`` + offset, kept beside it). The price: the limits follow
 ``config`` one cycle late, so after a configuration change hold ``clear``
 for two cycles before the first step.
 :class:`CounterChainModel` is its bit-accurate Python model.
@@ -82,10 +83,11 @@ class CounterChain(wiring.Component):
         # lim = stop - start - stride: counter i is at its last value iff off >= lim
         lim = [Signal(signed(w + 2), name=f"lim{i}") for i in range(n)]
         last = Signal(n)                    # registered: off[i] >= lim[i]
+        val = [Signal(w, name=f"val{i}") for i in range(n)]     # registered: start + off
         for i in range(n):
             cc = self.config[i]
             m.d.sync += lim[i].eq(cc.stop - cc.start - cc.stride)
-            m.d.comb += self.values[i].eq(cc.start + off[i])
+            m.d.comb += self.values[i].eq(val[i])
         for i in range(n):
             m.d.comb += [
                 self.wrap[i].eq(last[:i + 1].all()),
@@ -96,13 +98,15 @@ class CounterChain(wiring.Component):
             nxt = Signal(w + 1, name=f"next{i}")
             m.d.comb += nxt.eq(off[i] + self.config[i].stride)
             inner = self.wrap[i - 1] if i else Const(1, 1)
+            start = self.config[i].start
             with m.If(self.clear):
-                m.d.sync += [off[i].eq(0), last[i].eq(lim[i] <= 0)]
+                m.d.sync += [off[i].eq(0), last[i].eq(lim[i] <= 0), val[i].eq(start)]
             with m.Elif(self.step & inner):
                 with m.If(last[i]):
-                    m.d.sync += [off[i].eq(0), last[i].eq(lim[i] <= 0)]
+                    m.d.sync += [off[i].eq(0), last[i].eq(lim[i] <= 0), val[i].eq(start)]
                 with m.Else():
-                    m.d.sync += [off[i].eq(nxt), last[i].eq(nxt >= lim[i])]
+                    m.d.sync += [off[i].eq(nxt), last[i].eq(nxt >= lim[i]),
+                                 val[i].eq(val[i] + self.config[i].stride)]
         return m
 
 

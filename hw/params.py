@@ -58,7 +58,7 @@ class FabricParams:
     clock_mhz: float = 100.0
     # PCU (hw/pcu.py). Stages holding a mul_width x mul_width multiplier (MUL,
     # MAC, QMUL; one DSP per lane each); negative indices count from the last
-    # stage. A multiplier stage takes two cycles, the others one.
+    # stage. A multiplier stage takes three cycles, the others two.
     pcu_mul_stages: tuple = (0,)
     # The special-function tail (exp2, reciprocal; one DSP per lane).
     pcu_sfu: bool = True

@@ -14,12 +14,13 @@ How a PCU runs (every number below is a field of :func:`pcu_config_layout`):
   ``counters`` = once per run.
 * **Firing.** An iteration fires when ``en``, every enabled vector/scalar
   input FIFO holds a word, every enabled token dependency whose level starts a
-  group here has a token, and the pipeline advances. An input is read on every
-  iteration and popped on the last iteration of its ``level`` group (a scalar
-  held for an inner loop); a dependency consumes one token at the first
-  iteration of its ``level`` group. Token counters start at ``init``
-  (N-buffer credits) and are held as the difference from ``init``, so a
-  balanced program leaves them (and the counter chain) at zero.
+  group here has a token, and every enabled output holds a credit (a free
+  slot in its queue). An input is read on every iteration and popped on the
+  last iteration of its ``level`` group (a scalar held for an inner loop); a
+  dependency consumes one token at the first iteration of its ``level``
+  group. Token counters start at ``init`` (N-buffer credits). Any change of
+  the configuration (and ``en`` = 0) clears the counter chain and the token
+  counters: a new program starts from its first iteration.
 * **Stages.** Each lane carries ``pcu_regs`` pipeline registers R0.. from
   stage to stage. At stage 0 they hold the vector inputs' lane elements
   (R_j = vector input j, 0 if disabled). Stage k computes
@@ -42,7 +43,7 @@ How a PCU runs (every number below is a field of :func:`pcu_config_layout`):
   ignored without it).
 * **Ops** (32-bit two's complement): see :class:`Op`. MUL, MAC and QMUL exist
   only in ``pcu_mul_stages``; elsewhere, and for unknown codes, the result
-  is 0. Their product is formed in the stage's fetch cycle, so its operands
+  is 0. Their product is formed before the execute cycle, so its operands
   ``a`` and ``b`` read ``ACC`` as 0 (MAC's addend ``c`` may be ``ACC``: a
   dot product accumulates in one cycle).
 * **Tail.** After the last stage, an optional special-function tail
@@ -58,15 +59,23 @@ How a PCU runs (every number below is a field of :func:`pcu_config_layout`):
   output 0 (what :meth:`PCU.pass_config` sets); that input and output are then
   not used by the computation.
 
-Timing: the pipeline has one enable (``adv``): every output has a two-entry
-skid (:class:`~.links.Hop`) and the pipeline advances when every enabled
-output's skid can take a word (a registered signal), so no ready path reaches
-the datapath. Every stage takes two cycles: a fetch cycle selects the
-operands into registers (and multiplies, in a multiplier stage) and an
-execute cycle runs the ALU (``ACC`` is selected late, in the execute cycle,
-so an accumulation still closes in one cycle). The stage's op decoding is
-registered from the configuration, which is static while the unit runs. A
-stage's registers load only for valid iterations (so ``ACC`` is the previous
+Timing: the firing decision is the PCU's only enable, and it starts at
+flops: the input FIFOs' valid bits, the counter chain's registered "last
+value" flags (:class:`~.counters.CounterChain`), and registered "has a
+token" / "has a credit" flags (:func:`~.unit.flagged_counter`). The PCU acts
+on a registered copy of its configuration (:func:`~.unit.settled_config`;
+a change holds it cleared for two cycles). The pipeline never stalls: its
+registers load every cycle and a valid bit travels with each iteration.
+Instead, every output is a queue of :meth:`PCU.out_depth` words, and a
+firing reserves a slot in each queue its iteration will write (a credit,
+returned when the word leaves the queue), so no ready signal reaches the
+datapath and no enable fans out over it. Every stage takes two cycles: a
+fetch cycle selects the operands into registers and an execute cycle runs
+the ALU; a multiplier stage has a multiply cycle between them (the DSP has
+registered inputs and output) (``ACC`` is selected
+late, in the execute cycle, so an accumulation still closes in one cycle).
+The stage's op decoding is registered from the configuration. A stage's
+accumulators load only for valid iterations (so ``ACC`` is the previous
 iteration's result, bubbles or not). Under continuous flow the PCU fires
 every cycle and retires one iteration per cycle.
 
@@ -86,11 +95,13 @@ from amaranth import *
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import Out
 
-from .links import NETWORKS, Hop, InputFIFO, network_layout
+from .counters import CounterChain
+from .links import NETWORKS, InputFIFO, network_layout
 from .params import FabricParams
 from .sfu import SFU_LATENCY, SFULane
 from .switch import mux_tree, select4_gated
-from .unit import pass_config_layout, unit_port_counts, unit_signature_members
+from .unit import (flagged_counter, pass_config_layout, settled_config, unit_port_counts,
+                   unit_signature_members)
 
 __all__ = ["Op", "AccInit", "PCU", "pcu_config_layout", "mul_stages", "stage_latency",
            "xl_level", "src_code", "bc_code", "last_code", "COUNTER_WIDTH", "TOKEN_MAX"]
@@ -143,12 +154,13 @@ def mul_stages(params: FabricParams) -> frozenset:
 
 
 def stage_latency(params: FabricParams, k: int) -> int:
-    """Cycles of stage k: 2, a fetch cycle (the operand selects, into
-    registers; a multiplier's DSP wants registered inputs anyway) and an
-    execute cycle (the ALU). Registering the operands of every stage, not only
-    of the multiplier stages, takes the operand selects off the path through
-    the ALU, at the cost of flops only (docs/area.md)."""
-    return 2
+    """Cycles of stage k: a fetch cycle (the operand selects, into
+    registers), in a multiplier stage a multiply cycle (the DSP between its
+    input and output registers), and an execute cycle (the ALU): 2, or 3 in
+    a multiplier stage. Registering the operands of every stage, not only of
+    the multiplier stages, takes the operand selects off the path through the
+    ALU, at the cost of flops only (docs/area.md)."""
+    return 3 if k in mul_stages(params) else 2
 
 
 def xl_level(params: FabricParams, k: int) -> int:
@@ -284,19 +296,36 @@ class PCU(wiring.Component):
 
     @staticmethod
     def latency(params: FabricParams) -> int:
-        """Cycles from a firing to its outputs entering the output skids."""
+        """Cycles from a firing to its outputs entering the output queues."""
         return (sum(stage_latency(params, k) for k in range(params.stages))
                 + (SFU_LATENCY if params.pcu_sfu else 0))
+
+    @staticmethod
+    def out_depth(params: FabricParams) -> int:
+        """Words per output queue: a firing reserves its slot `latency` cycles
+        before the word arrives, and a freed slot takes 4 more cycles to
+        become a credit again (queue write, queue output register, the
+        consumer's read, the credit flag), so this many credits keep the PCU
+        firing every cycle under continuous flow."""
+        return PCU.latency(params) + 4
 
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        cfg = self.config
         S, L, C, NR = p.stages, p.lanes, p.counters, p.pcu_regs
         W = p.word_width
         n_in = {net: unit_port_counts(p, net)[0] for net in NETWORKS}
         n_out = {net: unit_port_counts(p, net)[1] for net in NETWORKS}
         nvi, nsi, nci = n_in["vec"], n_in["scal"], n_in["ctrl"]
+
+        # -- the configuration, registered --------------------------------------------------
+        # The PCU acts on a registered copy of `config` (unit.settled_config):
+        # any change holds it cleared (counter chain, token counters) for two
+        # cycles while the values derived from it in registers settle.
+        cfg, quiet = settled_config(m, self.config)
+        run = Signal()
+        m.d.sync += run.eq(quiet & cfg.en)
+        clear = ~run
 
         # -- input FIFOs and bypass ------------------------------------------------
         fifos = {}
@@ -312,90 +341,103 @@ class PCU(wiring.Component):
             b = getattr(cfg.bypass, net)
             return b.en & (b.sel == j)
 
-        # The enables that gate firing are decoded from the (static) config and
-        # registered: that takes the config decode off the firing path, which
-        # fans out to the FIFOs, the counters and stage 0. Switch configurations
-        # while the unit is idle (it is, between graphs).
+        def reg(value, name):
+            r = Signal(name=name)
+            m.d.sync += r.eq(value)
+            return r
+
+        # The enables that gate firing are decoded from the configuration into
+        # registers: the firing decision starts at flops.
         enables = {}
         for net in NETWORKS:
             for j in range(n_in[net]):
-                e = Signal(name=f"{net}_in{j}_en")
-                m.d.sync += e.eq(getattr(cfg, f"{net}_in")[j].en & ~bypassed_in(net, j))
-                enables[(net, j)] = e
-        run_en = Signal()
-        m.d.sync += run_en.eq(cfg.en)
+                enables[(net, j)] = reg(getattr(cfg, f"{net}_in")[j].en & ~bypassed_in(net, j),
+                                        f"{net}_in{j}_en")
 
         def enabled_in(net, j):
             return enables[(net, j)]
 
         # -- counter chain ------------------------------------------------------------
-        off = [Signal(COUNTER_WIDTH, name=f"ctr{i}_off") for i in range(C)]
-        val = [Signal(COUNTER_WIDTH, name=f"ctr{i}_val") for i in range(C)]
-        wrap = Signal(C)
-        first = Signal(C)
-        for i in range(C):
-            cc = cfg.counters[i]
-            m.d.comb += [
-                val[i].eq(cc.start + off[i]),
-                wrap[i].eq(val[i] + cc.stride >= cc.stop),
-                first[i].eq(off[i] == 0),
-            ]
-        fm = Signal(C)      # counters 0..l at their first value
-        lm = Signal(C)      # counters 0..l at their last value
-        for l in range(C):
-            m.d.comb += [fm[l].eq(first[:l + 1].all()), lm[l].eq(wrap[:l + 1].all())]
+        # Its "last value" flags are registers (hw/counters.py): no adder between
+        # the chain and the firing decision.
+        fire = Signal()
+        m.submodules.chain = chain = CounterChain(C, COUNTER_WIDTH)
+        m.d.comb += [chain.config.eq(cfg.counters), chain.clear.eq(clear), chain.step.eq(fire)]
+        fm = chain.first    # counters 0..l at their first value
+        lm = chain.wrap     # counters 0..l at their last value
+        val = chain.values
 
         def at_level(level, mask):
             return Cat(Const(1, 1), mask).bit_select(level, 1)
 
-        # -- token counters ---------------------------------------------------------
-        deltas, effs = [], []
+        # -- token counters (per dependency; start at `init`: N-buffer credits) -----------
+        tok_need = Signal(max(nci, 1))
+        tok_ok = Const(1, 1)
         for j in range(nci):
-            d = Signal(signed(6), name=f"tok{j}_delta")
-            e = Signal(6, name=f"tok{j}_count")
-            m.d.comb += e.eq(cfg.ctrl_in[j].init + d)
-            deltas.append(d)
-            effs.append(e)
+            q = fifos["ctrl"][j].o
+            take = Signal(name=f"tok{j}_take")
+            used = Signal(name=f"tok{j}_used")
+            _, nz, full = flagged_counter(m, f"tok{j}", TOKEN_MAX, up=take, down=used,
+                                          load=(clear, cfg.ctrl_in[j].init))
+            m.d.comb += [
+                q.ready.eq(run & enabled_in("ctrl", j) & ~full),
+                take.eq(q.ready & q.valid),
+                tok_need[j].eq(enabled_in("ctrl", j) & at_level(cfg.ctrl_in[j].level, fm)),
+                used.eq(fire & tok_need[j]),
+            ]
+            tok_ok = tok_ok & (~tok_need[j] | nz)
+
+        # -- outputs: queues with credits ---------------------------------------------
+        # Every output is a queue of `out_depth` words. A firing reserves a slot in
+        # each queue its iteration will write (known at the firing: the output's
+        # level and the chain's flags), and the pipeline never stalls: the
+        # firing decision is the only enable. A slot is released when the word
+        # leaves the queue; the PCU fires only while every enabled output holds
+        # a credit (a registered flag).
+        depth = PCU.out_depth(p)
+        out_q = {}
+        emits = []           # per output (in order): does this firing write it
+        out_ok = Const(1, 1)
+        for net in NETWORKS:
+            out_q[net] = []
+            for k in range(n_out[net]):
+                ocfg = getattr(cfg, f"{net}_out")[k]
+                q = InputFIFO(network_layout(p, net), depth)
+                m.submodules[f"out_{net}{k}"] = q
+                out_q[net].append(q)
+                en = ocfg.en & ~getattr(cfg.bypass, net).en if k == 0 else ocfg.en
+                en = reg(en, f"out_{net}{k}_en")
+                emit = Signal(name=f"out_{net}{k}_emit")
+                m.d.comb += emit.eq(en & at_level(ocfg.level, lm))
+                emits.append(emit)
+                _, credit, _ = flagged_counter(m, f"out_{net}{k}_credits", depth,
+                                               up=q.o.valid & q.o.ready, down=fire & emit,
+                                               reset=depth)
+                out_ok = out_ok & (~en | credit)
 
         # -- issue --------------------------------------------------------------------
-        adv = Signal()
-        fire = Signal()
         in_ok = Const(1, 1)
         for net, n in (("vec", nvi), ("scal", nsi)):
             for j in range(n):
                 in_ok = in_ok & (~enabled_in(net, j) | fifos[net][j].o.valid)
-        tok_need = Signal(max(nci, 1))
-        tok_ok = Const(1, 1)
-        for j in range(nci):
-            m.d.comb += tok_need[j].eq(enabled_in("ctrl", j) &
-                                       at_level(cfg.ctrl_in[j].level, fm))
-            tok_ok = tok_ok & (~tok_need[j] | (effs[j] != 0))
-        m.d.comb += fire.eq(run_en & adv & in_ok & tok_ok)
+        m.d.comb += fire.eq(run & in_ok & tok_ok & out_ok)
 
         for net, n in (("vec", nvi), ("scal", nsi)):
             for j in range(n):
                 pop = fire & enabled_in(net, j) & at_level(getattr(cfg, f"{net}_in")[j].level, lm)
                 m.d.comb += fifos[net][j].o.ready.eq(pop)
-        for j in range(nci):
-            take = Signal(name=f"tok{j}_take")
-            m.d.comb += take.eq(enabled_in("ctrl", j) & (effs[j] != TOKEN_MAX))
-            m.d.comb += fifos["ctrl"][j].o.ready.eq(take)
-            got = take & fifos["ctrl"][j].o.valid
-            used = fire & tok_need[j]
-            m.d.sync += deltas[j].eq(deltas[j] + got - used)
-
-        for i in range(C):
-            step = fire if i == 0 else fire & lm[i - 1]
-            with m.If(step):
-                m.d.sync += off[i].eq(Mux(wrap[i], 0, off[i] + cfg.counters[i].stride))
 
         # -- pipeline ---------------------------------------------------------------
+        # Free-running: every stage register loads every cycle, and a valid bit
+        # travels with each iteration (only the accumulators load on it).
+        n_outs = len(emits)
         file_layout = data.ArrayLayout(data.ArrayLayout(W, L), NR)
         ctx_layout = data.StructLayout({
             "scal": data.ArrayLayout(W, max(nsi, 1)),
             "ctr": data.ArrayLayout(COUNTER_WIDTH, C),
             "fm": C, "lm": C,
             "lasts": max(nvi + nsi, 1),
+            "emit": max(n_outs, 1),
         })
         file0 = Signal(file_layout)
         ctx0 = Signal(ctx_layout)
@@ -408,96 +450,79 @@ class PCU(wiring.Component):
             m.d.comb += ctx0.scal[j].eq(Mux(enabled_in("scal", j), q.payload.data, 0))
         lasts = [enabled_in("vec", j) & fifos["vec"][j].o.payload.last for j in range(nvi)]
         lasts += [enabled_in("scal", j) & fifos["scal"][j].o.payload.last for j in range(nsi)]
-        m.d.comb += [ctx0.fm.eq(fm), ctx0.lm.eq(lm), ctx0.lasts.eq(Cat(*lasts))]
+        m.d.comb += [ctx0.fm.eq(fm), ctx0.lm.eq(lm), ctx0.lasts.eq(Cat(*lasts)),
+                     ctx0.emit.eq(Cat(*emits))]
         for i in range(C):
             m.d.comb += ctx0.ctr[i].eq(val[i])
 
         v_in, f_in, c_in = fire, file0, ctx0
         for k in range(S):
-            v_in, f_in, c_in = self._stage(m, k, adv, v_in, f_in, c_in, file_layout, ctx_layout)
+            v_in, f_in, c_in = self._stage(m, cfg, k, v_in, f_in, c_in, file_layout, ctx_layout)
 
         # -- tail: outputs' values (+ special functions) -------------------------------
         t_v, t_file, t_ctx = v_in, f_in, c_in
         sfu_out = [Const(0, W) for _ in range(L)]
-        depth = 0
+        tail_depth = 0
         if p.pcu_sfu:
-            depth = SFU_LATENCY
+            tail_depth = SFU_LATENCY
             sfu_out = []
             for lane in range(L):
                 u = SFULane()
                 m.submodules[f"sfu{lane}"] = u
-                m.d.comb += [u.en.eq(adv), u.op.eq(cfg.tail.op), u.shift.eq(cfg.tail.shift),
+                m.d.comb += [u.en.eq(1), u.op.eq(cfg.tail.op), u.shift.eq(cfg.tail.shift),
                              u.a.eq(_pick(m, cfg.tail.src, [t_file[j][lane] for j in range(NR)],
                                           W, f"sfu{lane}_a"))]
                 sfu_out.append(u.r)
 
         def delayed(value, name):
-            for d in range(depth):
+            for d in range(tail_depth):
                 r = Signal.like(value, name=f"{name}_d{d}")
-                with m.If(adv):
-                    m.d.sync += r.eq(value)
+                m.d.sync += r.eq(value)
                 value = r
             return value
 
         f_v = delayed(t_v, "tail_v")
         f_lm = delayed(t_ctx.lm, "tail_lm")
         f_lasts = delayed(t_ctx.lasts, "tail_lasts")
+        f_emit = delayed(t_ctx.emit, "tail_emit")
         n_last = 1 + C + nvi + nsi
         last_bits = Cat(Const(0, 1), f_lm, f_lasts[:nvi + nsi], Const(0, 1))
 
         def last_of(code):
             return last_bits.bit_select(code, 1) if n_last > 1 else Const(0, 1)
 
-        pushes = []   # (hop, enabled)
-
-        def out_enabled(net, k):
-            en = getattr(cfg, f"{net}_out")[k].en
-            if k == 0:
-                en = en & ~getattr(cfg.bypass, net).en
-            return en
-
-        out_hops = {}
+        # Each output writes its queue when its iteration reserved a slot there
+        # (the emit bit that travelled with it): every reservation is one write.
+        index = 0
         for net in NETWORKS:
-            out_hops[net] = []
             for k in range(n_out[net]):
                 ocfg = getattr(cfg, f"{net}_out")[k]
-                layout = network_layout(p, net)
-                hop = Hop(layout)
-                m.submodules[f"out_{net}{k}"] = hop
-                out_hops[net].append(hop)
-                en = Signal(name=f"out_{net}{k}_en")
-                m.d.comb += en.eq(out_enabled(net, k))
-                pushes.append((hop, en))
+                q = out_q[net][k]
                 m.d.comb += [
-                    hop.i.valid.eq(adv & f_v & en & at_level(ocfg.level, f_lm)),
-                    hop.i.payload.last.eq(last_of(ocfg.last)),
+                    q.i.valid.eq(f_v & f_emit[index]),
+                    q.i.payload.last.eq(last_of(ocfg.last)),
                 ]
+                index += 1
                 if net == "vec":
                     for lane in range(L):
-                        reg = _pick(m, ocfg.src, [t_file[j][lane] for j in range(NR)],
-                                    W, f"out_vec{k}_reg{lane}")
-                        reg = delayed(reg, f"out_vec{k}_l{lane}")
-                        m.d.comb += hop.i.payload.data[lane].eq(
-                            Mux(ocfg.src == NR, sfu_out[lane], reg))
+                        r = _pick(m, ocfg.src, [t_file[j][lane] for j in range(NR)],
+                                  W, f"out_vec{k}_reg{lane}")
+                        r = delayed(r, f"out_vec{k}_l{lane}")
+                        m.d.comb += q.i.payload.data[lane].eq(Mux(ocfg.src == NR, sfu_out[lane], r))
                 elif net == "scal":
                     regs = [_pick(m, ocfg.src, [t_file[j][lane] for j in range(NR)],
                                   W, f"out_scal{k}_reg{lane}") for lane in range(L)]
-                    reg = _pick(m, ocfg.lane, regs, W, f"out_scal{k}_lane")
-                    reg = delayed(reg, f"out_scal{k}")
+                    r = _pick(m, ocfg.lane, regs, W, f"out_scal{k}_lane")
+                    r = delayed(r, f"out_scal{k}")
                     sfu = _pick(m, ocfg.lane, sfu_out, W, f"out_scal{k}_sfu")
-                    m.d.comb += hop.i.payload.data.eq(Mux(ocfg.src == NR, sfu, reg))
-
-        ready_all = Const(1, 1)
-        for hop, en in pushes:
-            ready_all = ready_all & (~en | hop.i.ready)
-        m.d.comb += adv.eq(ready_all)
+                    m.d.comb += q.i.payload.data.eq(Mux(ocfg.src == NR, sfu, r))
 
         # -- output ports (output 0 may be a bypass) -----------------------------------
         for net in NETWORKS:
             outs = getattr(self, f"o_{net}")
             b = getattr(cfg.bypass, net)
             for k in range(n_out[net]):
-                hop = out_hops[net][k]
+                oq = out_q[net][k]
                 if k == 0:
                     src = fifos[net]
                     sel_valid = _pick(m, b.sel, [q.o.valid for q in src], 1, f"byp_{net}_valid")
@@ -507,31 +532,33 @@ class PCU(wiring.Component):
                     with m.If(b.en):
                         m.d.comb += [outs[0].valid.eq(sel_valid),
                                      outs[0].payload.eq(sel_payload),
-                                     hop.o.ready.eq(0)]
+                                     oq.o.ready.eq(0)]
                         for j, q in enumerate(src):
                             with m.If(b.sel == j):
                                 m.d.comb += q.o.ready.eq(outs[0].ready)
                     with m.Else():
-                        wiring.connect(m, hop.o, wiring.flipped(outs[0]))
+                        wiring.connect(m, oq.o, wiring.flipped(outs[0]))
                 else:
-                    wiring.connect(m, hop.o, wiring.flipped(outs[k]))
+                    wiring.connect(m, oq.o, wiring.flipped(outs[k]))
 
         # -- performance counters' events ------------------------------------------------
         m.d.comb += [
             self.perf_active.eq(fire),
-            self.perf_stalled.eq(run_en & ~adv),
-            self.perf_starved.eq(run_en & adv & ~fire),
+            self.perf_stalled.eq(run & ~out_ok),
+            self.perf_starved.eq(run & out_ok & ~fire),
         ]
         return m
 
     # ---------------------------------------------------------------------------------
-    def _stage(self, m, k, adv, v_in, f_in, c_in, file_layout, ctx_layout):
-        """Stage k: fetch operands, (register them if it is a two-cycle stage),
-        execute, and register the result into the stage's pipeline registers."""
+    def _stage(self, m, cfg, k, v_in, f_in, c_in, file_layout, ctx_layout):
+        """Stage k: fetch operands into registers, execute, and register the
+        result into the stage's pipeline registers. The registers load every
+        cycle; the accumulators only for valid iterations (`v_in` travels
+        with the iteration)."""
         p = self.params
         L, NR, W, C = p.lanes, p.pcu_regs, p.word_width, p.counters
         nsi = p.unit_scal_in
-        st = self.config.stages[k]
+        st = cfg.stages[k]
         has_mul = k in mul_stages(p)
 
         # Stage-wide decoding, shared by the lanes.
@@ -561,17 +588,29 @@ class PCU(wiring.Component):
         e_v = Signal(name=f"s{k}_fv")
         e_file = Signal(file_layout, name=f"s{k}_ffile")
         e_ctx = Signal(ctx_layout, name=f"s{k}_fctx")
-        with m.If(adv):
-            m.d.sync += e_v.eq(v_in)
-            with m.If(v_in):
-                m.d.sync += [e_file.eq(f_in), e_ctx.eq(c_in)]
+        m.d.sync += [e_v.eq(v_in), e_file.eq(f_in), e_ctx.eq(c_in)]
 
-        # acc_level as a registered one-hot mask (off the timing paths, like
-        # the decoding)
+        # Does the iteration start an acc_level group: decided in the fetch
+        # cycle (from the registered one-hot level mask) and registered, so the
+        # execute cycle's accumulator select starts at a flop.
         acc_lvl = Signal(C + 1, name=f"s{k}_acc_lvl")
         m.d.sync += acc_lvl.eq(Const(1, C + 1) << st.acc_level)
         acc_first = Signal(name=f"s{k}_acc_first")
-        m.d.comb += acc_first.eq((acc_lvl & Cat(Const(1, 1), e_ctx.fm)).any())
+        m.d.sync += acc_first.eq((acc_lvl & Cat(Const(1, 1), c_in.fm)).any())
+
+        def later(value, shape, name):
+            r = Signal(shape, name=name)
+            m.d.sync += r.eq(value)
+            return r
+
+        if has_mul:
+            # A multiplier stage has a multiply cycle between fetch and execute
+            # (the DSP's input and output registers): what travels with the
+            # iteration waits a cycle beside it.
+            e_v = later(e_v, 1, f"s{k}_mv")
+            e_file = later(e_file, file_layout, f"s{k}_mfile")
+            e_ctx = later(e_ctx, ctx_layout, f"s{k}_mctx")
+            acc_first = later(acc_first, 1, f"s{k}_macc_first")
         init = Signal(W, name=f"s{k}_init")         # registered, like the decoding
         m.d.sync += init.eq(mux_tree(st.acc_init, [Const(0, W), Const(1 << (W - 1), W),
                                                    Const((1 << (W - 1)) - 1, W), st.const]))
@@ -597,18 +636,16 @@ class PCU(wiring.Component):
                            [bc.any(), Const(0, 1), xl[lane].any(), Const(int(lane != 0), 1)],
                            1, f"s{k}_fcnz{lane}")
                 regs.append(Signal(name=f"s{k}_fcnz{lane}_r"))
+            m.d.sync += [r.eq(v) for r, v in zip(regs, (fa, fb, fc))]
             prod = None
             if has_mul:
-                # The product is formed in the fetch cycle, from the fetched
-                # operands (so the multiplier reads ACC as 0), and registered:
-                # the execute cycle only adds.
-                prod = Signal(signed(2 * p.mul_width), name=f"s{k}_prod{lane}")
-                regs.append(prod)
-                fp = fa[:p.mul_width].as_signed() * fb[:p.mul_width].as_signed()
-            with m.If(adv & v_in):
-                m.d.sync += [r.eq(v) for r, v in zip(regs, (fa, fb, fc))]
-                if has_mul:
-                    m.d.sync += prod.eq(fp)
+                # The multiply cycle: the product of the fetched operands (so
+                # the multiplier reads ACC as 0), registered; the execute cycle
+                # only adds.
+                mw = p.mul_width
+                prod = later(regs[0][:mw].as_signed() * regs[1][:mw].as_signed(),
+                             signed(2 * mw), f"s{k}_prod{lane}")
+                regs = [later(r, r.shape(), f"{r.name}_m") for r in regs]
             a = Mux(dec["a_acc"], acc[lane], regs[0])
             b = Mux(dec["b_acc"], acc[lane], regs[1])
             if has_mul:
@@ -631,11 +668,9 @@ class PCU(wiring.Component):
             for j in range(NR):
                 m.d.comb += new_file[j][lane].eq(Mux(dec[f"w{j}"], r, e_file[j][lane]))
 
-        with m.If(adv):
-            m.d.sync += o_v.eq(e_v)
-            with m.If(e_v):
-                m.d.sync += [o_file.eq(new_file), o_ctx.eq(e_ctx)]
-                m.d.sync += [acc_r.eq(v) for acc_r, v in zip(accs, keeps)]
+        m.d.sync += [o_v.eq(e_v), o_file.eq(new_file), o_ctx.eq(e_ctx)]
+        with m.If(e_v):
+            m.d.sync += [acc_r.eq(v) for acc_r, v in zip(accs, keeps)]
         return o_v, o_file, o_ctx
 
     def _decode(self, m, k, st, has_mul):

@@ -109,7 +109,8 @@ from amaranth.lib.wiring import In, Out
 from .counters import CounterChain, counter_layout
 from .links import NETWORKS, Hop, InputFIFO, network_layout
 from .params import FabricParams
-from .unit import pass_config_layout, unit_port_counts, unit_signature_members
+from .unit import (flagged_counter, pass_config_layout, settled_config, unit_port_counts,
+                   unit_signature_members)
 
 __all__ = ["PMU", "AddressGenerator", "pmu_config_layout", "ag_layout", "COUNTER_WIDTH",
            "TOKEN_MAX", "WR", "RD", "EV_WRITTEN", "EV_RELEASED"]
@@ -390,17 +391,7 @@ class PMU(wiring.Component):
         # persists). The control decodes of the configuration (which input
         # feeds the writer, which dependency gates which side, ...) are
         # registered bits too, so the fire decisions start at flops.
-        layout = pmu_config_layout(p)
-        cfg = Signal(layout, name="cfg_r")
-        m.d.sync += cfg.eq(self.config)
-        settle = Signal(range(3), init=2)
-        quiet = Signal()                    # settle == 0, as a flop
-        changed = self.config.as_value() != cfg.as_value()
-        with m.If(changed):
-            m.d.sync += settle.eq(2)
-        with m.Elif(settle != 0):
-            m.d.sync += settle.eq(settle - 1)
-        m.d.sync += quiet.eq(~changed & (settle <= 1))
+        cfg, quiet = settled_config(m, self.config)
         run = Signal()
         wr_on = Signal()
         rd_on = Signal()
@@ -483,9 +474,15 @@ class PMU(wiring.Component):
         r_avail = ~wr_part | full_nz
 
         # -- token dependencies ------------------------------------------------------------------
-        tok = [Signal(range(TOKEN_MAX + 1), name=f"tok{j}") for j in range(nci)]
-        tok_nz = [Signal(name=f"tok{j}_nz") for j in range(nci)]
-        tok_max = [Signal(name=f"tok{j}_max") for j in range(nci)]
+        # token counters: `take` a token from the input FIFO, `consume` one at a start
+        takes = [Signal(name=f"tok{j}_take") for j in range(nci)]
+        consumes = [Signal(name=f"tok{j}_consume") for j in range(nci)]
+        tok_nz, tok_max = [], []
+        for j in range(nci):
+            _, nz, mx = flagged_counter(m, f"tok{j}", TOKEN_MAX, up=takes[j], down=consumes[j],
+                                        load=(clear, cfg.ctrl_in[j].init))
+            tok_nz.append(nz)
+            tok_max.append(mx)
         dep = {side: [reg(cfg.ctrl_in[j].en & (cfg.ctrl_in[j].side == side)
                           & ~bypass_in("ctrl", j), f"dep{j}_{'wr' if side == WR else 'rd'}")
                       for j in range(nci)] for side in (WR, RD)}
@@ -680,24 +677,13 @@ class PMU(wiring.Component):
         for j in range(nci):
             q = fifos["ctrl"][j]
             used = cfg.ctrl_in[j].en & ~bypass_in("ctrl", j)
-            take = Signal(name=f"tok{j}_take")
-            consume = Signal(name=f"tok{j}_consume")
+            take, consume = takes[j], consumes[j]
             used_r = reg(used, f"tok{j}_used")
             m.d.comb += [
                 take.eq(run & used_r & q.o.valid & ~tok_max[j]),
                 consume.eq((w_start & dep_used(j, WR)) | (r_start & dep_used(j, RD))),
             ]
             fifo_ready["ctrl"][j].append(take)
-            init = cfg.ctrl_in[j].init
-            with m.If(clear):
-                m.d.sync += [tok[j].eq(init), tok_nz[j].eq(init != 0),
-                             tok_max[j].eq(init == TOKEN_MAX)]
-            with m.Else():
-                m.d.sync += tok[j].eq(tok[j] + take - consume)
-                with m.If(take & ~consume):
-                    m.d.sync += [tok_nz[j].eq(1), tok_max[j].eq(tok[j] == TOKEN_MAX - 1)]
-                with m.Elif(consume & ~take):
-                    m.d.sync += [tok_nz[j].eq(tok[j] != 1), tok_max[j].eq(0)]
 
         # -- outputs and the bypass ----------------------------------------------------------------
         out_hops = {"vec": vec_hops, "scal": scal_hops, "ctrl": evt_hops}

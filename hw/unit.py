@@ -19,7 +19,8 @@ from amaranth.lib.wiring import In, Out
 from .links import NETWORKS, InputFIFO, network_layout
 from .params import FabricParams
 
-__all__ = ["unit_port_counts", "unit_signature_members", "PassUnit", "pass_config_layout"]
+__all__ = ["unit_port_counts", "unit_signature_members", "PassUnit", "pass_config_layout",
+           "settled_config", "flagged_counter"]
 
 
 def unit_port_counts(params: FabricParams, network: str) -> tuple[int, int]:
@@ -47,6 +48,59 @@ def pass_config_layout(params: FabricParams) -> data.StructLayout:
         n_in, _ = unit_port_counts(params, net)
         fields[net] = data.StructLayout({"en": 1, "sel": range(max(n_in, 2))})
     return data.StructLayout(fields)
+
+
+def settled_config(m: Module, config: data.View, name: str = "cfg_r"):
+    """A unit's registered copy of its ``config``, and ``quiet``: a flop that
+    is 0 for the two cycles after any change of ``config``.
+
+    A unit acts on the copy and on values derived from it in registers
+    (counter limits, decoded control bits), so no path runs from the
+    configuration through adders into the datapath; ``quiet`` holds the unit
+    cleared while those registers settle, so a new program always starts
+    from a clean state. Returns ``(copy, quiet)``."""
+    cfg = Signal(config.shape(), name=name)
+    m.d.sync += cfg.eq(config)
+    settle = Signal(range(3), init=2, name=f"{name}_settle")
+    quiet = Signal(name=f"{name}_quiet")
+    changed = config.as_value() != cfg.as_value()
+    with m.If(changed):
+        m.d.sync += settle.eq(2)
+    with m.Elif(settle != 0):
+        m.d.sync += settle.eq(settle - 1)
+    m.d.sync += quiet.eq(~changed & (settle <= 1))
+    return cfg, quiet
+
+
+def flagged_counter(m: Module, name: str, limit: int, *, up, down, reset: int = 0,
+                    load=None):
+    """A 0..``limit`` up/down counter (a token count, an output's credits)
+    with two registered flags: ``nz`` (count != 0) and ``full`` (count ==
+    ``limit``). A decision that tests the flags starts at flops, with no
+    adder or comparator in front of it. ``up`` and ``down`` may both be 1 in
+    a cycle; the caller must keep the count within 0..limit. ``load`` =
+    ``(cond, value)`` replaces the count when ``cond`` (before up/down).
+    Returns ``(count, nz, full)``."""
+    count = Signal(range(limit + 1), name=name, init=reset)
+    nz = Signal(name=f"{name}_nz", init=int(reset != 0))
+    full = Signal(name=f"{name}_full", init=int(reset == limit))
+
+    def update():
+        m.d.sync += count.eq(count + up - down)
+        with m.If(up & ~down):
+            m.d.sync += [nz.eq(1), full.eq(count == limit - 1)]
+        with m.Elif(down & ~up):
+            m.d.sync += [nz.eq(count != 1), full.eq(0)]
+
+    if load is None:
+        update()
+    else:
+        cond, value = load
+        with m.If(cond):
+            m.d.sync += [count.eq(value), nz.eq(value != 0), full.eq(value == limit)]
+        with m.Else():
+            update()
+    return count, nz, full
 
 
 class PassUnit(wiring.Component):
