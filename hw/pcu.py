@@ -585,39 +585,44 @@ class PCU(wiring.Component):
 
         # Fetch cycle: the operands (and everything travelling with them) into
         # registers. ACC is read late, in the execute cycle.
-        e_v = Signal(name=f"s{k}_fv")
-        e_file = Signal(file_layout, name=f"s{k}_ffile")
-        e_ctx = Signal(ctx_layout, name=f"s{k}_fctx")
-        m.d.sync += [e_v.eq(v_in), e_file.eq(f_in), e_ctx.eq(c_in)]
-
-        # Does the iteration start an acc_level group: decided in the fetch
-        # cycle (from the registered one-hot level mask) and registered, so the
-        # execute cycle's accumulator select starts at a flop.
-        acc_lvl = Signal(C + 1, name=f"s{k}_acc_lvl")
-        m.d.sync += acc_lvl.eq(Const(1, C + 1) << st.acc_level)
-        acc_first = Signal(name=f"s{k}_acc_first")
-        m.d.sync += acc_first.eq((acc_lvl & Cat(Const(1, 1), c_in.fm)).any())
-
         def later(value, shape, name):
             r = Signal(shape, name=name)
             m.d.sync += r.eq(value)
             return r
 
+        e_file = later(f_in, file_layout, f"s{k}_ffile")
+        e_ctx = later(c_in, ctx_layout, f"s{k}_fctx")
+
+        # Does the iteration start an acc_level group: decided in the fetch
+        # cycle (from the registered one-hot level mask), so the execute
+        # cycle's accumulator select starts at a flop.
+        acc_lvl = Signal(C + 1, name=f"s{k}_acc_lvl")
+        m.d.sync += acc_lvl.eq(Const(1, C + 1) << st.acc_level)
+        v_src, first_src = v_in, (acc_lvl & Cat(Const(1, 1), c_in.fm)).any()
         if has_mul:
             # A multiplier stage has a multiply cycle between fetch and execute
             # (the DSP's input and output registers): what travels with the
             # iteration waits a cycle beside it.
-            e_v = later(e_v, 1, f"s{k}_mv")
+            v_src = later(v_src, 1, f"s{k}_fv")
+            first_src = later(first_src, 1, f"s{k}_facc_first")
             e_file = later(e_file, file_layout, f"s{k}_mfile")
             e_ctx = later(e_ctx, ctx_layout, f"s{k}_mctx")
-            acc_first = later(acc_first, 1, f"s{k}_macc_first")
+        e_v = later(v_src, 1, f"s{k}_ev")
+        # The execute cycle's control, copied per lane (`_rep`: hw/synth.py
+        # keeps the copies apart), so that no flop drives every lane.
+        lane_v = [later(v_src, 1, f"s{k}_l{lane}_v_rep") for lane in range(L)]
+        lane_first = [later(first_src, 1, f"s{k}_l{lane}_first_rep") for lane in range(L)]
+        own = set(dec) - ({"mac", "qmul", "mulop"} if not has_mul else set()) \
+                       - ({"rsa", "acc_a"} if not p.pcu_rescale else set())
+        lane_dec = [{name: later(dec[name], dec[name].shape(), f"s{k}_l{lane}_{name}_rep")
+                     for name in sorted(own)} for lane in range(L)]
         init = Signal(W, name=f"s{k}_init")         # registered, like the decoding
         m.d.sync += init.eq(mux_tree(st.acc_init, [Const(0, W), Const(1 << (W - 1), W),
                                                    Const((1 << (W - 1)) - 1, W), st.const]))
         acc = []
         for lane in range(L):
             sig = Signal(W, name=f"s{k}_accv{lane}")
-            m.d.comb += sig.eq(Mux(acc_first, init, accs[lane]))
+            m.d.comb += sig.eq(Mux(lane_first[lane], init, accs[lane]))
             acc.append(sig)
 
         ops = []
@@ -646,12 +651,13 @@ class PCU(wiring.Component):
                 prod = later(regs[0][:mw].as_signed() * regs[1][:mw].as_signed(),
                              signed(2 * mw), f"s{k}_prod{lane}")
                 regs = [later(r, r.shape(), f"{r.name}_m") for r in regs]
-            a = Mux(dec["a_acc"], acc[lane], regs[0])
-            b = Mux(dec["b_acc"], acc[lane], regs[1])
+            ld = lane_dec[lane]
+            a = Mux(ld["a_acc"], acc[lane], regs[0])
+            b = Mux(ld["b_acc"], acc[lane], regs[1])
             if has_mul:
-                c = Mux(dec["c_acc"], acc[lane], regs[2])
+                c = Mux(ld["c_acc"], acc[lane], regs[2])
             else:
-                c = Mux(dec["c_acc"], acc[lane].any(), regs[2])
+                c = Mux(ld["c_acc"], acc[lane].any(), regs[2])
             ops.append((a, b, c, prod, acc[lane]))
 
         # pipeline registers of this stage
@@ -661,16 +667,18 @@ class PCU(wiring.Component):
         new_file = Signal(file_layout, name=f"s{k}_next")
         results, keeps = [], []
         for lane, (a, b, c, prod, acc_v) in enumerate(ops):
-            r = self._alu(m, k, lane, dec, a, b, c, prod, acc_v, has_mul)
+            ld = lane_dec[lane]
+            r = self._alu(m, k, lane, ld, a, b, c, prod, acc_v, has_mul)
             results.append(r)
             # what the lane's accumulator keeps: the result, or operand a (a delay)
-            keeps.append(Mux(dec["acc_a"], a, r) if p.pcu_rescale else r)
+            keeps.append(Mux(ld["acc_a"], a, r) if p.pcu_rescale else r)
             for j in range(NR):
-                m.d.comb += new_file[j][lane].eq(Mux(dec[f"w{j}"], r, e_file[j][lane]))
+                m.d.comb += new_file[j][lane].eq(Mux(ld[f"w{j}"], r, e_file[j][lane]))
 
         m.d.sync += [o_v.eq(e_v), o_file.eq(new_file), o_ctx.eq(e_ctx)]
-        with m.If(e_v):
-            m.d.sync += [acc_r.eq(v) for acc_r, v in zip(accs, keeps)]
+        for lane in range(L):
+            with m.If(lane_v[lane]):
+                m.d.sync += accs[lane].eq(keeps[lane])
         return o_v, o_file, o_ctx
 
     def _decode(self, m, k, st, has_mul):
@@ -699,7 +707,6 @@ class PCU(wiring.Component):
             return Cat(*(op == o for o in ops)).any()
 
         mul_ops = (Op.MUL, Op.MAC) if has_mul else ()
-        sig("write", op != Op.NOP)
         for j in range(NR):
             sig(f"w{j}", (op != Op.NOP) & (st.dst == j))
         sig("sub", ~any_of(Op.ADD, *((Op.RSA,) if rescale else ())))  # a - b unless ADD/RSA

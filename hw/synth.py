@@ -595,8 +595,12 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     # WebAssembly Yosys.
     synth = "synth_ecp5 -abc9" if dev.family == "ecp5" else "synth_ice40 -dsp"
     ff_cells = "t:TRELLIS_FF" if dev.family == "ecp5" else "t:SB_DFF*"
+    # Flops named `*_rep` are deliberate copies (e.g. the PCU's per-lane copies
+    # of its decoded control): `keep` stops opt_merge from merging them back
+    # into one flop that drives every lane.
     (workdir / "synth.ys").write_text(
         "read_rtlil top.il\n"
+        "setattr -set keep 1 w:*_rep %ci1:+$dff[Q] t:$dff %i\n"
         f"{synth} -top top -run :map_luts\n"
         "tee -q -o stat_ffs.json stat -json\n"
         + (f"select -assert-max {dev.ff_capacity} {ff_cells}\n" if pnr else "") +
