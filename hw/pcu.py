@@ -324,7 +324,7 @@ class PCU(wiring.Component):
         # cycles while the values derived from it in registers settle.
         cfg, quiet = settled_config(m, self.config)
         run = Signal()
-        m.d.sync += run.eq(quiet & cfg.en)
+        m.d.comb += run.eq(quiet & cfg.en)
         clear = ~run
 
         # -- input FIFOs and bypass ------------------------------------------------
@@ -612,7 +612,7 @@ class PCU(wiring.Component):
         # keeps the copies apart), so that no flop drives every lane.
         lane_v = [later(v_src, 1, f"s{k}_l{lane}_v_rep") for lane in range(L)]
         lane_first = [later(first_src, 1, f"s{k}_l{lane}_first_rep") for lane in range(L)]
-        own = set(dec) - ({"mac", "qmul", "mulop"} if not has_mul else set()) \
+        own = set(dec) - ({"mac", "qmul", "mulop", "mac_acc"} if not has_mul else set()) \
                        - ({"rsa", "acc_a"} if not p.pcu_rescale else set())
         lane_dec = [{name: later(dec[name], dec[name].shape(), f"s{k}_l{lane}_{name}_rep")
                      for name in sorted(own)} for lane in range(L)]
@@ -642,23 +642,27 @@ class PCU(wiring.Component):
                            1, f"s{k}_fcnz{lane}")
                 regs.append(Signal(name=f"s{k}_fcnz{lane}_r"))
             m.d.sync += [r.eq(v) for r, v in zip(regs, (fa, fb, fc))]
-            prod = None
+            prod = early = None
+            ld = lane_dec[lane]
             if has_mul:
                 # The multiply cycle: the product of the fetched operands (so
-                # the multiplier reads ACC as 0), registered; the execute cycle
-                # only adds.
+                # the multiplier reads ACC as 0), registered, and the addend
+                # (MAC's c, QMUL's rounding constant) unless it is ACC; the
+                # execute cycle only adds.
                 mw = p.mul_width
                 prod = later(regs[0][:mw].as_signed() * regs[1][:mw].as_signed(),
                              signed(2 * mw), f"s{k}_prod{lane}")
+                rnd = ((Const(1, 2 * mw + 1) << ld["shift"]) >> 1)[:2 * mw + 1]
+                early = later(Mux(ld["mac"], regs[2], Mux(ld["qmul"], rnd, 0)),
+                              max(2 * mw, W) + 1, f"s{k}_addend{lane}")
                 regs = [later(r, r.shape(), f"{r.name}_m") for r in regs]
-            ld = lane_dec[lane]
             a = Mux(ld["a_acc"], acc[lane], regs[0])
             b = Mux(ld["b_acc"], acc[lane], regs[1])
             if has_mul:
                 c = Mux(ld["c_acc"], acc[lane], regs[2])
             else:
                 c = Mux(ld["c_acc"], acc[lane].any(), regs[2])
-            ops.append((a, b, c, prod, acc[lane]))
+            ops.append((a, b, c, prod, early, acc[lane]))
 
         # pipeline registers of this stage
         o_v = Signal(name=f"s{k}_v")
@@ -666,9 +670,9 @@ class PCU(wiring.Component):
         o_ctx = Signal(ctx_layout, name=f"s{k}_ctx")
         new_file = Signal(file_layout, name=f"s{k}_next")
         results, keeps = [], []
-        for lane, (a, b, c, prod, acc_v) in enumerate(ops):
+        for lane, (a, b, c, prod, early, acc_v) in enumerate(ops):
             ld = lane_dec[lane]
-            r = self._alu(m, k, lane, ld, a, b, c, prod, acc_v, has_mul)
+            r = self._alu(m, k, lane, ld, a, b, c, prod, early, acc_v, has_mul)
             results.append(r)
             # what the lane's accumulator keeps: the result, or operand a (a delay)
             keeps.append(Mux(ld["acc_a"], a, r) if p.pcu_rescale else r)
@@ -743,12 +747,13 @@ class PCU(wiring.Component):
         ACC = NR + 1
         for x in "abc":
             sig(f"{x}_acc", getattr(st, x) == ACC)
+        sig("mac_acc", (op == Op.MAC) & (st.c == ACC) if has_mul else Const(0, 1))
         shift = Signal(5, name=f"s{k}_shift")
         m.d.sync += shift.eq(st.shift)
         d["shift"] = shift
         return d
 
-    def _alu(self, m, k, lane, dec, a, b, c, prod, acc, has_mul):
+    def _alu(self, m, k, lane, dec, a, b, c, prod, early, acc, has_mul):
         """One lane of stage k, written with explicit sharing: one adder for
         ADD/SUB/RSA and the compares (LT from its sign, EQ from a zero
         difference), one adder for the multiplier (MUL adds 0, MAC adds c, QMUL
@@ -771,10 +776,11 @@ class PCU(wiring.Component):
             sh_a = Mux(dec["rsa"], Cat(acc, acc[W - 1]), sh_a)
         m.d.comb += [sh_in.eq(Mux(shl, Cat(a[::-1], 0), sh_a)), sh_amt.eq(b[:5])]
         if has_mul:
-            rnd = ((Const(1, 2 * mw + 1) << dec["shift"]) >> 1)[:2 * mw + 1]
+            # the addend: `early` (formed in the multiply cycle), or ACC for a MAC
+            # that accumulates
             mw1 = max(2 * mw, W) + 1
             addend = Signal(mw1, name=f"{n}_addend")
-            m.d.comb += addend.eq(Mux(dec["mac"], c, Mux(dec["qmul"], rnd, 0)))
+            m.d.comb += addend.eq(Mux(dec["mac_acc"], acc, early))
             madd = Signal(signed(mw1), name=f"{n}_madd")
             m.d.comb += madd.eq(prod + addend)
         if share_qmul:

@@ -698,3 +698,53 @@ def test_perf_events():
     assert got == want
     assert counts["active"] == n
     assert counts["stalled"] > 0 and counts["starved"] > 0
+
+
+def test_a_configuration_change_restarts_the_program():
+    """The counter chain and the token counters restart on any change of the
+    configuration: a run stopped half way through a group (two of four
+    inputs) leaves nothing behind for the next program. Here the next
+    program is the same sum over groups of four with another initial value;
+    its first output is the sum of its own first four inputs."""
+    from amaranth.sim import Simulator
+
+    from .streams import consume, produce
+    p = SMALL
+    model = PCUModel(p)
+
+    def program(init):
+        return {"en": 1, "counters": [{"stop": 4, "stride": 1}],
+                "vec_in": [{"en": 1}],
+                "stages": [{"op": Op.ADD, "a": src_code(p, "r0"), "b": src_code(p, "acc"),
+                            "dst": 0, "acc_level": 1, "acc_init": AccInit.CONST,
+                            "const": init}],
+                "vec_out": [{"en": 1, "src": 0, "level": 1}]}
+
+    rng = random.Random(9)
+    first = [model.pack("vec", [rng.getrandbits(16) for _ in range(p.lanes)]) for _ in range(2)]
+    items = [model.pack("vec", [rng.getrandbits(16) for _ in range(p.lanes)]) for _ in range(8)]
+    want = model.run(program(1000), {"i_vec[0]": items}).outputs["o_vec[0]"]
+    assert len(want) == 2
+    dut = PCU(p)
+    layout = network_layout(p, "vec")
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.config.as_value(), PCU.config_layout(p).const(program(7)).as_bits())
+        await produce(ctx, dut.i_vec[0], [layout.from_bits(x) for x in first],
+                      rng=random.Random(1), idle=0.0)
+        await ctx.tick().repeat(30)            # both fired, half a group: no output
+        assert not ctx.get(dut.o_vec[0].valid)
+        ctx.set(dut.config.as_value(), PCU.config_layout(p).const(program(1000)).as_bits())
+        await produce(ctx, dut.i_vec[0], [layout.from_bits(x) for x in items],
+                      rng=random.Random(2), idle=0.3)
+
+    async def consumer(ctx):
+        got.extend(await consume(ctx, dut.o_vec[0], 2, rng=random.Random(3), stall=0.3))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.add_testbench(consumer)
+    sim.run()
+    assert got == want
