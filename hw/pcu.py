@@ -616,13 +616,14 @@ class PCU(wiring.Component):
                        - ({"rsa", "acc_a"} if not p.pcu_rescale else set())
         lane_dec = [{name: later(dec[name], dec[name].shape(), f"s{k}_l{lane}_{name}_rep")
                      for name in sorted(own)} for lane in range(L)]
-        init = Signal(W, name=f"s{k}_init")         # registered, like the decoding
-        m.d.sync += init.eq(mux_tree(st.acc_init, [Const(0, W), Const(1 << (W - 1), W),
-                                                   Const((1 << (W - 1)) - 1, W), st.const]))
+        # the accumulators' initial value: registered, like the decoding, per lane
+        init = mux_tree(st.acc_init, [Const(0, W), Const(1 << (W - 1), W),
+                                      Const((1 << (W - 1)) - 1, W), st.const])
         acc = []
         for lane in range(L):
             sig = Signal(W, name=f"s{k}_accv{lane}")
-            m.d.comb += sig.eq(Mux(lane_first[lane], init, accs[lane]))
+            m.d.comb += sig.eq(Mux(lane_first[lane], later(init, W, f"s{k}_l{lane}_init_rep"),
+                                   accs[lane]))
             acc.append(sig)
 
         ops = []
