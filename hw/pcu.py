@@ -670,11 +670,10 @@ class PCU(wiring.Component):
         o_file = Signal(file_layout, name=f"s{k}_file")
         o_ctx = Signal(ctx_layout, name=f"s{k}_ctx")
         new_file = Signal(file_layout, name=f"s{k}_next")
-        results, keeps = [], []
+        keeps = []
         for lane, (a, b, c, prod, early, acc_v) in enumerate(ops):
             ld = lane_dec[lane]
             r = self._alu(m, k, lane, ld, a, b, c, prod, early, acc_v, has_mul)
-            results.append(r)
             # what the lane's accumulator keeps: the result, or operand a (a delay)
             keeps.append(Mux(ld["acc_a"], a, r) if p.pcu_rescale else r)
             for j in range(NR):

@@ -21,17 +21,17 @@ import random
 import numpy as np
 import pytest
 from amaranth import ClockDomain, Elaboratable, Module, Signal
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 
 from tessera.hw.config import config_words
 from tessera.hw.links import NETWORKS, network_layout
 from tessera.hw.params import PRESETS, preset
 from tessera.hw.pcu import (PCU, AccInit, Op, bc_code, last_code, mul_stages,
-                            pcu_config_layout, src_code, xl_level)
+                            pcu_config_layout, src_code)
 from tessera.hw.sfu import SFU_EXP2, SFU_RECIP
 from tessera.hw.unit import unit_port_counts, unit_signature_members
 from tessera.sim.harness import drive, run_streams
-from tessera.sim.pcu_model import PCUModel, exp2_fixed, recip_fixed
+from tessera.sim.pcu_model import PCUModel
 
 SMALL = preset("small")
 FULL = SMALL.replace(name="small-full", pcu_mul_stages=(0, 2), pcu_sfu=True, pcu_regs=4,
