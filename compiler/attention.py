@@ -373,10 +373,20 @@ def _scalar_side(p: FabricParams, counters: list, astride: list, rstride=()) -> 
     return side
 
 
+def _buf_lg(rows: int) -> int:
+    """log2 of a PMU buffer holding `rows` rows (buffers are powers of two)."""
+    return max(0, (rows - 1).bit_length())
+
+
+def _fits_pmu(p: FabricParams, nbuf: int, rows: int) -> bool:
+    """Whether `nbuf` buffers of `rows` rows each fit one PMU."""
+    return nbuf << _buf_lg(rows) <= p.pmu_depth
+
+
 def _pmu(nbuf: int, rows: int, wr: dict, rd: dict, p: FabricParams, what: str) -> dict:
     """A PMU of `nbuf` buffers of `rows` rows each (a power of two >= rows)."""
-    buf_lg = max(0, (rows - 1).bit_length())
-    if nbuf << buf_lg > p.pmu_depth:
+    buf_lg = _buf_lg(rows)
+    if not _fits_pmu(p, nbuf, rows):
         raise DoesNotFit(f"fused attention: {what} needs {nbuf} x {1 << buf_lg} rows of a PMU; "
                          f"preset {p.name!r} has {p.pmu_depth} (K and V each live in one PMU: "
                          f"M x d <= {p.lanes * p.pmu_depth})")
@@ -455,8 +465,7 @@ class FusedAttention(AttentionProblem):
 def resident_kv(p: FabricParams, M: int, d: int) -> bool:
     """Whether the fused kernel keeps K and V in a PMU each (read from DRAM
     once) rather than streaming them from DRAM again for every query row."""
-    rows = _ceil(M, p.lanes) * d // p.lanes
-    return 1 << max(0, (rows - 1).bit_length()) <= p.pmu_depth
+    return _fits_pmu(p, 1, _ceil(M, p.lanes) * d // p.lanes)
 
 
 def plan_fused(p: FabricParams, fm: AttentionFormats, *, N: int, M: int, d: int, causal: bool,
