@@ -27,14 +27,16 @@ from amaranth import *
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["MAGIC", "FORMAT_VERSION", "HEADER_WORDS", "CONFIG_WORD", "LoadError",
-           "ConfigBusSignature", "ConfigRegister", "config_words", "BitstreamFormat"]
+__all__ = ["MAGIC", "FORMAT_VERSION", "HEADER_WORDS", "CONFIG_WORD", "CONFIG_BUS_STAGES",
+           "LoadError", "ConfigBusSignature", "ConfigRegister", "config_words", "BitstreamFormat"]
 
 MAGIC = 0x41525354          # b"TSRA" read as a little-endian word
 FORMAT_VERSION = 2
 HEADER_WORDS = 4
 CONFIG_WORD = 32
 ADDR_WIDTH = 20             # payload word address on the config bus
+#: Register stages of the config bus inside each ConfigRegister (its local copy).
+CONFIG_BUS_STAGES = 1
 
 
 class LoadError(enum.IntEnum):
@@ -131,12 +133,14 @@ class ConfigRegister(wiring.Component):
         # Broadcast unregistered, it was a routing hot spot across the die
         # (docs/area.md: with it registered, small with pass-through PCUs
         # routes). Writes and commit both arrive one cycle later, in order.
-        write = Signal(name="bus_write")
-        addr = Signal.like(self.bus.addr, name="bus_addr")
-        wdata = Signal.like(self.bus.data, name="bus_data")
-        commit = Signal(name="bus_commit")
-        m.d.sync += [write.eq(self.bus.write), addr.eq(self.bus.addr),
-                     wdata.eq(self.bus.data), commit.eq(self.bus.commit)]
+        write, addr, wdata, commit = (self.bus.write, self.bus.addr, self.bus.data,
+                                      self.bus.commit)
+        for k in range(CONFIG_BUS_STAGES):
+            sfx = f"_d{k}" if k else ""
+            regs = (Signal(name=f"bus_write{sfx}"), Signal.like(addr, name=f"bus_addr{sfx}"),
+                    Signal.like(wdata, name=f"bus_data{sfx}"), Signal(name=f"bus_commit{sfx}"))
+            m.d.sync += [r.eq(v) for r, v in zip(regs, (write, addr, wdata, commit))]
+            write, addr, wdata, commit = regs
         shadow = [Signal(CONFIG_WORD, name=f"shadow{k}") for k in range(self.words)]
         for k, word in enumerate(shadow):
             beat, lane = divmod(self.base + k, self.beat_words)

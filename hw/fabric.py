@@ -7,10 +7,10 @@ from amaranth import *
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import ConfigBusSignature, ConfigRegister
+from .config import CONFIG_BUS_STAGES, ConfigBusSignature, ConfigRegister
 from .links import NETWORKS, network_layout
 from .params import FabricParams
-from .switch import SIDES, Switch
+from .switch import Switch
 from .topology import OPPOSITE, Topology, unit_class_for
 
 __all__ = ["Fabric"]
@@ -18,18 +18,22 @@ __all__ = ["Fabric"]
 
 #: Register stages between the loader's config bus and the configuration
 #: registers' logic: the fabric's register, then each config unit's own.
-BUS_STAGES = 2
+BUS_STAGES = 1 + CONFIG_BUS_STAGES
+
+
+def _delayed(m, value, stages: int, name: str):
+    for k in range(stages):
+        r = Signal.like(value, name=f"{name}_d{k}")
+        m.d.sync += r.eq(value)
+        value = r
+    return value
 
 
 def after_the_bus(m, value, name: str):
     """`value` (e.g. the loader's end-of-bitstream strobe) delayed as the
     config bus is, so that it is seen when a commit sent with it has reached
     the active configurations."""
-    for k in range(BUS_STAGES):
-        r = Signal.like(value, name=f"{name}_d{k}")
-        m.d.sync += r.eq(value)
-        value = r
-    return value
+    return _delayed(m, value, BUS_STAGES, name)
 
 
 class Fabric(wiring.Component):
@@ -74,11 +78,9 @@ class Fabric(wiring.Component):
         bus = ConfigBusSignature(p.config_beat_words).create()
         m.d.sync += [bus.write.eq(self.cfg.write), bus.addr.eq(self.cfg.addr),
                      bus.data.eq(self.cfg.data), bus.commit.eq(self.cfg.commit)]
-        # Each ConfigRegister registers the bus once more (a local copy):
+        # Each ConfigRegister registers the bus again (a local copy):
         # `committing` is the cycle they take the commit.
-        commit_seen = Signal()
-        m.d.sync += commit_seen.eq(bus.commit)
-        m.d.comb += self.committing.eq(commit_seen)
+        m.d.comb += self.committing.eq(_delayed(m, bus.commit, CONFIG_BUS_STAGES, "commit_seen"))
 
         for cu in topo.config_units:
             reg = ConfigRegister(cu.layout, base=cu.base, beat_words=p.config_beat_words)
