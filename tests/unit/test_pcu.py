@@ -652,8 +652,9 @@ def test_throughput_one_vector_per_cycle(need_sim, sim, n):
 
 
 def test_perf_events():
-    """perf_active pulses once per iteration; perf_stalled when an output skid
-    is full; perf_starved when the input is empty."""
+    """perf_active pulses once per iteration; perf_stalled when an output has
+    no credit (its queue holds or awaits out_depth words); perf_starved when
+    the input is empty."""
     from amaranth.sim import Simulator
 
     from .streams import consume, produce
