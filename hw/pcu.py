@@ -326,6 +326,10 @@ class PCU(wiring.Component):
         run = Signal()
         m.d.comb += run.eq(quiet & cfg.en)
         clear = ~run
+        # Registers decoded from the configuration (two levels at most: a
+        # decode, then its per-lane copies) load only while it settles; they
+        # hold still while the unit runs (a simulator then skips them).
+        self._settling = ~quiet
 
         # -- input FIFOs and bypass ------------------------------------------------
         fifos = {}
@@ -342,9 +346,7 @@ class PCU(wiring.Component):
             return b.en & (b.sel == j)
 
         def reg(value, name):
-            r = Signal(name=name)
-            m.d.sync += r.eq(value)
-            return r
+            return self._static(m, value, 1, name)
 
         # The enables that gate firing are decoded from the configuration into
         # registers: the firing decision starts at flops.
@@ -550,6 +552,14 @@ class PCU(wiring.Component):
         return m
 
     # ---------------------------------------------------------------------------------
+    def _static(self, m, value, shape, name):
+        """A register decoded from the configuration: it loads `value` only
+        while the configuration settles (see `_settling` in elaborate)."""
+        r = Signal(shape, name=name)
+        with m.If(self._settling):
+            m.d.sync += r.eq(value)
+        return r
+
     def _stage(self, m, cfg, k, v_in, f_in, c_in, file_layout, ctx_layout):
         """Stage k: fetch operands into registers, execute, and register the
         result into the stage's pipeline registers. The registers load every
@@ -596,8 +606,7 @@ class PCU(wiring.Component):
         # Does the iteration start an acc_level group: decided in the fetch
         # cycle (from the registered one-hot level mask), so the execute
         # cycle's accumulator select starts at a flop.
-        acc_lvl = Signal(C + 1, name=f"s{k}_acc_lvl")
-        m.d.sync += acc_lvl.eq(Const(1, C + 1) << st.acc_level)
+        acc_lvl = self._static(m, Const(1, C + 1) << st.acc_level, C + 1, f"s{k}_acc_lvl")
         v_src, first_src = v_in, (acc_lvl & Cat(Const(1, 1), c_in.fm)).any()
         if has_mul:
             # A multiplier stage has a multiply cycle between fetch and execute
@@ -614,7 +623,8 @@ class PCU(wiring.Component):
         lane_first = [later(first_src, 1, f"s{k}_l{lane}_first_rep") for lane in range(L)]
         own = set(dec) - ({"mac", "qmul", "mulop", "mac_acc"} if not has_mul else set()) \
                        - ({"rsa", "acc_a"} if not p.pcu_rescale else set())
-        lane_dec = [{name: later(dec[name], dec[name].shape(), f"s{k}_l{lane}_{name}_rep")
+        lane_dec = [{name: self._static(m, dec[name], dec[name].shape(),
+                                        f"s{k}_l{lane}_{name}_rep")
                      for name in sorted(own)} for lane in range(L)]
         # the accumulators' initial value: registered, like the decoding, per lane
         init = mux_tree(st.acc_init, [Const(0, W), Const(1 << (W - 1), W),
@@ -622,7 +632,8 @@ class PCU(wiring.Component):
         acc = []
         for lane in range(L):
             sig = Signal(W, name=f"s{k}_accv{lane}")
-            m.d.comb += sig.eq(Mux(lane_first[lane], later(init, W, f"s{k}_l{lane}_init_rep"),
+            m.d.comb += sig.eq(Mux(lane_first[lane],
+                                   self._static(m, init, W, f"s{k}_l{lane}_init_rep"),
                                    accs[lane]))
             acc.append(sig)
 
@@ -702,10 +713,8 @@ class PCU(wiring.Component):
         # Registered: the configuration is static while the unit runs, and a
         # register takes the decoding off the datapath's timing paths.
         def sig(name, cond):
-            s = Signal(name=f"s{k}_{name}")
-            m.d.sync += s.eq(cond)
-            d[name] = s
-            return s
+            d[name] = self._static(m, cond, 1, f"s{k}_{name}")
+            return d[name]
 
         def any_of(*ops):
             return Cat(*(op == o for o in ops)).any()
@@ -734,23 +743,13 @@ class PCU(wiring.Component):
         sig("g0", any_of(Op.AND, Op.XOR))
         bitwise = any_of(Op.PASS, Op.AND, Op.OR, Op.XOR, Op.MAX, Op.MIN, Op.SEL)
         shifter = any_of(Op.SHR, *((Op.QMUL,) if has_mul else ()))
-        cat = Signal(2, name=f"s{k}_cat")
-        with m.If(bitwise):
-            m.d.sync += cat.eq(1)
-        with m.Elif(shifter):
-            m.d.sync += cat.eq(2)
-        with m.Elif(op == Op.SHL):
-            m.d.sync += cat.eq(3)
-        with m.Else():
-            m.d.sync += cat.eq(0)
-        d["cat"] = cat
+        d["cat"] = self._static(m, Mux(bitwise, 1, Mux(shifter, 2, Mux(op == Op.SHL, 3, 0))),
+                                2, f"s{k}_cat")
         ACC = NR + 1
         for x in "abc":
             sig(f"{x}_acc", getattr(st, x) == ACC)
         sig("mac_acc", (op == Op.MAC) & (st.c == ACC) if has_mul else Const(0, 1))
-        shift = Signal(5, name=f"s{k}_shift")
-        m.d.sync += shift.eq(st.shift)
-        d["shift"] = shift
+        d["shift"] = self._static(m, st.shift, 5, f"s{k}_shift")
         return d
 
     def _alu(self, m, k, lane, dec, a, b, c, prod, early, acc, has_mul):
