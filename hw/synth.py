@@ -48,6 +48,7 @@ from amaranth.lib.wiring import In, Out
 
 from .links import Hop, scalar_layout
 from .params import PRESETS, FabricParams, preset as _preset
+from .pcu import LANE_COPIES
 from .switch import ECP5_MUXES
 
 __all__ = ["DEVICES", "TOPS", "SynthTop", "UnitTop", "HopTop", "SynthError", "DesignDoesNotFit",
@@ -581,11 +582,15 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     design = build_top(params, top)
     # On ECP5 the wide selects are built from the slice's LUT4/PFUMX/L6MUX21
     # cells (tessera.hw.switch.mux_tree); elaboration happens in convert().
+    # Per-lane copies of the PCU's control (tessera.hw.pcu.LANE_COPIES) are
+    # for place and route only.
     token = ECP5_MUXES.set(dev.family == "ecp5")
+    copies = LANE_COPIES.set(True)
     try:
         text = rtlil.convert(design, name="top", emit_src=False)
     finally:
         ECP5_MUXES.reset(token)
+        LANE_COPIES.reset(copies)
     (workdir / "top.il").write_text(text)
     stages["elaborate"] = round(time.monotonic() - t, 2)
 

@@ -26,7 +26,7 @@ from amaranth.lib import wiring
 from tessera.hw.config import config_words
 from tessera.hw.links import NETWORKS, network_layout
 from tessera.hw.params import PRESETS, preset
-from tessera.hw.pcu import (PCU, AccInit, Op, bc_code, last_code, mul_stages,
+from tessera.hw.pcu import (LANE_COPIES, PCU, AccInit, Op, bc_code, last_code, mul_stages,
                             pcu_config_layout, src_code)
 from tessera.hw.sfu import SFU_EXP2, SFU_RECIP
 from tessera.hw.unit import unit_port_counts, unit_signature_members
@@ -356,6 +356,18 @@ def test_random_programs_pysim(p, n):
     check_jobs(jobs, results, "pysim")
     # the programs did something
     assert sum(len(v) for job in jobs for v in job["want"].values()) > 10 * n
+
+
+def test_random_programs_pysim_with_lane_copies():
+    """The PCU as place and route sees it (LANE_COPIES: per-lane copies of
+    each stage's control) runs the same random programs to the same streams."""
+    token = LANE_COPIES.set(True)
+    try:
+        jobs = make_jobs(FULL, 2, 60)
+        results = run_many_pysim(FULL, jobs)
+    finally:
+        LANE_COPIES.reset(token)
+    check_jobs(jobs, results, "pysim")
 
 
 def test_random_programs_verilator(need_sim):
