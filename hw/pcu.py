@@ -632,11 +632,12 @@ class PCU(wiring.Component):
         # (LANE_COPIES; `_rep`: hw/synth.py keeps the copies apart), so that
         # no flop drives every lane.
         copies = LANE_COPIES.get()
-        e_first = later(first_src, 1, f"s{k}_efirst")
-        lane_v = [later(v_src, 1, f"s{k}_l{lane}_v_rep") if copies else e_v
-                  for lane in range(L)]
-        lane_first = [later(first_src, 1, f"s{k}_l{lane}_first_rep") if copies else e_first
-                      for lane in range(L)]
+        if copies:
+            lane_v = [later(v_src, 1, f"s{k}_l{lane}_v_rep") for lane in range(L)]
+            lane_first = [later(first_src, 1, f"s{k}_l{lane}_first_rep") for lane in range(L)]
+        else:
+            lane_v = [e_v] * L
+            lane_first = [later(first_src, 1, f"s{k}_efirst")] * L
         own = set(dec) - ({"mac", "qmul", "mulop", "mac_acc"} if not has_mul else set()) \
                        - ({"rsa", "acc_a"} if not p.pcu_rescale else set())
         lane_dec = [{name: self._static(m, dec[name], dec[name].shape(),
