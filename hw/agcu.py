@@ -70,7 +70,6 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import BURST_INCR, AXI4Params, AXI4Signature
-from .dram import RegFIFO
 from .links import vector_layout
 from .params import FabricParams
 

@@ -126,7 +126,6 @@ class AXI4Checker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         bus = self.axi
-        p = self.axi_params
         errs = {code: Signal(name=f"err_{code.name.lower()}") for code in AXIError
                 if code != AXIError.NONE}
 

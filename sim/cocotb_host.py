@@ -52,7 +52,7 @@ class CocotbPrimitives(Primitives):
         sig = getattr(self.dut, name)
         if int(sig.value):
             return True
-        fired = await First(RisingEdge(sig), Timer(timeout * PERIOD_NS, "ns"))
+        await First(RisingEdge(sig), Timer(timeout * PERIOD_NS, "ns"))
         await Timer(SETTLE_NS, "ns")
         return bool(int(sig.value))
 

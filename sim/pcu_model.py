@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..hw.links import NETWORKS, network_layout
+from ..hw.links import NETWORKS
 from ..hw.params import FabricParams
 from ..hw.pcu import (COUNTER_WIDTH, AccInit, Op, mul_stages, pcu_config_layout,
                       xl_level)
@@ -348,7 +348,6 @@ class PCUModel:
         op = int(st.op)
         if op == Op.NOP:
             return [list(r) for r in file], [0] * L
-        nsi = len(scal)
         bcs = [int(st.const)] + list(scal) + list(ctr)
         bc = bcs[st.bc] if st.bc < len(bcs) else 0
         acc_first = True if st.acc_level == 0 else bool(fm[st.acc_level - 1])

@@ -266,7 +266,7 @@ class PMUModel:
 
     def run(self, inputs: dict, *, max_accesses: int = 1_000_000) -> dict:
         p, c = self.p, self.c
-        B, D, W = p.pmu_banks, p.pmu_depth, p.word_width
+        D, W = p.pmu_depth, p.word_width
         outs = {}
         for net in ("vec", "scal", "ctrl"):
             _, n_out = unit_port_counts(p, net)

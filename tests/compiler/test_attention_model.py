@@ -305,7 +305,6 @@ def test_fused_vs_unfused_differ_by_rounding_only():
 # -- user errors -------------------------------------------------------------------------
 
 def test_errors_name_the_cause():
-    rng = np.random.default_rng(0)
     q8, k8, v8, sc = quantize_qkv(*gaussian(0, 4, 8, 16))
     with pytest.raises(DTypeError, match="q is float64, expected int8"):
         attention_fixed(q8.astype(np.float64), k8, v8, sc)

@@ -134,7 +134,7 @@ def test_merges_into_existing_unit_configs_and_avoids_used_outputs():
     assert r.routes["x"].wires == 4       # the detour: S, E, N, then into the unit
     # check_routes flags the caller's output as carrying no net: it is not ours.
     problems = check_routes(params, r.config, nets)
-    assert problems == [f"vec output E0 of switch (0, 0) is enabled but carries no net"]
+    assert problems == ["vec output E0 of switch (0, 0) is enabled but carries no net"]
 
 
 def test_check_routes_catches_broken_configurations():

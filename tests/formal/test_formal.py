@@ -15,7 +15,6 @@ fail (FormalToolMissing), they do not skip.
 
 import pytest
 from amaranth import *
-from amaranth.lib import wiring
 
 from tessera.hw import switch
 from tessera.hw.links import Hop

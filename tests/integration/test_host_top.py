@@ -5,7 +5,7 @@ counters, soft reset, and model switching (load B while A runs)."""
 import numpy as np
 import pytest
 
-from tessera.compiler.bitstream import FabricConfig, encode
+from tessera.compiler.bitstream import encode
 from tessera.hw.config import LoadError
 from tessera.hw.host_top import CSR_MAP, HOST_VERSION, STATUS_BITS, HostTop
 from tessera.hw.params import preset

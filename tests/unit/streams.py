@@ -46,3 +46,18 @@ async def consume(ctx, port, count, *, rng: random.Random, stall: float = 0.3,
             ctx.set(port.ready, 0)
             return got
     raise AssertionError(f"timeout: received {len(got)} of {count} words")
+
+
+def run_testbenches(dut, *benches, processes=(), period: float = 1e-8):
+    """Run `dut` in Amaranth's simulator with one clock of `period` seconds,
+    the async testbenches `benches` and the processes `processes` (watchers
+    that must not change the design's inputs), until every testbench returns."""
+    from amaranth.sim import Simulator
+
+    sim = Simulator(dut)
+    sim.add_clock(period)
+    for p in processes:
+        sim.add_process(p)
+    for b in benches:
+        sim.add_testbench(b)
+    sim.run()

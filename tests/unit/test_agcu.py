@@ -18,7 +18,6 @@ import pytest
 from amaranth import *
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.sim import Simulator
 
 from tessera.hw.agcu import (AGCU, ELEM_BYTES, ELEM_INT8, ELEM_INT16, ELEM_INT32, ELEM_UINT8,
                              MAX_BURST, PAGE_BYTES, pattern_layout)
@@ -27,6 +26,8 @@ from tessera.hw.dram import DRAM
 from tessera.hw.links import vector_layout
 from tessera.hw.params import FabricParams, preset
 from tessera.sim.agcu_model import AGCUModel, Pattern, agcu_config, vector_addresses
+
+from .streams import run_testbenches
 
 SMALL = preset("small")        # 4 lanes: a vector is one 16-byte beat
 DEFAULT = preset("default")    # 8 lanes: a vector is two beats
@@ -194,13 +195,6 @@ async def run_case(ctx, top, rng, *, read=None, write=None, wvecs=(), stall=0, v
     raise AssertionError(f"timeout: {len(got)} read vectors, {wi} of {len(consts)} written")
 
 
-def simulate(top, bench):
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-
-
 # -- random patterns -----------------------------------------------------------------------
 
 def random_pattern(rng, lanes, mem_bytes, *, read, elem=ELEM_INT32):
@@ -326,7 +320,7 @@ def run_random(params, seed, ncases, *, latency=16, mem_bytes=8192, stalls=(0, 4
                 f"case {k}: AXI violation {AXIError(ctx.get(top.checker.first_error)).name}"
             passed.append(k)
 
-    simulate(top, bench)
+    run_testbenches(top, bench)
     assert len(passed) == ncases
     return ncases
 
@@ -409,7 +403,7 @@ def test_low_address_bits_ignored():
             after = await readback(ctx, top, 8192)
             assert after == bytes(model.write(write, bytearray(image), wvecs))
 
-    simulate(top, bench)
+    run_testbenches(top, bench)
 
 
 def _rejects(exc, match, make):
@@ -589,7 +583,7 @@ def test_tiles_elem_widths(params):
             assert after[b_base + b.nbytes:] == bytes(image[b_base + b.nbytes:])
             assert ctx.get(top.checker.errors) == 0
 
-    simulate(top, bench)
+    run_testbenches(top, bench)
 
 
 @pytest.mark.parametrize("params", [SMALL, DEFAULT], ids=["lanes4", "lanes8"])
@@ -649,7 +643,7 @@ def test_tiles_int8_int16_int32(params):
             assert after[b_base + b.nbytes:] == bytes(image[b_base + b.nbytes:])
             assert ctx.get(top.checker.errors) == 0
 
-    simulate(top, bench)
+    run_testbenches(top, bench)
 
 
 @pytest.mark.parametrize("params, seed, ncases", [
@@ -723,7 +717,7 @@ def test_corner_patterns(params, read, write):
                                 got, ars, aws)
             assert ctx.get(top.checker.errors) == 0
 
-    simulate(top, bench)
+    run_testbenches(top, bench)
 
 
 def test_random_patterns_long_latency():
@@ -797,12 +791,7 @@ def test_counters_and_status():
         assert restarts == [1]
         assert perf["active"] == 20 + 6 and perf["stalled"] > 0 and perf["starved"] > 0
 
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    sim.add_process(watch)
-    sim.add_testbench(bench)
-    sim.add_testbench(restart)
-    sim.run()
+    run_testbenches(top, bench, restart, processes=[watch])
 
 
 def test_empty_and_disabled_streams():
@@ -815,7 +804,7 @@ def test_empty_and_disabled_streams():
             got, ars, aws, cycles = await run_case(ctx, top, rng, read=read, write=write)
             assert got == [] and ars == [] and aws == [] and cycles <= 3
 
-    simulate(top, bench)
+    run_testbenches(top, bench)
 
 
 # -- bandwidth -----------------------------------------------------------------------------
@@ -876,7 +865,7 @@ def measure_stream(params, nbytes, *, copy: bool, offset=0, latency=64, elem=ELE
         result["steady"] = (len(mid) - 1) * per_vec / ((mid[-1] - mid[0]) * bpc)
         result["vectors_per_cycle"] = (len(mid) - 1) / (mid[-1] - mid[0])
 
-    simulate(top, bench)
+    run_testbenches(top, bench)
     moved = nbytes * (2 if copy else 1)
     result["bytes_per_cycle"] = moved / result["cycles"]
     result["axi_bytes_per_cycle"] = (result["read_bytes"] + result["write_bytes"]) / result["cycles"]
@@ -962,7 +951,6 @@ def test_write_is_store_and_forward(elem):
     the burst has arrived, and no W beat leaves before its AW (the
     interconnect routes W by the order of granted AWs; an early AW or W
     would make other masters' writes wait on this stream's data)."""
-    from amaranth.sim import Simulator
     from tessera.hw.params import preset as _preset
     p = _preset("default")
     dut = AGCU(p)
@@ -1003,10 +991,7 @@ def test_write_is_store_and_forward(elem):
                 events.append(("done",))
                 return
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_testbenches(dut, bench)
     assert events[-1] == ("done",), events[-5:]
     aw = [e for e in events if e[0] == "AW"]
     assert aw == [("AW", nv, 10)]                 # one 10-beat burst, after the last vector

@@ -6,7 +6,6 @@ import random
 
 from amaranth import Module
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from tessera.hw.axi import AXI4Params

@@ -23,6 +23,8 @@ from tessera.hw.axi import (BURST_FIXED, BURST_INCR, BURST_WRAP, RESP_DECERR, RE
 from tessera.hw.axi_check import AXIError, attach_checker
 from tessera.hw.dram import DRAM, DRAMModel
 
+from .streams import run_testbenches
+
 P128 = AXI4Params(addr_width=32, data_width=128, id_width=4)
 
 
@@ -597,11 +599,7 @@ def test_bandwidth_shared_by_reads_and_writes():
         result["w"] = w_cycles
 
     top, check = make_bench(dram)
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    sim.add_testbench(reads)
-    sim.add_testbench(writes)
-    sim.run()
+    run_testbenches(top, reads, writes)
     r, w = result["r"], result["w"]
     # while both streams run, every cycle moves exactly one beat
     start = max(r[0], w[0])

@@ -6,7 +6,7 @@ import random
 import pytest
 from amaranth import Module
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
 from tessera.hw.links import Hop
 from tessera.hw.switch import Crossbar, select_layout

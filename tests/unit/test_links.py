@@ -5,11 +5,10 @@ import random
 
 import pytest
 from amaranth.lib import data
-from amaranth.sim import Simulator
 
 from tessera.hw.links import Hop, InputFIFO
 
-from .streams import consume, produce
+from .streams import consume, produce, run_testbenches
 
 LAYOUT = data.StructLayout({"data": 16, "last": 1})
 
@@ -24,11 +23,7 @@ def run_queue(dut, items, *, seed, idle, stall):
     async def consumer(ctx):
         got.extend(await consume(ctx, dut.o, len(items), rng=rng_c, stall=stall, cycles=cycles))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
+    run_testbenches(dut, producer, consumer)
     return got, cycles
 
 

@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from tessera.hw.params import PRESETS, FabricParams, preset
+from tessera.hw.params import FabricParams, preset
 
 
 def test_presets_match_the_architecture():

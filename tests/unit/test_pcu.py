@@ -667,9 +667,7 @@ def test_perf_events():
     """perf_active pulses once per iteration; perf_stalled when an output has
     no credit (its queue holds or awaits out_depth words); perf_starved when
     the input is empty."""
-    from amaranth.sim import Simulator
-
-    from .streams import consume, produce
+    from .streams import consume, produce, run_testbenches
     p = SMALL
     model = PCUModel(p)
     cfg = {"en": 1, "counters": [{"stop": 4, "stride": 1}], "vec_in": [{"en": 1}],
@@ -681,8 +679,6 @@ def test_perf_events():
     items = [model.pack("vec", [rng.getrandbits(16) for _ in range(p.lanes)]) for _ in range(n)]
     want = model.run(cfg, {"i_vec[0]": items}).outputs["o_vec[0]"]
     dut = PCU(p)
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
     counts = {"active": 0, "stalled": 0, "starved": 0}
     got = []
     done = []
@@ -705,9 +701,7 @@ def test_perf_events():
             for name in counts:
                 counts[name] += ctx.get(getattr(dut, f"perf_{name}"))
 
-    for bench in (config, producer, consumer, monitor):
-        sim.add_testbench(bench)
-    sim.run()
+    run_testbenches(dut, config, producer, consumer, monitor)
     assert got == want
     assert counts["active"] == n
     assert counts["stalled"] > 0 and counts["starved"] > 0
@@ -719,9 +713,7 @@ def test_a_configuration_change_restarts_the_program():
     inputs) leaves nothing behind for the next program. Here the next
     program is the same sum over groups of four with another initial value;
     its first output is the sum of its own first four inputs."""
-    from amaranth.sim import Simulator
-
-    from .streams import consume, produce
+    from .streams import consume, produce, run_testbenches
     p = SMALL
     model = PCUModel(p)
 
@@ -755,9 +747,5 @@ def test_a_configuration_change_restarts_the_program():
     async def consumer(ctx):
         got.extend(await consume(ctx, dut.o_vec[0], 2, rng=random.Random(3), stall=0.3))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.add_testbench(consumer)
-    sim.run()
+    run_testbenches(dut, bench, consumer)
     assert got == want

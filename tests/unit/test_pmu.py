@@ -54,7 +54,6 @@ def random_case(p: FabricParams, rng: random.Random, mem=None, family=None):
     family = family or rng.choice(families)
     wr_scalar = rd_scalar = False
     wr_en = rd_en = True
-    lstride_r = 0
     if family == "rows":
         n = rng.randint(1, 16)
         skew = rng.randint(0, 1)
@@ -81,7 +80,6 @@ def random_case(p: FabricParams, rng: random.Random, mem=None, family=None):
         R = B * rb
         wl = [(ncb, 1, 0), (R, ncb, 1)]                       # skewed rows
         rl = [(B, 0, 1), (ncb, 1, 0), (rb, B * ncb, 0)]       # columns of B-row blocks
-        lstride_r = ncb
         rows = R * ncb
         w_args, r_args = {}, {"lstride": ncb}
     elif family == "scalar_in":

@@ -4,13 +4,12 @@ random gaps and backpressure, at one word per cycle when unthrottled."""
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from tessera.hw.agcu import ScalarPort
 from tessera.hw.links import scalar_layout, vector_layout
 from tessera.hw.params import preset
 
-from .streams import consume, produce
+from .streams import consume, produce, run_testbenches
 
 
 @pytest.mark.parametrize("idle,stall", [(0.3, 0.3), (0.0, 0.0)])
@@ -34,11 +33,7 @@ def test_serializes_lanes_in_order(idle, stall):
         got.extend(await consume(ctx, dut.o, len(want), rng=random.Random(2), stall=stall,
                                  cycles=cycles))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tx)
-    sim.add_testbench(rx)
-    sim.run()
+    run_testbenches(dut, tx, rx)
     assert got == want
     if idle == stall == 0:
         span = cycles[-1] - cycles[0]

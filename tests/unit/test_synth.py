@@ -4,7 +4,6 @@ WebAssembly cache is warm). Whole-fabric runs are marked slow."""
 
 import argparse
 import json
-import os
 import stat
 import sys
 

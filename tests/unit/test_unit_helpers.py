@@ -7,9 +7,10 @@ import random
 
 from amaranth import Elaboratable, Module, Signal
 from amaranth.lib import data
-from amaranth.sim import Simulator
 
 from tessera.hw.unit import flagged_counter, settled_config
+
+from .streams import run_testbenches
 
 LIMIT = 5
 
@@ -52,10 +53,7 @@ def test_flagged_counter_matches_its_model():
                 await ctx.tick()
                 count = value if load else count + up - down
 
-        sim = Simulator(dut)
-        sim.add_clock(1e-8)
-        sim.add_testbench(bench)
-        sim.run()
+        run_testbenches(dut, bench)
 
 
 LAYOUT = data.StructLayout({"en": 1, "x": 7})
@@ -90,7 +88,4 @@ def test_settled_config_is_quiet_for_two_cycles_after_a_change():
                 want = history[-1] == history[-2] == history[-3]
                 assert ctx.get(dut.quiet) == want, cycle
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_testbenches(dut, bench)
