@@ -453,9 +453,9 @@ def wave_format(path, sim: str) -> str:
 
 
 #: A merged module (sim/dedup.py) of at least this many lines of Verilog is
-#: kept as a C++ class of its own instead of being inlined into its parent, so
-#: its copies share one body of per-cycle code: the eight PCUs of `default`
-#: run the same machine code on eight instances' state.
+#: kept as a C++ class of its own instead of being inlined into its parent
+#: (faster to verilate and compile; Verilator still generates the per-cycle
+#: code per instance: docs/simulation.md).
 NO_INLINE_LINES = 1000
 
 
