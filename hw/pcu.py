@@ -634,10 +634,8 @@ class PCU(wiring.Component):
         copies = LANE_COPIES.get()
         if copies:
             lane_v = [later(v_src, 1, f"s{k}_l{lane}_v_rep") for lane in range(L)]
-            lane_first = [later(first_src, 1, f"s{k}_l{lane}_first_rep") for lane in range(L)]
         else:
             lane_v = [e_v] * L
-            lane_first = [later(first_src, 1, f"s{k}_efirst")] * L
         own = set(dec) - ({"mac", "qmul", "mulop", "mac_acc"} if not has_mul else set()) \
                        - ({"rsa", "acc_a"} if not p.pcu_rescale else set())
         lane_dec = [{name: self._static(m, dec[name], dec[name].shape(),
@@ -648,13 +646,15 @@ class PCU(wiring.Component):
         init = mux_tree(st.acc_init, [Const(0, W), Const(1 << (W - 1), W),
                                       Const((1 << (W - 1)) - 1, W), st.const])
         shared_init = None if copies else self._static(m, init, W, f"s{k}_init")
-        acc = []
-        for lane in range(L):
-            sig = Signal(W, name=f"s{k}_accv{lane}")
-            lane_init = (self._static(m, init, W, f"s{k}_l{lane}_init_rep") if copies
-                         else shared_init)
-            m.d.comb += sig.eq(Mux(lane_first[lane], lane_init, accs[lane]))
-            acc.append(sig)
+        lane_init = [self._static(m, init, W, f"s{k}_l{lane}_init_rep") if copies
+                     else shared_init for lane in range(L)]
+        # An accumulator register holds what the next executed iteration reads:
+        # the initial value is loaded when that iteration starts a group (known
+        # the cycle before: `v_src`, `first_src`), so the execute cycle reads
+        # the register itself, with no select in front of the ALU.
+        load_init = Signal(name=f"s{k}_load_init")
+        m.d.comb += load_init.eq(v_src & first_src)
+        acc = accs
 
         ops = []
         for lane in range(L):
@@ -711,7 +711,9 @@ class PCU(wiring.Component):
 
         m.d.sync += [o_v.eq(e_v), o_file.eq(new_file), o_ctx.eq(e_ctx)]
         for lane in range(L):
-            with m.If(lane_v[lane]):
+            with m.If(load_init):
+                m.d.sync += accs[lane].eq(lane_init[lane])
+            with m.Elif(lane_v[lane]):
                 m.d.sync += accs[lane].eq(keeps[lane])
         return o_v, o_file, o_ctx
 
@@ -801,9 +803,14 @@ class PCU(wiring.Component):
             m.d.comb += addend.eq(Mux(dec["mac_acc"], acc, early))
             madd = Signal(signed(mw1), name=f"{n}_madd")
             m.d.comb += madd.eq(prod + addend)
+            # QMUL's sum has an adder of its own: its addend is never ACC, so
+            # the shifter's input starts at flops (the product and `early`)
+            # instead of behind the accumulator's select (timing).
+            qsum = Signal(signed(mw1), name=f"{n}_qsum")
+            m.d.comb += qsum.eq(prod + early)
         if share_qmul:
             with m.If(dec["qmul"]):
-                m.d.comb += [sh_in.eq(madd), sh_amt.eq(dec["shift"])]
+                m.d.comb += [sh_in.eq(qsum), sh_amt.eq(dec["shift"])]
         shifted = Signal(W, name=f"{n}_shifted")
         m.d.comb += shifted.eq(sh_in >> sh_amt)
 
@@ -828,7 +835,7 @@ class PCU(wiring.Component):
             arith = Mux(dec["mulop"], madd[:W], addsub[:W])
         shr_out = shifted
         if has_mul and not share_qmul:
-            shr_out = Mux(dec["qmul"], (madd >> dec["shift"])[:W], shifted)
+            shr_out = Mux(dec["qmul"], (qsum >> dec["shift"])[:W], shifted)
 
         # The arithmetic unit's output, gated by its enable inside the result
         # select; bit 0 carries the compares.
