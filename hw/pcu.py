@@ -673,19 +673,22 @@ class PCU(wiring.Component):
                            1, f"s{k}_fcnz{lane}")
                 regs.append(Signal(name=f"s{k}_fcnz{lane}_r"))
             m.d.sync += [r.eq(v) for r, v in zip(regs, (fa, fb, fc))]
-            prod = early = None
+            prod = early = qsum = None
             ld = lane_dec[lane]
             if has_mul:
                 # The multiply cycle: the product of the fetched operands (so
-                # the multiplier reads ACC as 0), registered, and the addend
-                # (MAC's c, QMUL's rounding constant) unless it is ACC; the
-                # execute cycle only adds.
+                # the multiplier reads ACC as 0), registered; MAC's addend c
+                # unless it is ACC; and QMUL's rounded sum, product + 2^(shift-1)
+                # (its addend is never ACC), so that QMUL's execute cycle only
+                # shifts and MUL/MAC's only adds.
                 mw = p.mul_width
-                prod = later(regs[0][:mw].as_signed() * regs[1][:mw].as_signed(),
-                             signed(2 * mw), f"s{k}_prod{lane}")
+                mw1 = max(2 * mw, W) + 1
+                product = Signal(signed(2 * mw), name=f"s{k}_mul{lane}")
+                m.d.comb += product.eq(regs[0][:mw].as_signed() * regs[1][:mw].as_signed())
+                prod = later(product, signed(2 * mw), f"s{k}_prod{lane}")
                 rnd = ((Const(1, 2 * mw + 1) << ld["shift"]) >> 1)[:2 * mw + 1]
-                early = later(Mux(ld["mac"], regs[2], Mux(ld["qmul"], rnd, 0)),
-                              max(2 * mw, W) + 1, f"s{k}_addend{lane}")
+                qsum = later(product + rnd, signed(mw1), f"s{k}_qsum{lane}")
+                early = later(Mux(ld["mac"], regs[2], 0), mw1, f"s{k}_addend{lane}")
                 regs = [later(r, r.shape(), f"{r.name}_m") for r in regs]
             a = Mux(ld["a_acc"], acc[lane], regs[0])
             b = Mux(ld["b_acc"], acc[lane], regs[1])
@@ -693,7 +696,7 @@ class PCU(wiring.Component):
                 c = Mux(ld["c_acc"], acc[lane], regs[2])
             else:
                 c = Mux(ld["c_acc"], acc[lane].any(), regs[2])
-            ops.append((a, b, c, prod, early, acc[lane]))
+            ops.append((a, b, c, prod, early, qsum, acc[lane]))
 
         # pipeline registers of this stage
         o_v = Signal(name=f"s{k}_v")
@@ -701,9 +704,9 @@ class PCU(wiring.Component):
         o_ctx = Signal(ctx_layout, name=f"s{k}_ctx")
         new_file = Signal(file_layout, name=f"s{k}_next")
         keeps = []
-        for lane, (a, b, c, prod, early, acc_v) in enumerate(ops):
+        for lane, (a, b, c, prod, early, qsum, acc_v) in enumerate(ops):
             ld = lane_dec[lane]
-            r = self._alu(m, k, lane, ld, a, b, c, prod, early, acc_v, has_mul)
+            r = self._alu(m, k, lane, ld, a, b, c, prod, early, qsum, acc_v, has_mul)
             # what the lane's accumulator keeps: the result, or operand a (a delay)
             keeps.append(Mux(ld["acc_a"], a, r) if p.pcu_rescale else r)
             for j in range(NR):
@@ -773,11 +776,11 @@ class PCU(wiring.Component):
         d["shift"] = self._static(m, st.shift, 5, f"s{k}_shift")
         return d
 
-    def _alu(self, m, k, lane, dec, a, b, c, prod, early, acc, has_mul):
+    def _alu(self, m, k, lane, dec, a, b, c, prod, early, qsum, acc, has_mul):
         """One lane of stage k, written with explicit sharing: one adder for
         ADD/SUB/RSA and the compares (LT from its sign, EQ from a zero
-        difference), one adder for the multiplier (MUL adds 0, MAC adds c, QMUL
-        adds the rounding constant), one shifter for SHL, SHR, RSA's rescale of
+        difference), one adder for the multiplier (MUL adds 0, MAC adds c; QMUL's
+        rounding constant was added in the multiply cycle: `qsum`), one shifter for SHL, SHR, RSA's rescale of
         `acc` and QMUL's rounding shift, and one bitwise unit for
         PASS/AND/OR/XOR/MAX/MIN/SEL. Without a multiplier, `c` is the 1-bit
         test c != 0 (all that SEL needs)."""
@@ -803,11 +806,6 @@ class PCU(wiring.Component):
             m.d.comb += addend.eq(Mux(dec["mac_acc"], acc, early))
             madd = Signal(signed(mw1), name=f"{n}_madd")
             m.d.comb += madd.eq(prod + addend)
-            # QMUL's sum has an adder of its own: its addend is never ACC, so
-            # the shifter's input starts at flops (the product and `early`)
-            # instead of behind the accumulator's select (timing).
-            qsum = Signal(signed(mw1), name=f"{n}_qsum")
-            m.d.comb += qsum.eq(prod + early)
         if share_qmul:
             with m.If(dec["qmul"]):
                 m.d.comb += [sh_in.eq(qsum), sh_amt.eq(dec["shift"])]
