@@ -109,8 +109,8 @@ __all__ = ["Op", "AccInit", "PCU", "pcu_config_layout", "mul_stages", "stage_lat
 
 #: Set (by :func:`tessera.hw.synth.synthesize`) while a design is elaborated
 #: for place and route: each lane of a stage then reads its own copies of the
-#: stage's decoded control, valid and first-of-group flags and accumulator
-#: initial value (flops named ``*_rep``, kept apart by the synthesis script),
+#: stage's decoded control, valid flag and accumulator initial value (flops
+#: named ``*_rep``, kept apart by the synthesis script),
 #: so that no flop drives every lane. The copies hold the same values as the
 #: shared registers they copy; simulation models read the shared registers
 #: (Verilator: a third fewer cycles per second with the copies, measured on
@@ -654,7 +654,6 @@ class PCU(wiring.Component):
         # the register itself, with no select in front of the ALU.
         load_init = Signal(name=f"s{k}_load_init")
         m.d.comb += load_init.eq(v_src & first_src)
-        acc = accs
 
         ops = []
         for lane in range(L):
@@ -690,13 +689,13 @@ class PCU(wiring.Component):
                 qsum = later(product + rnd, signed(mw1), f"s{k}_qsum{lane}")
                 early = later(Mux(ld["mac"], regs[2], 0), mw1, f"s{k}_addend{lane}")
                 regs = [later(r, r.shape(), f"{r.name}_m") for r in regs]
-            a = Mux(ld["a_acc"], acc[lane], regs[0])
-            b = Mux(ld["b_acc"], acc[lane], regs[1])
+            a = Mux(ld["a_acc"], accs[lane], regs[0])
+            b = Mux(ld["b_acc"], accs[lane], regs[1])
             if has_mul:
-                c = Mux(ld["c_acc"], acc[lane], regs[2])
+                c = Mux(ld["c_acc"], accs[lane], regs[2])
             else:
-                c = Mux(ld["c_acc"], acc[lane].any(), regs[2])
-            ops.append((a, b, c, prod, early, qsum, acc[lane]))
+                c = Mux(ld["c_acc"], accs[lane].any(), regs[2])
+            ops.append((a, b, c, prod, early, qsum, accs[lane]))
 
         # pipeline registers of this stage
         o_v = Signal(name=f"s{k}_v")
@@ -779,9 +778,9 @@ class PCU(wiring.Component):
     def _alu(self, m, k, lane, dec, a, b, c, prod, early, qsum, acc, has_mul):
         """One lane of stage k, written with explicit sharing: one adder for
         ADD/SUB/RSA and the compares (LT from its sign, EQ from a zero
-        difference), one adder for the multiplier (MUL adds 0, MAC adds c; QMUL's
-        rounding constant was added in the multiply cycle: `qsum`), one shifter for SHL, SHR, RSA's rescale of
-        `acc` and QMUL's rounding shift, and one bitwise unit for
+        difference), one adder for the multiplier (MUL adds 0, MAC adds c;
+        QMUL's rounding constant was added in the multiply cycle: `qsum`), one
+        shifter for SHL, SHR, RSA's rescale of `acc` and QMUL's rounding shift, and one bitwise unit for
         PASS/AND/OR/XOR/MAX/MIN/SEL. Without a multiplier, `c` is the 1-bit
         test c != 0 (all that SEL needs)."""
         p = self.params
