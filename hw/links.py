@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 from .params import FabricParams
 
 __all__ = ["NETWORKS", "vector_layout", "scalar_layout", "token_layout",
-           "network_layout", "link_signature", "Hop", "InputFIFO"]
+           "network_layout", "link_signature", "Hop", "StreamFIFO"]
 
 #: The networks, in the order every table in Tessera lists them.
 NETWORKS = ("vec", "scal", "ctrl")
@@ -103,9 +103,11 @@ class Hop(wiring.Component):
         return m
 
 
-class InputFIFO(wiring.Component):
-    """The FIFO at every unit input: a buffered synchronous FIFO of ``depth``
-    entries whose read side is registered (first-word fall-through).
+class StreamFIFO(wiring.Component):
+    """A stream FIFO: a buffered synchronous FIFO of ``depth`` entries whose
+    read side is registered (first-word fall-through). It buffers every unit
+    input (``fifo_depth`` entries) and is each PCU output's queue
+    (``PCU.out_depth`` entries, drained against credits).
 
     Depth 3 or more sustains one word per cycle; at depth 1 or 2 the
     underlying SyncFIFOBuffered moves one word every other cycle (proved in
@@ -113,7 +115,7 @@ class InputFIFO(wiring.Component):
 
     def __init__(self, layout, depth: int):
         if not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"InputFIFO depth must be a positive int, got {depth!r}")
+            raise ValueError(f"StreamFIFO depth must be a positive int, got {depth!r}")
         self._layout = layout
         self._depth = depth
         super().__init__({

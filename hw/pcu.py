@@ -97,7 +97,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import Out
 
 from .counters import CounterChain
-from .links import NETWORKS, InputFIFO, network_layout
+from .links import NETWORKS, StreamFIFO, network_layout
 from .params import FabricParams
 from .sfu import SFU_LATENCY, SFULane
 from .switch import mux_tree, select4_gated
@@ -347,7 +347,7 @@ class PCU(wiring.Component):
         for net in NETWORKS:
             fifos[net] = []
             for j in range(n_in[net]):
-                q = InputFIFO(network_layout(p, net), p.fifo_depth)
+                q = StreamFIFO(network_layout(p, net), p.fifo_depth)
                 m.submodules[f"in_{net}{j}"] = q
                 wiring.connect(m, wiring.flipped(getattr(self, f"i_{net}")[j]), q.i)
                 fifos[net].append(q)
@@ -415,7 +415,7 @@ class PCU(wiring.Component):
             out_q[net] = []
             for k in range(n_out[net]):
                 ocfg = getattr(cfg, f"{net}_out")[k]
-                q = InputFIFO(network_layout(p, net), depth)
+                q = StreamFIFO(network_layout(p, net), depth)
                 m.submodules[f"out_{net}{k}"] = q
                 out_q[net].append(q)
                 en = ocfg.en & ~getattr(cfg.bypass, net).en if k == 0 else ocfg.en

@@ -107,7 +107,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .counters import CounterChain, counter_layout
-from .links import NETWORKS, Hop, InputFIFO, network_layout
+from .links import NETWORKS, Hop, StreamFIFO, network_layout
 from .params import FabricParams
 from .unit import (flagged_counter, pass_config_layout, settled_config, unit_port_counts,
                    unit_signature_members)
@@ -410,7 +410,7 @@ class PMU(wiring.Component):
         for net in NETWORKS:
             fifos[net] = []
             for j in range(n_in[net]):
-                q = InputFIFO(network_layout(p, net), p.fifo_depth)
+                q = StreamFIFO(network_layout(p, net), p.fifo_depth)
                 m.submodules[f"fifo_{net}{j}"] = q
                 wiring.connect(m, wiring.flipped(getattr(self, f"i_{net}")[j]), q.i)
                 fifos[net].append(q)

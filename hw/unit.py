@@ -3,7 +3,7 @@
 Every unit in a tile (PCU, PMU) has the same port shape, derived from
 FabricParams: ``i_vec``/``o_vec``, ``i_scal``/``o_scal``, ``i_ctrl``/``o_ctrl``
 stream arrays, and a ``config`` input holding its active configuration.
-Inputs are buffered in :class:`~.links.InputFIFO`s inside the unit.
+Inputs are buffered in :class:`~.links.StreamFIFO`s inside the unit.
 
 :class:`PassUnit` is the placeholder that fills PCU and PMU slots until those
 units land: it forwards one selected input of each network to output 0 of
@@ -16,7 +16,7 @@ from amaranth import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .links import NETWORKS, InputFIFO, network_layout
+from .links import NETWORKS, StreamFIFO, network_layout
 from .params import FabricParams
 
 __all__ = ["unit_port_counts", "unit_signature_members", "PassUnit", "pass_config_layout",
@@ -134,7 +134,7 @@ class PassUnit(wiring.Component):
             outs = getattr(self, f"o_{net}")
             fifos = []
             for j in range(n_in):
-                q = InputFIFO(layout, self.params.fifo_depth)
+                q = StreamFIFO(layout, self.params.fifo_depth)
                 m.submodules[f"fifo_{net}{j}"] = q
                 wiring.connect(m, wiring.flipped(ins[j]), q.i)
                 fifos.append(q)

@@ -38,7 +38,7 @@ from amaranth.hdl import Assert, Assume, Cover, Fragment
 from amaranth.hdl._mem import MemoryInstance
 from amaranth.lib import data
 
-from tessera.hw.links import Hop, InputFIFO
+from tessera.hw.links import Hop, StreamFIFO
 from tessera.hw.switch import Crossbar
 
 __all__ = ["LAYOUT", "Harness", "HopHarness", "FIFOHarness", "CrossbarHarness",
@@ -247,17 +247,17 @@ class HopHarness(Harness):
 
 
 class FIFOHarness(Harness):
-    """:class:`~tessera.hw.links.InputFIFO` of `depth`: a queue of `depth`
+    """:class:`~tessera.hw.links.StreamFIFO` of `depth`: a queue of `depth`
     words whose ``level`` is its occupancy, which accepts whenever it is not
     full and whose output is valid at most one cycle after a word is inside."""
 
-    def __init__(self, depth: int, fifo: InputFIFO | None = None, *,
+    def __init__(self, depth: int, fifo: StreamFIFO | None = None, *,
                  throughput: bool = True, ready_unless_full: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.depth = depth
         self.throughput = throughput
         self.ready_unless_full = ready_unless_full
-        self.dut = fifo if fifo is not None else InputFIFO(LAYOUT, depth)
+        self.dut = fifo if fifo is not None else StreamFIFO(LAYOUT, depth)
 
     def elaborate(self, platform):
         m = self._top()

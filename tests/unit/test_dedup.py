@@ -8,7 +8,7 @@ from amaranth.back import verilog
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from tessera.hw.links import Hop, InputFIFO
+from tessera.hw.links import Hop, StreamFIFO
 from tessera.sim.dedup import DedupError, dedup_verilog
 
 from ..yosys import run_yosys_script
@@ -32,7 +32,7 @@ class Pair(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         for j in range(2):
-            m.submodules[f"q{j}"] = q = InputFIFO(self.layout, 3)
+            m.submodules[f"q{j}"] = q = StreamFIFO(self.layout, 3)
             wiring.connect(m, wiring.flipped(getattr(self, f"i{j}")), q.i)
             wiring.connect(m, q.o, wiring.flipped(getattr(self, f"o{j}")))
         m.submodules.hop = h = Hop(self.layout)

@@ -1,4 +1,4 @@
-"""Hop and InputFIFO against their model (an ideal queue) under random gaps
+"""Hop and StreamFIFO against their model (an ideal queue) under random gaps
 and random backpressure, plus the one-transfer-per-cycle requirement."""
 
 import random
@@ -6,7 +6,7 @@ import random
 import pytest
 from amaranth.lib import data
 
-from tessera.hw.links import Hop, InputFIFO
+from tessera.hw.links import Hop, StreamFIFO
 
 from .streams import consume, produce, run_testbenches
 
@@ -27,7 +27,7 @@ def run_queue(dut, items, *, seed, idle, stall):
     return got, cycles
 
 
-@pytest.mark.parametrize("make", [lambda: Hop(LAYOUT), lambda: InputFIFO(LAYOUT, 4)],
+@pytest.mark.parametrize("make", [lambda: Hop(LAYOUT), lambda: StreamFIFO(LAYOUT, 4)],
                          ids=["hop", "fifo"])
 @pytest.mark.parametrize("seed", range(4))
 def test_queue_matches_model_under_backpressure(make, seed):
@@ -37,7 +37,7 @@ def test_queue_matches_model_under_backpressure(make, seed):
     assert got == items          # nothing lost, duplicated or reordered
 
 
-@pytest.mark.parametrize("make", [lambda: Hop(LAYOUT), lambda: InputFIFO(LAYOUT, 4)],
+@pytest.mark.parametrize("make", [lambda: Hop(LAYOUT), lambda: StreamFIFO(LAYOUT, 4)],
                          ids=["hop", "fifo"])
 def test_one_transfer_per_cycle(make):
     items = list(range(200))
@@ -49,4 +49,4 @@ def test_one_transfer_per_cycle(make):
 
 def test_fifo_depth_is_validated():
     with pytest.raises(ValueError, match="depth"):
-        InputFIFO(LAYOUT, 0)
+        StreamFIFO(LAYOUT, 0)
