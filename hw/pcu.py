@@ -628,26 +628,23 @@ class PCU(wiring.Component):
             e_file = later(e_file, file_layout, f"s{k}_mfile")
             e_ctx = later(e_ctx, ctx_layout, f"s{k}_mctx")
         e_v = later(v_src, 1, f"s{k}_ev")
-        # The execute cycle's control, copied per lane for place and route
-        # (LANE_COPIES; `_rep`: hw/synth.py keeps the copies apart), so that
-        # no flop drives every lane.
-        copies = LANE_COPIES.get()
-        if copies:
-            lane_v = [later(v_src, 1, f"s{k}_l{lane}_v_rep") for lane in range(L)]
-        else:
-            lane_v = [e_v] * L
-        own = set(dec) - ({"mac", "qmul", "mulop", "mac_acc"} if not has_mul else set()) \
-                       - ({"rsa", "acc_a"} if not p.pcu_rescale else set())
-        lane_dec = [{name: self._static(m, dec[name], dec[name].shape(),
-                                        f"s{k}_l{lane}_{name}_rep") if copies else dec[name]
-                     for name in sorted(own)} for lane in range(L)]
-        # the accumulators' initial value: registered, like the decoding (per
-        # lane with LANE_COPIES)
+        # The accumulators' initial value: registered, like the decoding.
         init = mux_tree(st.acc_init, [Const(0, W), Const(1 << (W - 1), W),
                                       Const((1 << (W - 1)) - 1, W), st.const])
-        shared_init = None if copies else self._static(m, init, W, f"s{k}_init")
-        lane_init = [self._static(m, init, W, f"s{k}_l{lane}_init_rep") if copies
-                     else shared_init for lane in range(L)]
+        # The execute cycle's control and initial value, copied per lane for
+        # place and route (LANE_COPIES; `_rep`: hw/synth.py keeps the copies
+        # apart), so that no flop drives every lane.
+        if LANE_COPIES.get():
+            own = set(dec) - ({"mac", "qmul", "mulop", "mac_acc"} if not has_mul else set()) \
+                           - ({"rsa", "acc_a"} if not p.pcu_rescale else set())
+            lane_v = [later(v_src, 1, f"s{k}_l{lane}_v_rep") for lane in range(L)]
+            lane_dec = [{name: self._static(m, dec[name], dec[name].shape(),
+                                            f"s{k}_l{lane}_{name}_rep") for name in sorted(own)}
+                        for lane in range(L)]
+            lane_init = [self._static(m, init, W, f"s{k}_l{lane}_init_rep") for lane in range(L)]
+        else:
+            lane_v, lane_dec = [e_v] * L, [dec] * L
+            lane_init = [self._static(m, init, W, f"s{k}_init")] * L
         # An accumulator register holds what the next executed iteration reads:
         # the initial value is loaded when that iteration starts a group (known
         # the cycle before: `v_src`, `first_src`), so the execute cycle reads
@@ -780,9 +777,9 @@ class PCU(wiring.Component):
         ADD/SUB/RSA and the compares (LT from its sign, EQ from a zero
         difference), one adder for the multiplier (MUL adds 0, MAC adds c;
         QMUL's rounding constant was added in the multiply cycle: `qsum`), one
-        shifter for SHL, SHR, RSA's rescale of `acc` and QMUL's rounding shift, and one bitwise unit for
-        PASS/AND/OR/XOR/MAX/MIN/SEL. Without a multiplier, `c` is the 1-bit
-        test c != 0 (all that SEL needs)."""
+        shifter for SHL, SHR, RSA's rescale of `acc` and QMUL's rounding shift,
+        and one bitwise unit for PASS/AND/OR/XOR/MAX/MIN/SEL. Without a
+        multiplier, `c` is the 1-bit test c != 0 (all that SEL needs)."""
         p = self.params
         W, mw = p.word_width, p.mul_width
         n = f"s{k}_l{lane}"
