@@ -111,13 +111,23 @@ class StreamFIFO(wiring.Component):
 
     Depth 3 or more sustains one word per cycle; at depth 1 or 2 the
     underlying SyncFIFOBuffered moves one word every other cycle (proved in
-    tests/formal), which is why FabricParams requires fifo_depth >= 3."""
+    tests/formal), which is why FabricParams requires fifo_depth >= 3.
 
-    def __init__(self, layout, depth: int):
+    With ``registered=False`` the head is read from the storage
+    combinationally (Amaranth's SyncFIFO: on ECP5 distributed RAM, whose read
+    address is the registered read pointer). A pop then drives only the
+    pointer and the level, not a load enable on every bit of the head: the
+    PCU's inputs use it, so that its firing decision (which pops them) fans
+    out to a few flops (docs/area.md). A word is readable the cycle after it
+    is written (one cycle earlier than registered), and depth 2 already
+    sustains one word per cycle."""
+
+    def __init__(self, layout, depth: int, *, registered: bool = True):
         if not isinstance(depth, int) or depth < 1:
             raise ValueError(f"StreamFIFO depth must be a positive int, got {depth!r}")
         self._layout = layout
         self._depth = depth
+        self._registered = bool(registered)
         super().__init__({
             "i": In(stream.Signature(layout)),
             "o": Out(stream.Signature(layout)),
@@ -127,7 +137,8 @@ class StreamFIFO(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         width = Shape.cast(self._layout).width
-        m.submodules.fifo = q = fifo.SyncFIFOBuffered(width=width, depth=self._depth)
+        kind = fifo.SyncFIFOBuffered if self._registered else fifo.SyncFIFO
+        m.submodules.fifo = q = kind(width=width, depth=self._depth)
         m.d.comb += [
             q.w_data.eq(self.i.payload.as_value()),
             q.w_en.eq(self.i.valid),

@@ -69,7 +69,10 @@ registers load every cycle and a valid bit travels with each iteration.
 Instead, every output is a queue of :meth:`PCU.out_depth` words, and a
 firing reserves a slot in each queue its iteration will write (a credit,
 returned when the word leaves the queue), so no ready signal reaches the
-datapath and no enable fans out over it. Every stage takes two cycles: a
+datapath and no enable fans out over it. The vector input FIFOs are read
+combinationally (``StreamFIFO(registered=False)``): a pop moves their read
+pointer, where a registered head would put the firing decision on the load
+enable of every bit of the head. Every stage takes two cycles: a
 fetch cycle selects the operands into registers and an execute cycle runs
 the ALU; a multiplier stage has a multiply cycle between them (the DSP has
 registered inputs and output) (``ACC`` is selected
@@ -347,7 +350,11 @@ class PCU(wiring.Component):
         for net in NETWORKS:
             fifos[net] = []
             for j in range(n_in[net]):
-                q = StreamFIFO(network_layout(p, net), p.fifo_depth)
+                # Vector inputs are read combinationally: a pop moves a pointer,
+                # not a load enable on every bit of the head. Scalar heads stay
+                # registered: they feed the broadcast select before the operand
+                # selects, and read combinationally that path was the longer.
+                q = StreamFIFO(network_layout(p, net), p.fifo_depth, registered=(net != "vec"))
                 m.submodules[f"in_{net}{j}"] = q
                 wiring.connect(m, wiring.flipped(getattr(self, f"i_{net}")[j]), q.i)
                 fifos[net].append(q)

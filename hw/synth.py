@@ -603,9 +603,19 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     # Flops named `*_rep` are deliberate copies (e.g. the PCU's per-lane copies
     # of its decoded control): `keep` stops opt_merge from merging them back
     # into one flop that drives every lane.
+    #
+    # The harness's LFSRs are shift registers: bit i + 1 has the same input
+    # as any flop of the design that registers bit i. opt_merge would merge
+    # the two (it merges a flop into a kept one, never two kept flops), and
+    # in a unit top that made the unit's registered configuration (`cfg_r`,
+    # unit.settled_config) a link of the harness's shift chain, placed along
+    # it. Both are kept; in the fabric the configuration comes from the
+    # loader, and there `cfg_r` is left to Yosys (unused bits are removed).
+    keep = ["w:*_rep", "top.lfsr*/w:state"] + (["w:cfg_r"] if top in ("pcu", "pmu", "switch")
+                                                else [])
     (workdir / "synth.ys").write_text(
         "read_rtlil top.il\n"
-        "setattr -set keep 1 w:*_rep %ci1:+$dff[Q] t:$dff %i\n"
+        + "".join(f"setattr -set keep 1 {name} %ci1:+$dff[Q] t:$dff %i\n" for name in keep) +
         f"{synth} -top top -run :map_luts\n"
         "tee -q -o stat_ffs.json stat -json\n"
         + (f"select -assert-max {dev.ff_capacity} {ff_cells}\n" if pnr else "") +

@@ -295,12 +295,19 @@ class FIFOHarness(Harness):
     def _strengthen(self, m, frag, snk, width):
         # SyncFIFOBuffered: an inner SyncFIFO-like ring of depth - 1 entries in
         # `storage`, read into the output register (r_rdy marks it full).
+        # SyncFIFO (registered=False): the ring is all `depth` entries and its
+        # head is the output.
         q = frag.find_subfragment("fifo")
-        produce, consume, inner_level, r_rdy = internal_signals(
-            q, "produce", "consume", "inner_level", "r_rdy")
+        if self.dut._registered:
+            produce, consume, inner_level, r_rdy = internal_signals(
+                q, "produce", "consume", "inner_level", "r_rdy")
+            inner = self.depth - 1
+        else:
+            produce, consume, inner_level = internal_signals(q, "produce", "consume", "level")
+            r_rdy = C(0, 1)
+            inner = self.depth
         storage = q.find_subfragment("storage")
         assert isinstance(storage, MemoryInstance), storage
-        inner = self.depth - 1
         addr_width = len(produce)
         # Comb read ports on the memory, one per row, for the invariants.
         rows = []

@@ -27,8 +27,13 @@ def run_queue(dut, items, *, seed, idle, stall):
     return got, cycles
 
 
-@pytest.mark.parametrize("make", [lambda: Hop(LAYOUT), lambda: StreamFIFO(LAYOUT, 4)],
-                         ids=["hop", "fifo"])
+QUEUES = [lambda: Hop(LAYOUT), lambda: StreamFIFO(LAYOUT, 4),
+          lambda: StreamFIFO(LAYOUT, 4, registered=False),
+          lambda: StreamFIFO(LAYOUT, 2, registered=False)]
+QUEUE_IDS = ["hop", "fifo", "fifo-comb", "fifo-comb-depth2"]
+
+
+@pytest.mark.parametrize("make", QUEUES, ids=QUEUE_IDS)
 @pytest.mark.parametrize("seed", range(4))
 def test_queue_matches_model_under_backpressure(make, seed):
     rng = random.Random(seed)
@@ -37,8 +42,7 @@ def test_queue_matches_model_under_backpressure(make, seed):
     assert got == items          # nothing lost, duplicated or reordered
 
 
-@pytest.mark.parametrize("make", [lambda: Hop(LAYOUT), lambda: StreamFIFO(LAYOUT, 4)],
-                         ids=["hop", "fifo"])
+@pytest.mark.parametrize("make", QUEUES, ids=QUEUE_IDS)
 def test_one_transfer_per_cycle(make):
     items = list(range(200))
     got, cycles = run_queue(make(), items, seed=7, idle=0.0, stall=0.0)
