@@ -246,6 +246,22 @@ def test_hop_ecp5_synth_only(tmp_path):
 
 
 @needs_ecp5
+def test_unit_config_register_is_not_merged_into_the_harness(tmp_path):
+    # The harness's LFSRs are shift registers: without `keep` on both, Yosys
+    # merged each bit of the unit's registered configuration (`cfg_r`) into
+    # the LFSR flop with the same input, and the netlist had no `unit.cfg_r`.
+    r = synthesize(preset("tiny"), "ecp5-25k", top="pmu", workdir=tmp_path, progress=None,
+                   pnr=False)
+    nets = json.loads((tmp_path / "synth.json").read_text())["modules"]["top"]["netnames"]
+    lfsr = {b for name, net in nets.items()
+            if name.startswith("lfsr") and name.endswith(".state") for b in net["bits"]}
+    assert "unit.cfg_r" in nets
+    cfg = set(nets["unit.cfg_r"]["bits"])
+    assert len(cfg) == len(nets["unit.cfg_r"]["bits"]) and not cfg & lfsr
+    assert r["ffs"] >= len(cfg) + len(lfsr)
+
+
+@needs_ecp5
 def test_hop_ecp5(tmp_path):
     r = synthesize(preset("tiny"), "ecp5-25k", top="hop", workdir=tmp_path, progress=None)
     _check_report(r, "ecp5-25k")
