@@ -75,19 +75,24 @@ pointer, where a registered head would put the firing decision on the load
 enable of every bit of the head. Every stage takes two cycles: a
 fetch cycle selects the operands into registers and an execute cycle runs
 the ALU; a multiplier stage has a multiply cycle between them (the DSP has
-registered inputs and output) (``ACC`` is selected
-late, in the execute cycle, so an accumulation still closes in one cycle).
-The stage's op decoding is registered from the configuration. A stage's
-accumulators load only for valid iterations (so ``ACC`` is the previous
-iteration's result, bubbles or not). Under continuous flow the PCU fires
-every cycle and retires one iteration per cycle.
+registered inputs and output). An operand that is ``ACC`` is not selected
+in the execute cycle at all: its register is a copy of the lane's
+accumulator (it loads what the accumulator loads), so an accumulation
+closes in one cycle through the ALU alone. The stage's op decoding is
+registered from the configuration. A stage's accumulators load only for
+valid iterations (so ``ACC`` is the previous iteration's result, bubbles or
+not). Under continuous flow the PCU fires every cycle and retires one
+iteration per cycle.
 
 Area: the lane datapath is written for the ECP5 (``docs/area.md`` has the
 measured figures): operand selects are binary mux trees that
 :func:`~.switch.mux_tree` builds from LUT4/PFUMX/L6MUX21 cells when
 synthesizing for ECP5; a stage without a multiplier fetches only ``c != 0``
 (all that SEL reads of ``c``); one adder serves ADD/SUB/LT/EQ, one multiply-add
-serves MUL/MAC/QMUL, one shifter SHL/SHR/QMUL; the result is a 4:1 select.
+serves MUL/MAC/QMUL, one shifter SHL/SHR/QMUL (built from the slices' wide
+muxes: :func:`~.switch.shift_right`); the result is a 4:1 select, then
+``a`` where PASS, MAX, MIN or SEL take it (last, so that a compare's carry
+chain meets one select).
 """
 
 from __future__ import annotations
@@ -103,7 +108,7 @@ from .counters import CounterChain
 from .links import NETWORKS, StreamFIFO, network_layout
 from .params import FabricParams
 from .sfu import SFU_LATENCY, SFULane
-from .switch import mux_tree, select4_gated
+from .switch import mux_tree, select4_gated, shift_right
 from .unit import (flagged_counter, pass_config_layout, settled_config, unit_port_counts,
                    unit_signature_members)
 
@@ -604,15 +609,25 @@ class PCU(wiring.Component):
             opts = [f_in[j][lane] for j in range(NR)] + [bc, acc, xl, Const(lane, W)]
             return _pick(m, sel, opts, W, f"s{k}_{name}{lane}")
 
+        # The operand selects come from the configuration; for place and route
+        # (LANE_COPIES) each lane reads its own copies, as it does the decoded
+        # control below, so that no configuration flop drives every lane.
+        if LANE_COPIES.get():
+            selects = [{x: self._static(m, getattr(st, x), Value.cast(getattr(st, x)).shape(),
+                                    f"s{k}_l{lane}_{x}sel_rep") for x in "abc"}
+                   for lane in range(L)]
+        else:
+            selects = [{x: getattr(st, x) for x in "abc"}] * L
+
         # XL is operand a of the partner lane, read before ACC (0 if a is ACC or XL).
         zero = Const(0, W)
-        a_base = [mux(st.a, lane, "a", zero, zero) for lane in range(L)]
+        a_base = [mux(selects[lane]["a"], lane, "a", zero, zero) for lane in range(L)]
         lvl = xl_level(p, k)
         partner = [lane ^ (1 << lvl) for lane in range(L)]
         xl = [a_base[q] if q < L else zero for q in partner]
 
         # Fetch cycle: the operands (and everything travelling with them) into
-        # registers. ACC is read late, in the execute cycle.
+        # registers (an operand that is ACC: a copy of the accumulator, below).
         def later(value, shape, name):
             r = Signal(shape, name=name)
             m.d.sync += r.eq(value)
@@ -642,7 +657,7 @@ class PCU(wiring.Component):
         # place and route (LANE_COPIES; `_rep`: hw/synth.py keeps the copies
         # apart), so that no flop drives every lane.
         if LANE_COPIES.get():
-            own = set(dec) - ({"mac", "qmul", "mulop", "mac_acc"} if not has_mul else set()) \
+            own = set(dec) - ({"c_early", "qmul", "mulop", "c_early_acc"} if not has_mul else set()) \
                            - ({"rsa", "acc_a"} if not p.pcu_rescale else set())
             lane_v = [later(v_src, 1, f"s{k}_l{lane}_v_rep") for lane in range(L)]
             lane_dec = [{name: self._static(m, dec[name], dec[name].shape(),
@@ -659,31 +674,38 @@ class PCU(wiring.Component):
         load_init = Signal(name=f"s{k}_load_init")
         m.d.comb += load_init.eq(v_src & first_src)
 
+        # An operand that is ACC is not selected in the execute cycle: the
+        # operand's register is itself a copy of the accumulator (it loads what
+        # the accumulator loads; `followers`), so the execute cycle reads a
+        # register either way and an accumulation's loop is the ALU alone.
+        followers = [[] for _ in range(L)]   # per lane: (register, is-ACC flag, else-value)
         ops = []
         for lane in range(L):
             fa = a_base[lane]
-            fb = mux(st.b, lane, "b", zero, xl[lane])
+            fb = mux(selects[lane]["b"], lane, "b", zero, xl[lane])
             regs = [Signal(W, name=f"s{k}_f{x}{lane}") for x in "ab"]
             if has_mul:
-                fc = mux(st.c, lane, "c", zero, xl[lane])
+                fc = mux(selects[lane]["c"], lane, "c", zero, xl[lane])
                 regs.append(Signal(W, name=f"s{k}_fc{lane}"))
             else:
                 # Without a multiplier, operand c only feeds SEL's test c != 0:
                 # fetch that one bit (from the sources' own zero tests) instead
                 # of a 32-bit operand.
-                fc = _pick(m, st.c, [f_in[j][lane].any() for j in range(NR)] +
+                fc = _pick(m, selects[lane]["c"], [f_in[j][lane].any() for j in range(NR)] +
                            [bc.any(), Const(0, 1), xl[lane].any(), Const(int(lane != 0), 1)],
                            1, f"s{k}_fcnz{lane}")
                 regs.append(Signal(name=f"s{k}_fcnz{lane}_r"))
-            m.d.sync += [r.eq(v) for r, v in zip(regs, (fa, fb, fc))]
             prod = early = qsum = None
             ld = lane_dec[lane]
+            flags = [ld["a_acc"], ld["b_acc"], ld["c_acc"]]
             if has_mul:
                 # The multiply cycle: the product of the fetched operands (so
-                # the multiplier reads ACC as 0), registered; MAC's addend c
-                # unless it is ACC; and QMUL's rounded sum, product + 2^(shift-1)
-                # (its addend is never ACC), so that QMUL's execute cycle only
-                # shifts and MUL/MAC's only adds.
+                # the multiplier reads ACC as 0), registered; operand c, for
+                # MAC (its addend) and SEL only (0 for the other ops), in a
+                # register that is ACC's copy when c is ACC; and QMUL's rounded
+                # sum, product + 2^(shift-1) (its addend is never ACC), so that
+                # QMUL's execute cycle only shifts and MUL/MAC's only adds.
+                m.d.sync += [r.eq(v) for r, v in zip(regs, (fa, fb, fc))]
                 mw = p.mul_width
                 mw1 = max(2 * mw, W) + 1
                 product = Signal(signed(2 * mw), name=f"s{k}_mul{lane}")
@@ -691,12 +713,17 @@ class PCU(wiring.Component):
                 prod = later(product, signed(2 * mw), f"s{k}_prod{lane}")
                 rnd = ((Const(1, 2 * mw + 1) << ld["shift"]) >> 1)[:2 * mw + 1]
                 qsum = later(product + rnd, signed(mw1), f"s{k}_qsum{lane}")
-                early = later(Mux(ld["mac"], regs[2], 0), mw1, f"s{k}_addend{lane}")
-                regs = [later(r, r.shape(), f"{r.name}_m") for r in regs]
-            a = Mux(ld["a_acc"], accs[lane], regs[0])
-            b = Mux(ld["b_acc"], accs[lane], regs[1])
+                early = Signal(mw1, name=f"s{k}_addend{lane}")
+                followers[lane].append((early, ld["c_early_acc"],
+                                        Mux(ld["c_early"], regs[2], 0)))
+                fetched, regs = regs[:2], [Signal.like(r, name=f"{r.name}_m") for r in regs[:2]]
+                followers[lane] += zip(regs, flags, fetched)
+            else:
+                followers[lane] += zip(regs[:2], flags, (fa, fb))
+                m.d.sync += regs[2].eq(fc)
+            a, b = regs[0], regs[1]
             if has_mul:
-                c = Mux(ld["c_acc"], accs[lane], regs[2])
+                c = early
             else:
                 c = Mux(ld["c_acc"], accs[lane].any(), regs[2])
             ops.append((a, b, c, prod, early, qsum, accs[lane]))
@@ -721,6 +748,18 @@ class PCU(wiring.Component):
                 m.d.sync += accs[lane].eq(lane_init[lane])
             with m.Elif(lane_v[lane]):
                 m.d.sync += accs[lane].eq(keeps[lane])
+            for i, (reg, is_acc, value) in enumerate(followers[lane]):
+                # One select between the result and a value known early (the
+                # initial value, or the operand fetched), so the result reaches
+                # the register through a single LUT.
+                early_value = Signal.like(reg, name=f"{reg.name}_alt")
+                m.d.comb += early_value.eq(Mux(is_acc, lane_init[lane], value))
+                load_early = Signal(name=f"{reg.name}_ld")
+                m.d.comb += load_early.eq(~is_acc | load_init)
+                with m.If(load_early):
+                    m.d.sync += reg.eq(early_value)
+                with m.Elif(lane_v[lane]):
+                    m.d.sync += reg.eq(keeps[lane])
         return o_v, o_file, o_ctx
 
     def _decode(self, m, k, st, has_mul):
@@ -758,7 +797,7 @@ class PCU(wiring.Component):
         sig("arith", any_of(Op.ADD, Op.SUB, *((Op.RSA,) if rescale else ()),
                             *mul_ops))                   # full-width adder output
         sig("mulop", any_of(*mul_ops) if has_mul else Const(0, 1))
-        sig("mac", op == Op.MAC)
+        sig("c_early", any_of(Op.MAC, Op.SEL))          # c reaches the execute cycle
         sig("qmul", op == Op.QMUL)
         sig("shl", op == Op.SHL)
         sig("is_pass", op == Op.PASS)
@@ -775,7 +814,7 @@ class PCU(wiring.Component):
         ACC = NR + 1
         for x in "abc":
             sig(f"{x}_acc", getattr(st, x) == ACC)
-        sig("mac_acc", (op == Op.MAC) & (st.c == ACC) if has_mul else Const(0, 1))
+        sig("c_early_acc", any_of(Op.MAC, Op.SEL) & (st.c == ACC) if has_mul else Const(0, 1))
         d["shift"] = self._static(m, st.shift, 5, f"s{k}_shift")
         return d
 
@@ -802,18 +841,16 @@ class PCU(wiring.Component):
             sh_a = Mux(dec["rsa"], Cat(acc, acc[W - 1]), sh_a)
         m.d.comb += [sh_in.eq(Mux(shl, Cat(a[::-1], 0), sh_a)), sh_amt.eq(b[:5])]
         if has_mul:
-            # the addend: `early` (formed in the multiply cycle), or ACC for a MAC
-            # that accumulates
+            # the addend: `early`, formed in the multiply cycle (for a MAC that
+            # accumulates, the register is a copy of ACC)
             mw1 = max(2 * mw, W) + 1
-            addend = Signal(mw1, name=f"{n}_addend")
-            m.d.comb += addend.eq(Mux(dec["mac_acc"], acc, early))
             madd = Signal(signed(mw1), name=f"{n}_madd")
-            m.d.comb += madd.eq(prod + addend)
+            m.d.comb += madd.eq(prod + early)
         if share_qmul:
             with m.If(dec["qmul"]):
                 m.d.comb += [sh_in.eq(qsum), sh_amt.eq(dec["shift"])]
         shifted = Signal(W, name=f"{n}_shifted")
-        m.d.comb += shifted.eq(sh_in >> sh_amt)
+        m.d.comb += shifted.eq(shift_right(sh_in, sh_amt, m=m, name=f"{n}_shr"))
 
         # the adder: a + b, a - b, or RSA's a + (ACC >> b)
         addsub = Signal(W + 1, name=f"{n}_addsub")
@@ -821,15 +858,19 @@ class PCU(wiring.Component):
         bb = Mux(dec["rsa"], shifted, b) if p.pcu_rescale else b
         m.d.comb += addsub.eq(Cat(a, a[W - 1]) + (Cat(bb, bb[W - 1]) ^ sub.replicate(W + 1)) + sub)
         lt = addsub[W]                                   # sign of a - b (no overflow in W+1 bits)
-        eq = ~addsub[:W].any()                           # a - b == 0 (mod 2**W)
+        eq = Signal(name=f"{n}_eq")                      # a - b == 0 (mod 2**W), beside the adder
+        m.d.comb += eq.eq(a == b)
 
+        # The bitwise unit is g(a, b), or `a` when `take`: that choice is made
+        # last, after the result select (`take` is 0 for the other units' ops),
+        # so that a compare's carry chain reaches the result through one select.
         c_nz = c.any() if has_mul else c
         take = Signal(name=f"{n}_take")
         m.d.comb += take.eq(dec["is_pass"] | (dec["is_max"] & ~lt) | (dec["is_min"] & lt) |
                             (dec["is_sel"] & c_nz))
         g1, g0 = dec["g1"], dec["g0"]
         bitwise = Signal(W, name=f"{n}_bitwise")
-        m.d.comb += bitwise.eq(Mux(take, a, Mux(g1, Mux(g0, a ^ b, a | b), Mux(g0, a & b, b))))
+        m.d.comb += bitwise.eq(Mux(g1, Mux(g0, a ^ b, a | b), Mux(g0, a & b, b)))
 
         arith = addsub[:W]
         if has_mul:
@@ -839,14 +880,12 @@ class PCU(wiring.Component):
             shr_out = Mux(dec["qmul"], (qsum >> dec["shift"])[:W], shifted)
 
         # The arithmetic unit's output, gated by its enable inside the result
-        # select; bit 0 carries the compares.
-        arith_out = Signal(W, name=f"{n}_arith")
-        m.d.comb += arith_out.eq(arith)
-        with m.If(dec["cmp"]):
-            m.d.comb += arith_out[0].eq(Mux(dec["is_eq"], eq, lt))
-        gate = Cat(dec["arith"] | dec["cmp"], dec["arith"].replicate(W - 1))
+        # select (a compare selects it gated off). Then, last: `a` where the
+        # bitwise unit takes it, and a compare's result into bit 0.
         cat = dec["cat"]
-        m.d.comb += r.eq(select4_gated(cat[0], cat[1], [arith_out, bitwise, shr_out,
-                                                        shifted[::-1]],
-                                       gate, m=m, name=f"{n}_result"))
+        rest = select4_gated(cat[0], cat[1], [arith, bitwise, shr_out, shifted[::-1]],
+                             dec["arith"].replicate(W), m=m, name=f"{n}_result")
+        m.d.comb += r.eq(Mux(take, a, rest))
+        with m.If(dec["cmp"]):
+            m.d.comb += r[0].eq(Mux(dec["is_eq"], eq, lt))
         return r

@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from .links import NETWORKS, Hop, network_layout
 from .params import FabricParams
 
-__all__ = ["select_layout", "mux_tree", "select4_gated", "ECP5_MUXES", "Crossbar", "Switch", "SIDES", "switch_ports", "switch_config_layout"]
+__all__ = ["select_layout", "mux_tree", "select4_gated", "shift_right", "ECP5_MUXES", "Crossbar", "Switch", "SIDES", "switch_ports", "switch_config_layout"]
 
 #: Sides of a switch in the order every port list uses.
 SIDES = ("N", "E", "S", "W")
@@ -201,6 +201,40 @@ def select4_gated(s0, s1, options, gate, *, m=None, name="sel4"):
         z = Signal()
         prims._add(Instance("PFUMX", i_ALUT=hi, i_BLUT=lo, i_C0=s1, o_Z=z))
         bits.append(z)
+    return Cat(*bits)
+
+
+def shift_right(x, amt, *, m=None, name="shr"):
+    """``x >> amt`` for a signed `x` (arithmetic), as wide as `x`.
+
+    When synthesizing for ECP5 (:data:`ECP5_MUXES`) and given the module `m`,
+    the barrel shifter is built from the slice's wide muxes: an 8:1 mux
+    (4 LUT4s, 2 PFUMXs, an L6MUX21) per bit for each 3 bits of `amt` and a
+    4:1 for the rest, so a 5-bit shift is two LUT levels where ABC9, which
+    cannot use the wide muxes, maps it to four or five."""
+    x, amt = Value.cast(x), Value.cast(amt)
+    n = len(x)
+    if m is None or not ECP5_MUXES.get():
+        return (x.as_signed() >> amt)[:n]
+    prims = _Prims(m, name)
+    sign = x[n - 1]
+    bits = [x[i] for i in range(n)]
+    k = 0
+    while k < len(amt):
+        g = min(3, len(amt) - k)
+        sel, step = amt[k:k + g], 1 << k
+        new = []
+        for i in range(n):
+            d = [bits[i + j * step] if i + j * step < n else sign for j in range(1 << g)]
+            if all(v is sign for v in d):
+                new.append(sign)
+            elif g == 3:
+                new.append(prims.mux8(sel, d))
+            elif g == 2:
+                new.append(prims.mux4(sel[0], sel[1], d))
+            else:
+                new.append(prims.mux2(sel[0], d[0], d[1]))
+        bits, k = new, k + g
     return Cat(*bits)
 
 

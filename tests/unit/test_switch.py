@@ -140,6 +140,40 @@ def _ecp5_cell_models():
     return "\n".join(mods)
 
 
+def _prove_ecp5_form(tmp_path, ports, body, cell="PFUMX"):
+    """Build a component with `ports` (name -> (direction, width)) whose
+    logic is ``body(m, self)``, once plainly and once with ECP5_MUXES set,
+    and have Yosys' SAT solver prove the two equal for every input."""
+    from amaranth import Module
+    from amaranth.back import rtlil
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from tessera.hw.switch import ECP5_MUXES
+
+    class Top(wiring.Component):
+        def __init__(self):
+            super().__init__({name: (In if d == "i" else Out)(w)
+                              for name, (d, w) in ports.items()})
+
+        def elaborate(self, platform):
+            m = Module()
+            body(m, self)
+            return m
+
+    gold = rtlil.convert(Top(), name="gold")
+    token = ECP5_MUXES.set(True)
+    try:
+        gate = rtlil.convert(Top(), name="gate")
+    finally:
+        ECP5_MUXES.reset(token)
+    assert cell in gate                         # the cells are really there
+    (tmp_path / "cells.v").write_text(_ecp5_cell_models())
+    (tmp_path / "gold.il").write_text(gold)
+    (tmp_path / "gate.il").write_text(gate)
+    run_yosys_script(tmp_path, _EQUIV_SCRIPT)
+
+
 @pytest.mark.parametrize("n, width, consts", [
     (8, 3, ()), (5, 3, ()), (4, 2, ()), (7, 3, (6,)), (13, 2, (9,)), (6, 2, (5,)),
 ], ids=["8", "5", "4", "7c", "13c", "6c"])
@@ -147,69 +181,41 @@ def test_mux_tree_ecp5_cells_are_equivalent(tmp_path, n, width, consts):
     """With ECP5_MUXES set, mux_tree builds LUT4/PFUMX/L6MUX21 cells; Yosys'
     SAT solver proves the result equal to the plain mux tree for every input
     and select (codes past the end give 0; constant options stay logic)."""
-    from amaranth import Const, Module
-    from amaranth.back import rtlil
-    from amaranth.lib import wiring
-    from amaranth.lib.wiring import In, Out
+    from amaranth import Const
 
-    from tessera.hw.switch import ECP5_MUXES, mux_tree
-
+    from tessera.hw.switch import mux_tree
     sel_w = max(1, (n - 1).bit_length())
 
-    class Top(wiring.Component):
-        def __init__(self):
-            super().__init__({"i": In(n * width), "sel": In(sel_w), "o": Out(width)})
+    def body(m, top):
+        opts = [Const(5 + j, width) if j in consts else top.i[j * width:(j + 1) * width]
+                for j in range(n)]
+        m.d.comb += top.o.eq(mux_tree(top.sel, opts, m=m, name="t"))
 
-        def elaborate(self, platform):
-            m = Module()
-            opts = [Const(5 + j, width) if j in consts else self.i[j * width:(j + 1) * width]
-                    for j in range(n)]
-            m.d.comb += self.o.eq(mux_tree(self.sel, opts, m=m, name="t"))
-            return m
-
-    gold = rtlil.convert(Top(), name="gold")
-    token = ECP5_MUXES.set(True)
-    try:
-        gate = rtlil.convert(Top(), name="gate")
-    finally:
-        ECP5_MUXES.reset(token)
-    assert "PFUMX" in gate                      # the cells are really there
-    (tmp_path / "cells.v").write_text(_ecp5_cell_models())
-    (tmp_path / "gold.il").write_text(gold)
-    (tmp_path / "gate.il").write_text(gate)
-    run_yosys_script(tmp_path, _EQUIV_SCRIPT)
+    _prove_ecp5_form(tmp_path, {"i": ("i", n * width), "sel": ("i", sel_w), "o": ("o", width)},
+                     body)
 
 
 def test_select4_gated_ecp5_cells_are_equivalent(tmp_path):
     """select4_gated's LUT4/PFUMX form equals its plain form."""
-
-    from amaranth import Module
-    from amaranth.back import rtlil
-    from amaranth.lib import wiring
-    from amaranth.lib.wiring import In, Out
-
-    from tessera.hw.switch import ECP5_MUXES, select4_gated
+    from tessera.hw.switch import select4_gated
     w = 3
 
-    class Top(wiring.Component):
-        def __init__(self):
-            super().__init__({"i": In(4 * w), "g": In(w), "s": In(2), "o": Out(w)})
+    def body(m, top):
+        opts = [top.i[j * w:(j + 1) * w] for j in range(4)]
+        m.d.comb += top.o.eq(select4_gated(top.s[0], top.s[1], opts, top.g, m=m, name="t"))
 
-        def elaborate(self, platform):
-            m = Module()
-            opts = [self.i[j * w:(j + 1) * w] for j in range(4)]
-            m.d.comb += self.o.eq(select4_gated(self.s[0], self.s[1], opts, self.g,
-                                                m=m, name="t"))
-            return m
+    _prove_ecp5_form(tmp_path, {"i": ("i", 4 * w), "g": ("i", w), "s": ("i", 2), "o": ("o", w)},
+                     body)
 
-    gold = rtlil.convert(Top(), name="gold")
-    token = ECP5_MUXES.set(True)
-    try:
-        gate = rtlil.convert(Top(), name="gate")
-    finally:
-        ECP5_MUXES.reset(token)
-    assert "PFUMX" in gate
-    (tmp_path / "cells.v").write_text(_ecp5_cell_models())
-    (tmp_path / "gold.il").write_text(gold)
-    (tmp_path / "gate.il").write_text(gate)
-    run_yosys_script(tmp_path, _EQUIV_SCRIPT)
+
+@pytest.mark.parametrize("n, amt", [(33, 5), (9, 4), (6, 1), (12, 2)])
+def test_shift_right_ecp5_cells_are_equivalent(tmp_path, n, amt):
+    """shift_right's wide-mux barrel shifter equals an arithmetic ``>>``
+    (shift amounts past the width fill with the sign)."""
+    from tessera.hw.switch import shift_right
+
+    def body(m, top):
+        m.d.comb += top.o.eq(shift_right(top.x, top.amt, m=m, name="t"))
+
+    _prove_ecp5_form(tmp_path, {"x": ("i", n), "amt": ("i", amt), "o": ("o", n)}, body,
+                     cell="LUT4")
