@@ -134,6 +134,12 @@ class StreamFIFO(wiring.Component):
             "level": Out(range(depth + 1)),
         })
 
+    @property
+    def registered(self) -> bool:
+        """True if the head is a register (SyncFIFOBuffered), False if it is
+        read combinationally from the ring (SyncFIFO)."""
+        return self._registered
+
     def elaborate(self, platform):
         m = Module()
         width = Shape.cast(self._layout).width

@@ -298,7 +298,7 @@ class FIFOHarness(Harness):
         # SyncFIFO (registered=False): the ring is all `depth` entries and its
         # head is the output.
         q = frag.find_subfragment("fifo")
-        if self.dut._registered:
+        if self.dut.registered:
             produce, consume, inner_level, r_rdy = internal_signals(
                 q, "produce", "consume", "inner_level", "r_rdy")
             inner = self.depth - 1
