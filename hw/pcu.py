@@ -88,7 +88,7 @@ Area: the lane datapath is written for the ECP5 (``docs/area.md`` has the
 measured figures): operand selects are binary mux trees that
 :func:`~.switch.mux_tree` builds from LUT4/PFUMX/L6MUX21 cells when
 synthesizing for ECP5; a stage without a multiplier fetches only ``c != 0``
-(all that SEL reads of ``c``); one adder serves ADD/SUB/LT/EQ, one multiply-add
+(all that SEL reads of ``c``); one adder serves ADD/SUB/LT, one multiply-add
 serves MUL/MAC/QMUL, one shifter SHL/SHR/QMUL (built from the slices' wide
 muxes: :func:`~.switch.shift_right`); the result is a 4:1 select, then
 ``a`` where PASS, MAX, MIN or SEL take it (last, so that a compare's carry
@@ -744,11 +744,8 @@ class PCU(wiring.Component):
 
         m.d.sync += [o_v.eq(e_v), o_file.eq(new_file), o_ctx.eq(e_ctx)]
         for lane in range(L):
-            with m.If(load_init):
-                m.d.sync += accs[lane].eq(lane_init[lane])
-            with m.Elif(lane_v[lane]):
-                m.d.sync += accs[lane].eq(keeps[lane])
-            for i, (reg, is_acc, value) in enumerate(followers[lane]):
+            # The accumulator itself is the follower that is always ACC.
+            for reg, is_acc, value in [(accs[lane], Const(1, 1), accs[lane])] + followers[lane]:
                 # One select between the result and a value known early (the
                 # initial value, or the operand fetched), so the result reaches
                 # the register through a single LUT.
