@@ -28,9 +28,10 @@ Ports:
 
 Timing: the end test of counter ``i`` compares its offset from ``start``
 with a limit ``stop - start - stride`` held in a register, and the "at its
-last value" flags are registers computed one step ahead, so ``wrap`` and
-``done`` come straight from flops (no adder or comparator between the chain
-and the logic that decides whether to step); the values are registers too
+last value" and "at its first value" flags are registers computed one step
+ahead, so ``wrap``, ``first`` and ``done`` come straight from flops (no
+adder or comparator between the chain and the logic that decides whether to
+step); the values are registers too
 (``start`` + offset, kept beside it). The price: the limits follow
 ``config`` one cycle late, so after a configuration change hold ``clear``
 for two cycles before the first step.
@@ -83,6 +84,7 @@ class CounterChain(wiring.Component):
         # lim = stop - start - stride: counter i is at its last value iff off >= lim
         lim = [Signal(signed(w + 2), name=f"lim{i}") for i in range(n)]
         last = Signal(n)                    # registered: off[i] >= lim[i]
+        fst = Signal(n, init=(1 << n) - 1)  # registered: off[i] == 0
         val = [Signal(w, name=f"val{i}") for i in range(n)]     # registered: start + off
         for i in range(n):
             cc = self.config[i]
@@ -91,7 +93,7 @@ class CounterChain(wiring.Component):
         for i in range(n):
             m.d.comb += [
                 self.wrap[i].eq(last[:i + 1].all()),
-                self.first[i].eq(Cat(*[o == 0 for o in off[:i + 1]]).all()),
+                self.first[i].eq(fst[:i + 1].all()),
             ]
         m.d.comb += self.done.eq(self.wrap[n - 1])
         for i in range(n):
@@ -99,13 +101,14 @@ class CounterChain(wiring.Component):
             m.d.comb += nxt.eq(off[i] + self.config[i].stride)
             inner = self.wrap[i - 1] if i else Const(1, 1)
             start = self.config[i].start
+            restart = [off[i].eq(0), fst[i].eq(1), last[i].eq(lim[i] <= 0), val[i].eq(start)]
             with m.If(self.clear):
-                m.d.sync += [off[i].eq(0), last[i].eq(lim[i] <= 0), val[i].eq(start)]
+                m.d.sync += restart
             with m.Elif(self.step & inner):
                 with m.If(last[i]):
-                    m.d.sync += [off[i].eq(0), last[i].eq(lim[i] <= 0), val[i].eq(start)]
+                    m.d.sync += restart
                 with m.Else():
-                    m.d.sync += [off[i].eq(nxt), last[i].eq(nxt >= lim[i]),
+                    m.d.sync += [off[i].eq(nxt), fst[i].eq(nxt[:w] == 0), last[i].eq(nxt >= lim[i]),
                                  val[i].eq(val[i] + self.config[i].stride)]
         return m
 
@@ -133,6 +136,14 @@ class CounterChainModel:
         out, acc = [], True
         for i in range(len(self.config)):
             acc = acc and self._last(i)
+            out.append(acc)
+        return out
+
+    @property
+    def first(self) -> list:
+        out, acc = [], True
+        for o in self.off:
+            acc = acc and o == 0
             out.append(acc)
         return out
 

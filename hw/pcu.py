@@ -271,6 +271,13 @@ def pcu_config_layout(params: FabricParams) -> data.StructLayout:
     return data.StructLayout(fields)
 
 
+def _later(m, value, shape, name):
+    """`value`, a cycle later: a register named `name`."""
+    r = Signal(shape, name=name)
+    m.d.sync += r.eq(value)
+    return r
+
+
 def _pick(m, sel, options, width, name):
     """A mux of `options` (Values) by `sel`; codes past the end give 0.
 
@@ -480,9 +487,10 @@ class PCU(wiring.Component):
         for i in range(C):
             m.d.comb += ctx0.ctr[i].eq(val[i])
 
-        v_in, f_in, c_in = fire, file0, ctx0
+        v_in, f_in, c_in, pre = fire, file0, ctx0, None
         for k in range(S):
-            v_in, f_in, c_in = self._stage(m, cfg, k, v_in, f_in, c_in, file_layout, ctx_layout)
+            v_in, f_in, c_in, pre = self._stage(m, cfg, k, v_in, f_in, c_in, pre,
+                                                file_layout, ctx_layout)
 
         # -- tail: outputs' values (+ special functions) -------------------------------
         t_v, t_file, t_ctx = v_in, f_in, c_in
@@ -583,21 +591,51 @@ class PCU(wiring.Component):
             m.d.sync += r.eq(value)
         return r
 
-    def _stage(self, m, cfg, k, v_in, f_in, c_in, file_layout, ctx_layout):
+    def _broadcast(self, m, st, ctx, name):
+        """A stage's broadcast operand: its constant, a scalar input or a
+        counter value, chosen by `st.bc` from the context `ctx`."""
+        p = self.params
+        opts = [st.const] + [ctx.scal[j] for j in range(p.unit_scal_in)] + \
+               [ctx.ctr[i] for i in range(p.counters)]
+        return _pick(m, st.bc, opts, p.word_width, name)
+
+    def _group_start(self, m, k, st, v, ctx, registered):
+        """Stage k's `load_init`, per lane: iteration `v` (with context `ctx`)
+        starts a group of the stage's acc_level. `registered`: a cycle later,
+        in registers (per-lane copies under LANE_COPIES: the flag drives the
+        clock enables of every accumulator copy of a lane)."""
+        p = self.params
+        C, L = p.counters, p.lanes
+        acc_lvl = self._static(m, Const(1, C + 1) << st.acc_level, C + 1, f"s{k}_acc_lvl")
+        start = Signal(name=f"s{k}_group_start")
+        m.d.comb += start.eq(v & (acc_lvl & Cat(Const(1, 1), ctx.fm)).any())
+        if not registered:
+            return [start] * L
+        if LANE_COPIES.get():
+            return [_later(m, start, 1, f"s{k}_l{lane}_load_init_rep") for lane in range(L)]
+        return [_later(m, start, 1, f"s{k}_load_init")] * L
+
+    def _stage(self, m, cfg, k, v_in, f_in, c_in, pre, file_layout, ctx_layout):
         """Stage k: fetch operands into registers, execute, and register the
         result into the stage's pipeline registers. The registers load every
         cycle; the accumulators only for valid iterations (`v_in` travels
-        with the iteration)."""
+        with the iteration). `pre` holds what the stage before decided a
+        cycle early for this one, in registers (None for stage 0): the
+        broadcast operand and its zero test (`bc`), and, unless this stage
+        has a multiplier, `load_init`. The stage returns the next stage's."""
         p = self.params
-        L, NR, W, C = p.lanes, p.pcu_regs, p.word_width, p.counters
-        nsi = p.unit_scal_in
+        L, NR, W = p.lanes, p.pcu_regs, p.word_width
         st = cfg.stages[k]
         has_mul = k in mul_stages(p)
 
-        # Stage-wide decoding, shared by the lanes.
-        bc_opts = [st.const] + [c_in.scal[j] for j in range(nsi)] + \
-                  [c_in.ctr[i] for i in range(C)]
-        bc = _pick(m, st.bc, bc_opts, W, f"s{k}_bc")
+        # Stage-wide decoding, shared by the lanes. The broadcast operand was
+        # chosen a cycle early from the same context (the previous stage's
+        # registers), so no configuration select lies on the fetch path.
+        if pre is None:
+            bc = self._broadcast(m, st, c_in, f"s{k}_bc")
+            bc_nz = bc.any()
+        else:
+            bc, bc_nz = pre["bc"]
         dec = self._decode(m, k, st, has_mul)
 
         # Each lane's accumulator: its previous result (a register of its own
@@ -629,24 +667,17 @@ class PCU(wiring.Component):
         # Fetch cycle: the operands (and everything travelling with them) into
         # registers (an operand that is ACC: a copy of the accumulator, below).
         def later(value, shape, name):
-            r = Signal(shape, name=name)
-            m.d.sync += r.eq(value)
-            return r
+            return _later(m, value, shape, name)
 
         e_file = later(f_in, file_layout, f"s{k}_ffile")
         e_ctx = later(c_in, ctx_layout, f"s{k}_fctx")
 
-        # Does the iteration start an acc_level group: decided in the fetch
-        # cycle (from the registered one-hot level mask), so the execute
-        # cycle's accumulator select starts at a flop.
-        acc_lvl = self._static(m, Const(1, C + 1) << st.acc_level, C + 1, f"s{k}_acc_lvl")
-        v_src, first_src = v_in, (acc_lvl & Cat(Const(1, 1), c_in.fm)).any()
+        v_src = v_in
         if has_mul:
             # A multiplier stage has a multiply cycle between fetch and execute
             # (the DSP's input and output registers): what travels with the
             # iteration waits a cycle beside it.
             v_src = later(v_src, 1, f"s{k}_fv")
-            first_src = later(first_src, 1, f"s{k}_facc_first")
             e_file = later(e_file, file_layout, f"s{k}_mfile")
             e_ctx = later(e_ctx, ctx_layout, f"s{k}_mctx")
         e_v = later(v_src, 1, f"s{k}_ev")
@@ -668,11 +699,16 @@ class PCU(wiring.Component):
             lane_v, lane_dec = [e_v] * L, [dec] * L
             lane_init = [self._static(m, init, W, f"s{k}_init")] * L
         # An accumulator register holds what the next executed iteration reads:
-        # the initial value is loaded when that iteration starts a group (known
-        # the cycle before: `v_src`, `first_src`), so the execute cycle reads
-        # the register itself, with no select in front of the ALU.
-        load_init = Signal(name=f"s{k}_load_init")
-        m.d.comb += load_init.eq(v_src & first_src)
+        # the initial value is loaded when that iteration (`v_src`) starts a
+        # group, so the execute cycle reads the register itself, with no
+        # select in front of the ALU. Whether it does is decided a cycle
+        # earlier, into registers: in a multiplier stage from the stage's own
+        # inputs, otherwise by the stage before (`pre`); only stage 0 without
+        # a multiplier decides it in the firing cycle itself.
+        if has_mul or pre is None:
+            load_init = self._group_start(m, k, st, v_in, c_in, registered=has_mul)
+        else:
+            load_init = pre["load_init"]
 
         # An operand that is ACC is not selected in the execute cycle: the
         # operand's register is itself a copy of the accumulator (it loads what
@@ -692,7 +728,7 @@ class PCU(wiring.Component):
                 # fetch that one bit (from the sources' own zero tests) instead
                 # of a 32-bit operand.
                 fc = _pick(m, selects[lane]["c"], [f_in[j][lane].any() for j in range(NR)] +
-                           [bc.any(), Const(0, 1), xl[lane].any(), Const(int(lane != 0), 1)],
+                           [bc_nz, Const(0, 1), xl[lane].any(), Const(int(lane != 0), 1)],
                            1, f"s{k}_fcnz{lane}")
                 regs.append(Signal(name=f"s{k}_fcnz{lane}_r"))
             prod = early = qsum = None
@@ -743,6 +779,15 @@ class PCU(wiring.Component):
                 m.d.comb += new_file[j][lane].eq(Mux(ld[f"w{j}"], r, e_file[j][lane]))
 
         m.d.sync += [o_v.eq(e_v), o_file.eq(new_file), o_ctx.eq(e_ctx)]
+        # What the next stage reads of its input registers (`o_v`, `o_ctx`)
+        # through configuration selects, selected here and registered beside them.
+        o_pre = None
+        if k + 1 < p.stages:
+            nst = cfg.stages[k + 1]
+            nbc = self._broadcast(m, nst, e_ctx, f"s{k + 1}_bc_next")
+            o_pre = {"bc": (later(nbc, W, f"s{k + 1}_bc"), later(nbc.any(), 1, f"s{k + 1}_bc_nz"))}
+            if k + 1 not in mul_stages(p):
+                o_pre["load_init"] = self._group_start(m, k + 1, nst, e_v, e_ctx, registered=True)
         for lane in range(L):
             # The accumulator itself is the follower that is always ACC.
             for reg, is_acc, value in [(accs[lane], Const(1, 1), accs[lane])] + followers[lane]:
@@ -752,12 +797,12 @@ class PCU(wiring.Component):
                 early_value = Signal.like(reg, name=f"{reg.name}_alt")
                 m.d.comb += early_value.eq(Mux(is_acc, lane_init[lane], value))
                 load_early = Signal(name=f"{reg.name}_ld")
-                m.d.comb += load_early.eq(~is_acc | load_init)
+                m.d.comb += load_early.eq(~is_acc | load_init[lane])
                 with m.If(load_early):
                     m.d.sync += reg.eq(early_value)
                 with m.Elif(lane_v[lane]):
                     m.d.sync += reg.eq(keeps[lane])
-        return o_v, o_file, o_ctx
+        return o_v, o_file, o_ctx, o_pre
 
     def _decode(self, m, k, st, has_mul):
         """Per-stage op decoding, shared by every lane.

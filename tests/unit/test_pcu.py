@@ -36,6 +36,8 @@ from tessera.sim.pcu_model import PCUModel
 SMALL = preset("small")
 FULL = SMALL.replace(name="small-full", pcu_mul_stages=(0, 2), pcu_sfu=True, pcu_regs=4,
                      pcu_rescale=True)
+# stage 0 without a multiplier (its group starts are decided in the firing cycle)
+MUL_LATE = SMALL.replace(name="small-mul-late", pcu_mul_stages=(1,))
 MASK = 0xFFFF_FFFF
 
 
@@ -349,7 +351,8 @@ def check_jobs(jobs, results, sim):
                              f"inputs={job['inputs']}, rtl/model={diff})")
 
 
-@pytest.mark.parametrize("p,n", [(FULL, 200), (SMALL, 60)], ids=["full", "small"])
+@pytest.mark.parametrize("p,n", [(FULL, 200), (SMALL, 60), (MUL_LATE, 40)],
+                         ids=["full", "small", "mul-late"])
 def test_random_programs_pysim(p, n):
     jobs = make_jobs(p, 1, n)
     results = run_many_pysim(p, jobs)
@@ -492,15 +495,19 @@ def test_lane_reduction(op):
     assert all(len(set(row)) == 1 for row, _ in vec)   # every lane holds the result
 
 
-def test_running_max_resets_on_wrap():
-    """acc_init MIN + MAX with ACC: a per-lane running max over groups of 4."""
-    p = SMALL
+@pytest.mark.parametrize("p,k", [(SMALL, 0), (SMALL, 1), (MUL_LATE, 0), (MUL_LATE, 1)],
+                         ids=["mul-stage0", "stage1", "stage0", "mul-stage1"])
+def test_running_max_resets_on_wrap(p, k):
+    """acc_init MIN + MAX with ACC: a per-lane running max over groups of 4,
+    in stage k (with and without a multiplier: a group's start is decided
+    in different cycles)."""
     model = PCUModel(p)
     rng = np.random.default_rng(3)
     x = rng.integers(-1000, 1000, (12, p.lanes))
     cfg = {"en": 1, "counters": [{"stop": 4, "stride": 1}, {"stop": 3, "stride": 1}],
            "vec_in": [{"en": 1}],
-           "stages": [{"op": Op.MAX, "a": src_code(p, "r0"), "b": src_code(p, "acc"), "dst": 1,
+           "stages": [{"op": Op.PASS, "a": src_code(p, "r0"), "dst": 0}] * k +
+                     [{"op": Op.MAX, "a": src_code(p, "r0"), "b": src_code(p, "acc"), "dst": 1,
                        "acc_level": 1, "acc_init": AccInit.MIN}],
            "vec_out": [{"en": 1, "src": 1, "level": 1}]}
     res, _, _ = run_program(p, cfg, {"i_vec[0]": [model.pack("vec", r) for r in x]})
