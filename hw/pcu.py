@@ -108,7 +108,7 @@ from .counters import CounterChain
 from .links import NETWORKS, StreamFIFO, network_layout
 from .params import FabricParams
 from .sfu import SFU_LATENCY, SFULane
-from .switch import mux_tree, select4_gated, shift_right
+from .switch import ECP5_MUXES, mux2, mux_tree, select4_gated, shift_right
 from .unit import (flagged_counter, pass_config_layout, settled_config, unit_port_counts,
                    unit_signature_members)
 
@@ -276,6 +276,48 @@ def _later(m, value, shape, name):
     r = Signal(shape, name=name)
     m.d.sync += r.eq(value)
     return r
+
+
+def _registered_multiply(m, a, b, a_reg, b_reg, width, name):
+    """The signed product of `a_reg` and `b_reg`, which are registers of `a`
+    and `b` (loaded every cycle, reset to 0): ``width`` x ``width`` ->
+    ``2 * width`` bits.
+
+    When synthesizing for ECP5 (:data:`~.switch.ECP5_MUXES`) and ``width <=
+    18``, the product comes from a MULT18X18D whose own input registers
+    (clock CLK0, synchronous reset RST0 = the domain's reset) hold copies of
+    `a` and `b`: the operands' routing into the DSP block then lies before
+    the registers, in the fetch cycle, not in the multiply cycle. nextpnr
+    times the registered mode from its DSP timing database. Elsewhere it is
+    `a_reg * b_reg`."""
+    out = Signal(signed(2 * width), name=name)
+    if not (ECP5_MUXES.get() and width <= 18):
+        m.d.comb += out.eq(a_reg[:width].as_signed() * b_reg[:width].as_signed())
+        return out
+    ext_a = Signal(18, name=f"{name}_a")
+    ext_b = Signal(18, name=f"{name}_b")
+    p = Signal(36, name=f"{name}_p")
+    m.d.comb += [ext_a.eq(a[:width].as_signed()), ext_b.eq(b[:width].as_signed())]
+    ports = {f"i_A{i}": ext_a[i] for i in range(18)}
+    ports.update({f"i_B{i}": ext_b[i] for i in range(18)})
+    ports.update({f"i_C{i}": Const(0, 1) for i in range(18)})
+    ports.update({f"o_P{i}": p[i] for i in range(36)})
+    zero, one = Const(0, 1), Const(1, 1)
+    ports.update(i_SIGNEDA=one, i_SIGNEDB=one, i_SOURCEA=zero, i_SOURCEB=zero,
+                 i_CLK0=ClockSignal(), i_CLK1=zero, i_CLK2=zero, i_CLK3=zero,
+                 i_CE0=one, i_CE1=one, i_CE2=one, i_CE3=one,
+                 i_RST0=ResetSignal(), i_RST1=zero, i_RST2=zero, i_RST3=zero)
+    m.submodules[f"{name}_dsp"] = Instance(
+        "MULT18X18D",
+        p_REG_INPUTA_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",
+        p_REG_INPUTB_CLK="CLK0", p_REG_INPUTB_CE="CE0", p_REG_INPUTB_RST="RST0",
+        p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE", p_REG_OUTPUT_CLK="NONE",
+        p_CLK0_DIV="ENABLED", p_CLK1_DIV="ENABLED", p_CLK2_DIV="ENABLED",
+        p_CLK3_DIV="ENABLED", p_HIGHSPEED_CLK="NONE", p_GSR="ENABLED",
+        p_CAS_MATCH_REG="FALSE", p_SOURCEB_MODE="B_INPUT", p_MULT_BYPASS="DISABLED",
+        p_RESETMODE="SYNC", **ports)
+    m.d.comb += out.eq(p[:2 * width])
+    return out
 
 
 def _pick(m, sel, options, width, name):
@@ -744,8 +786,7 @@ class PCU(wiring.Component):
                 m.d.sync += [r.eq(v) for r, v in zip(regs, (fa, fb, fc))]
                 mw = p.mul_width
                 mw1 = max(2 * mw, W) + 1
-                product = Signal(signed(2 * mw), name=f"s{k}_mul{lane}")
-                m.d.comb += product.eq(regs[0][:mw].as_signed() * regs[1][:mw].as_signed())
+                product = _registered_multiply(m, fa, fb, regs[0], regs[1], mw, f"s{k}_mul{lane}")
                 prod = later(product, signed(2 * mw), f"s{k}_prod{lane}")
                 rnd = ((Const(1, 2 * mw + 1) << ld["shift"]) >> 1)[:2 * mw + 1]
                 qsum = later(product + rnd, signed(mw1), f"s{k}_qsum{lane}")
@@ -758,11 +799,19 @@ class PCU(wiring.Component):
                 followers[lane] += zip(regs[:2], flags, (fa, fb))
                 m.d.sync += regs[2].eq(fc)
             a, b = regs[0], regs[1]
+            sh = (a, b)
+            if LANE_COPIES.get():
+                # For place and route, the shifter reads its own copies of a
+                # and of b's low 5 bits (the amount): the operand registers'
+                # fanout was the first and longest hop of the shifter's paths.
+                sh = (Signal(W, name=f"s{k}_fa{lane}_sh_rep"), Signal(5, name=f"s{k}_fb{lane}_sh_rep"))
+                srcs = fetched if has_mul else (fa, fb)
+                followers[lane] += zip(sh, flags, srcs)
             if has_mul:
                 c = early
             else:
                 c = Mux(ld["c_acc"], accs[lane].any(), regs[2])
-            ops.append((a, b, c, prod, early, qsum, accs[lane]))
+            ops.append((a, b, c, sh, prod, early, qsum, accs[lane]))
 
         # pipeline registers of this stage
         o_v = Signal(name=f"s{k}_v")
@@ -770,9 +819,9 @@ class PCU(wiring.Component):
         o_ctx = Signal(ctx_layout, name=f"s{k}_ctx")
         new_file = Signal(file_layout, name=f"s{k}_next")
         keeps = []
-        for lane, (a, b, c, prod, early, qsum, acc_v) in enumerate(ops):
+        for lane, (a, b, c, sh, prod, early, qsum, acc_v) in enumerate(ops):
             ld = lane_dec[lane]
-            r = self._alu(m, k, lane, ld, a, b, c, prod, early, qsum, acc_v, has_mul)
+            r = self._alu(m, k, lane, ld, a, b, c, sh, prod, early, qsum, acc_v, has_mul)
             # what the lane's accumulator keeps: the result, or operand a (a delay)
             keeps.append(Mux(ld["acc_a"], a, r) if p.pcu_rescale else r)
             for j in range(NR):
@@ -796,12 +845,13 @@ class PCU(wiring.Component):
                 # the register through a single LUT.
                 early_value = Signal.like(reg, name=f"{reg.name}_alt")
                 m.d.comb += early_value.eq(Mux(is_acc, lane_init[lane], value))
+                keep = Signal.like(reg, name=f"{reg.name}_keep")
+                m.d.comb += keep.eq(keeps[lane])
                 load_early = Signal(name=f"{reg.name}_ld")
                 m.d.comb += load_early.eq(~is_acc | load_init[lane])
-                with m.If(load_early):
-                    m.d.sync += reg.eq(early_value)
-                with m.Elif(lane_v[lane]):
-                    m.d.sync += reg.eq(keeps[lane])
+                with m.If(load_early | lane_v[lane]):
+                    m.d.sync += reg.eq(mux2(load_early, keep, early_value, m=m,
+                                            name=f"{reg.name}_d"))
         return o_v, o_file, o_ctx, o_pre
 
     def _decode(self, m, k, st, has_mul):
@@ -860,14 +910,15 @@ class PCU(wiring.Component):
         d["shift"] = self._static(m, st.shift, 5, f"s{k}_shift")
         return d
 
-    def _alu(self, m, k, lane, dec, a, b, c, prod, early, qsum, acc, has_mul):
+    def _alu(self, m, k, lane, dec, a, b, c, sh, prod, early, qsum, acc, has_mul):
         """One lane of stage k, written with explicit sharing: one adder for
         ADD/SUB/RSA and the compares (LT from its sign, EQ from a zero
         difference), one adder for the multiplier (MUL adds 0, MAC adds c;
         QMUL's rounding constant was added in the multiply cycle: `qsum`), one
         shifter for SHL, SHR, RSA's rescale of `acc` and QMUL's rounding shift,
         and one bitwise unit for PASS/AND/OR/XOR/MAX/MIN/SEL. Without a
-        multiplier, `c` is the 1-bit test c != 0 (all that SEL needs)."""
+        multiplier, `c` is the 1-bit test c != 0 (all that SEL needs). `sh`:
+        the registers the shifter reads for a and b (the same ones, or copies)."""
         p = self.params
         W, mw = p.word_width, p.mul_width
         n = f"s{k}_l{lane}"
@@ -878,10 +929,11 @@ class PCU(wiring.Component):
         shl = dec["shl"]
         sh_in = Signal(signed(W + 1), name=f"{n}_sh_in")
         sh_amt = Signal(5, name=f"{n}_sh_amt")
-        sh_a = Cat(a, a[W - 1])
+        sh_a_op, sh_b_op = sh                   # a and b, or the shifter's copies of them
+        sh_a = Cat(sh_a_op, sh_a_op[W - 1])
         if p.pcu_rescale:
             sh_a = Mux(dec["rsa"], Cat(acc, acc[W - 1]), sh_a)
-        m.d.comb += [sh_in.eq(Mux(shl, Cat(a[::-1], 0), sh_a)), sh_amt.eq(b[:5])]
+        m.d.comb += [sh_in.eq(Mux(shl, Cat(sh_a_op[::-1], 0), sh_a)), sh_amt.eq(sh_b_op[:5])]
         if has_mul:
             # the addend: `early`, formed in the multiply cycle (for a MAC that
             # accumulates, the register is a copy of ACC)

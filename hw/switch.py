@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from .links import NETWORKS, Hop, network_layout
 from .params import FabricParams
 
-__all__ = ["select_layout", "mux_tree", "select4_gated", "shift_right", "ECP5_MUXES", "Crossbar", "Switch", "SIDES", "switch_ports", "switch_config_layout"]
+__all__ = ["select_layout", "mux_tree", "mux2", "select4_gated", "shift_right", "ECP5_MUXES", "Crossbar", "Switch", "SIDES", "switch_ports", "switch_config_layout"]
 
 #: Sides of a switch in the order every port list uses.
 SIDES = ("N", "E", "S", "W")
@@ -179,6 +179,20 @@ def mux_tree(sel, options, *, m=None, name="mux"):
     for b in range(bit, len(sel)):
         opts = [Mux(sel[b], opts[i + 1], opts[i]) for i in range(0, len(opts), 2)]
     return opts[0]
+
+
+def mux2(s, d0, d1, *, m=None, name="mux2"):
+    """``s ? d1 : d0`` (`d0` and `d1` as wide as each other). On ECP5
+    (:data:`ECP5_MUXES`, given the module `m`) it is one LUT4 per bit, which
+    Yosys and ABC keep as it is: the data inputs reach the output through
+    one LUT, where ABC may otherwise build the select on top of another
+    one that computes part of it (e.g. a register's input select reusing the
+    select of a register that loads the same value)."""
+    d0, d1 = Value.cast(d0), Value.cast(d1)
+    if m is None or not ECP5_MUXES.get() or _is_const(d0) or _is_const(d1):
+        return Mux(s, d1, d0)
+    prims = _Prims(m, name)
+    return Cat(*(prims.mux2(s, d0[i], d1[i]) for i in range(max(len(d0), len(d1)))))
 
 
 def select4_gated(s0, s1, options, gate, *, m=None, name="sel4"):

@@ -219,3 +219,14 @@ def test_shift_right_ecp5_cells_are_equivalent(tmp_path, n, amt):
 
     _prove_ecp5_form(tmp_path, {"x": ("i", n), "amt": ("i", amt), "o": ("o", n)}, body,
                      cell="LUT4")
+
+
+def test_mux2_ecp5_cells_are_equivalent(tmp_path):
+    """mux2's one-LUT4-per-bit form equals ``Mux``."""
+    from tessera.hw.switch import mux2
+
+    def body(m, top):
+        m.d.comb += top.o.eq(mux2(top.s, top.a, top.b, m=m, name="t"))
+
+    _prove_ecp5_form(tmp_path, {"a": ("i", 5), "b": ("i", 5), "s": ("i", 1), "o": ("o", 5)}, body,
+                     cell="LUT4")
