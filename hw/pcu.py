@@ -64,8 +64,8 @@ flops: the input FIFOs' valid bits, the counter chain's registered "last
 value" flags (:class:`~.counters.CounterChain`), and registered "has a
 token" / "has a credit" flags (:func:`~.unit.flagged_counter`). The PCU acts
 on a registered copy of its configuration (:func:`~.unit.settled_config`;
-a change holds it cleared for two cycles). The pipeline never stalls: its
-registers load every cycle and a valid bit travels with each iteration.
+a change reaches the copy two cycles later and holds the unit cleared for two
+cycles). The pipeline never stalls: its registers load every cycle and a valid bit travels with each iteration.
 Instead, every output is a queue of :meth:`PCU.out_depth` words, and a
 firing reserves a slot in each queue its iteration will write (a credit,
 returned when the word leaves the queue), so no ready signal reaches the

@@ -20,7 +20,7 @@ from .links import NETWORKS, StreamFIFO, network_layout
 from .params import FabricParams
 
 __all__ = ["unit_port_counts", "unit_signature_members", "PassUnit", "pass_config_layout",
-           "settled_config", "flagged_counter"]
+           "settled_config", "CONFIG_DELAY", "flagged_counter"]
 
 
 def unit_port_counts(params: FabricParams, network: str) -> tuple[int, int]:
@@ -50,22 +50,47 @@ def pass_config_layout(params: FabricParams) -> data.StructLayout:
     return data.StructLayout(fields)
 
 
+#: Bits of a configuration compared per register by settled_config.
+_CHANGE_CHUNK = 8
+
+#: Cycles from a change of a unit's ``config`` to its registered copy
+#: (:func:`settled_config`'s two detection stages); the unit then stays
+#: cleared for two more.
+CONFIG_DELAY = 2
+
+
 def settled_config(m: Module, config: data.View, name: str = "cfg_r"):
     """A unit's registered copy of its ``config``, and ``quiet``: a flop that
-    is 0 for the two cycles after any change of ``config``.
+    is 0 for the two cycles after any change of the copy.
 
     A unit acts on the copy and on values derived from it in registers
     (counter limits, decoded control bits), so no path runs from the
     configuration through adders into the datapath; ``quiet`` holds the unit
     cleared while those registers settle, so a new program always starts
-    from a clean state. Returns ``(copy, quiet)``."""
+    from a clean state.
+
+    A change is found in two register stages: ``{name}_ne`` registers, per
+    chunk of 8 bits, whether ``config`` differs from the copy, and
+    ``{name}_changed`` registers their OR; the copy loads ``config`` (its
+    value then) only when ``changed``, which also clears both stages. So a
+    new configuration reaches the copy two cycles after it appears (the old
+    program runs on until then, on a consistent copy), and no path runs
+    through a comparator as wide as the configuration.
+    Returns ``(copy, quiet)``."""
     cfg = Signal(config.shape(), name=name)
-    m.d.sync += cfg.eq(config)
+    new, old = config.as_value(), cfg.as_value()
+    chunks = range(0, len(new), _CHANGE_CHUNK)
+    ne = Signal(len(chunks), name=f"{name}_ne")
+    for i, lo in enumerate(chunks):
+        m.d.sync += ne[i].eq(new[lo:lo + _CHANGE_CHUNK] != old[lo:lo + _CHANGE_CHUNK])
+    changed = Signal(name=f"{name}_changed")
+    m.d.sync += changed.eq(ne.any())
     settle = Signal(range(3), init=2, name=f"{name}_settle")
     quiet = Signal(name=f"{name}_quiet")
-    changed = config.as_value() != cfg.as_value()
     with m.If(changed):
-        m.d.sync += settle.eq(2)
+        # the copy takes the latest value: what the stages found against the
+        # old copy is stale
+        m.d.sync += [cfg.eq(config), settle.eq(2), ne.eq(0), changed.eq(0)]
     with m.Elif(settle != 0):
         m.d.sync += settle.eq(settle - 1)
     m.d.sync += quiet.eq(~changed & (settle <= 1))

@@ -29,7 +29,7 @@ from tessera.hw.params import PRESETS, preset
 from tessera.hw.pcu import (LANE_COPIES, PCU, AccInit, Op, bc_code, last_code, mul_stages,
                             pcu_config_layout, src_code)
 from tessera.hw.sfu import SFU_EXP2, SFU_RECIP
-from tessera.hw.unit import unit_port_counts, unit_signature_members
+from tessera.hw.unit import CONFIG_DELAY, unit_port_counts, unit_signature_members
 from tessera.sim.harness import drive, run_streams
 from tessera.sim.pcu_model import PCUModel
 
@@ -667,7 +667,8 @@ def test_throughput_one_vector_per_cycle(need_sim, sim, n):
     t = res.transfers["o_vec[0]"]
     rate = (len(t) - 1) / (t[-1] - t[0])
     assert rate >= 0.99, rate
-    assert t[0] <= PCU.latency(p) + 6      # FIFO + pipeline + skid, no more
+    # the configuration's way in, FIFO + pipeline + skid, no more
+    assert t[0] <= CONFIG_DELAY + PCU.latency(p) + 6
 
 
 def test_perf_events():
@@ -716,8 +717,9 @@ def test_perf_events():
 
 def test_a_configuration_change_restarts_the_program():
     """The counter chain and the token counters restart on any change of the
-    configuration: a run stopped half way through a group (two of four
-    inputs) leaves nothing behind for the next program. Here the next
+    configuration (it takes effect CONFIG_DELAY cycles after it appears): a
+    run stopped half way through a group (two of four inputs) leaves nothing
+    behind for the next program. Here the next
     program is the same sum over groups of four with another initial value;
     its first output is the sum of its own first four inputs."""
     from .streams import consume, produce, run_testbenches
@@ -748,6 +750,8 @@ def test_a_configuration_change_restarts_the_program():
         await ctx.tick().repeat(30)            # both fired, half a group: no output
         assert not ctx.get(dut.o_vec[0].valid)
         ctx.set(dut.config.as_value(), PCU.config_layout(p).const(program(1000)).as_bits())
+        # the old program runs until the change reaches the unit's copy
+        await ctx.tick().repeat(CONFIG_DELAY)
         await produce(ctx, dut.i_vec[0], [layout.from_bits(x) for x in items],
                       rng=random.Random(2), idle=0.3)
 

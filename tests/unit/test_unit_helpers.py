@@ -70,22 +70,34 @@ class _Settle(Elaboratable):
 
 
 def test_settled_config_is_quiet_for_two_cycles_after_a_change():
+    """The copy takes only values the configuration had when it loaded,
+    catches up within three cycles of the configuration holding still, and
+    quiet is 0 in the two cycles after the copy changes and 1 once the copy
+    has held still for two and the configuration has equalled it for four."""
     dut = _Settle()
     rng = random.Random(4)
 
     async def bench(ctx):
-        history = [0]                     # the config value at each past cycle
-        for cycle in range(400):
-            value = history[-1] if rng.random() < 0.8 else rng.getrandbits(8)
+        configs, copies, quiets = [], [], []
+        for cycle in range(600):
+            value = (configs[-1] if configs and rng.random() < 0.85
+                     else rng.getrandbits(8))
             ctx.set(dut.config.as_value(), value)
+            configs.append(value)
             await ctx.tick()
-            history.append(value)
-            # the copy holds the value just sampled; quiet is 0 in the two
-            # cycles after a change: it is 1 only if the last two edges saw
-            # no change
-            assert ctx.get(dut.cfg.as_value()) == history[-1]
-            if cycle >= 2:
-                want = history[-1] == history[-2] == history[-3]
-                assert ctx.get(dut.quiet) == want, cycle
+            copies.append(ctx.get(dut.cfg.as_value()))   # after the edge ending `cycle`
+            quiets.append(ctx.get(dut.quiet))
+            if len(copies) >= 2 and copies[-1] != copies[-2]:
+                assert copies[-1] == configs[-1], cycle        # loaded at this edge
+            if len(configs) >= 3 and configs[-1] == configs[-2] == configs[-3]:
+                assert copies[-1] == configs[-1], cycle
+            # the copy changed at edge c: quiet is 0 after edges c and c + 1
+            for back in (1, 2):
+                if len(copies) > back and copies[-back] != copies[-back - 1]:
+                    assert quiets[-1] == 0, cycle
+            if len(configs) >= 4 and copies[-3:] == [copies[-1]] * 3 and \
+                    configs[-4:] == [copies[-1]] * 4:
+                assert quiets[-1] == 1, cycle
+        assert 0 < sum(quiets) < len(quiets)
 
     run_testbenches(dut, bench)
