@@ -12,7 +12,7 @@ hops while a link still sustains one transfer per cycle.
 from __future__ import annotations
 
 from amaranth import *
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .params import FabricParams
@@ -120,14 +120,24 @@ class StreamFIFO(wiring.Component):
     PCU's vector inputs use it, so that its firing decision (which pops them)
     fans out to a few flops (docs/area.md, "Session 8"). A word is readable the cycle after it
     is written (one cycle earlier than registered), and depth 2 already
-    sustains one word per cycle."""
+    sustains one word per cycle.
 
-    def __init__(self, layout, depth: int, *, registered: bool = True):
+    ``read_copies`` (with ``registered=False``): the storage is split into
+    that many slices of the payload's bits, each read through its own copy
+    of the read pointer (flops named ``r_ptr{i}_rep``, which synthesis keeps
+    apart), so that no pointer flop drives the read address of every
+    distributed-RAM cell. The streams are the same as with one pointer."""
+
+    def __init__(self, layout, depth: int, *, registered: bool = True, read_copies: int = 1):
         if not isinstance(depth, int) or depth < 1:
             raise ValueError(f"StreamFIFO depth must be a positive int, got {depth!r}")
+        if not isinstance(read_copies, int) or read_copies < 1 or (registered and read_copies > 1):
+            raise ValueError(f"StreamFIFO read_copies must be a positive int, and 1 when "
+                             f"registered, got {read_copies!r}")
         self._layout = layout
         self._depth = depth
         self._registered = bool(registered)
+        self._read_copies = read_copies
         super().__init__({
             "i": In(stream.Signature(layout)),
             "o": Out(stream.Signature(layout)),
@@ -143,6 +153,9 @@ class StreamFIFO(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         width = Shape.cast(self._layout).width
+        if self._read_copies > 1:
+            self._split_ring(m, width)
+            return m
         kind = fifo.SyncFIFOBuffered if self._registered else fifo.SyncFIFO
         m.submodules.fifo = q = kind(width=width, depth=self._depth)
         m.d.comb += [
@@ -155,3 +168,43 @@ class StreamFIFO(wiring.Component):
             self.level.eq(q.level),
         ]
         return m
+
+    def _split_ring(self, m, width):
+        """SyncFIFO's behaviour (a ring read combinationally at the read
+        pointer) with the storage in slices, each read at its own copy of
+        the pointer."""
+        depth, n = self._depth, min(self._read_copies, width)
+        level = Signal(range(depth + 1), name="level")
+        w_ptr = Signal(range(depth), name="w_ptr")
+        r_ptrs = [Signal(range(depth), name=f"r_ptr{i}_rep") for i in range(n)]
+        push = Signal()
+        pop = Signal()
+        m.d.comb += [
+            self.i.ready.eq(level != depth),
+            self.o.valid.eq(level != 0),
+            push.eq(self.i.valid & self.i.ready),
+            pop.eq(self.o.valid & self.o.ready),
+            self.level.eq(level),
+        ]
+
+        def advance(ptr):
+            return Mux(ptr == depth - 1, 0, ptr + 1)
+
+        m.d.sync += level.eq(level + push - pop)
+        with m.If(push):
+            m.d.sync += w_ptr.eq(advance(w_ptr))
+        with m.If(pop):
+            m.d.sync += [r.eq(advance(r)) for r in r_ptrs]
+        data_in = self.i.payload.as_value()
+        out = []
+        bounds = [width * i // n for i in range(n + 1)]
+        for i, r_ptr in enumerate(r_ptrs):
+            lo, hi = bounds[i], bounds[i + 1]
+            mem = memory.Memory(shape=hi - lo, depth=depth, init=[])
+            m.submodules[f"storage{i}"] = mem
+            wp = mem.write_port()
+            rp = mem.read_port(domain="comb")
+            m.d.comb += [wp.addr.eq(w_ptr), wp.data.eq(data_in[lo:hi]), wp.en.eq(push),
+                         rp.addr.eq(r_ptr)]
+            out.append(rp.data)
+        m.d.comb += self.o.payload.eq(Cat(*out))

@@ -408,7 +408,11 @@ class PCU(wiring.Component):
                 # not a load enable on every bit of the head. Scalar heads stay
                 # registered: they feed the broadcast select before the operand
                 # selects, and read combinationally that path was the longer.
-                q = StreamFIFO(network_layout(p, net), p.fifo_depth, registered=(net != "vec"))
+                # (For place and route, each lane's slice of a vector FIFO
+                # has its own copy of the read pointer.)
+                copies = p.lanes if net == "vec" and LANE_COPIES.get() else 1
+                q = StreamFIFO(network_layout(p, net), p.fifo_depth, registered=(net != "vec"),
+                               read_copies=copies)
                 m.submodules[f"in_{net}{j}"] = q
                 wiring.connect(m, wiring.flipped(getattr(self, f"i_{net}")[j]), q.i)
                 fifos[net].append(q)

@@ -29,8 +29,9 @@ def run_queue(dut, items, *, seed, idle, stall):
 
 QUEUES = [lambda: Hop(LAYOUT), lambda: StreamFIFO(LAYOUT, 4),
           lambda: StreamFIFO(LAYOUT, 4, registered=False),
-          lambda: StreamFIFO(LAYOUT, 2, registered=False)]
-QUEUE_IDS = ["hop", "fifo", "fifo-comb", "fifo-comb-depth2"]
+          lambda: StreamFIFO(LAYOUT, 2, registered=False),
+          lambda: StreamFIFO(LAYOUT, 3, registered=False, read_copies=4)]
+QUEUE_IDS = ["hop", "fifo", "fifo-comb", "fifo-comb-depth2", "fifo-comb-split"]
 
 
 @pytest.mark.parametrize("make", QUEUES, ids=QUEUE_IDS)
@@ -54,3 +55,41 @@ def test_one_transfer_per_cycle(make):
 def test_fifo_depth_is_validated():
     with pytest.raises(ValueError, match="depth"):
         StreamFIFO(LAYOUT, 0)
+    with pytest.raises(ValueError, match="read_copies"):
+        StreamFIFO(LAYOUT, 4, read_copies=2)          # registered: one head register
+
+
+@pytest.mark.parametrize("depth", [2, 3, 4])
+def test_split_read_fifo_equals_syncfifo_cycle_by_cycle(depth):
+    """read_copies splits the storage and copies the read pointer; under the
+    same random pushes and pops every port equals Amaranth's SyncFIFO in
+    every cycle."""
+    from amaranth import Elaboratable, Module
+
+    class Pair(Elaboratable):
+        def __init__(self):
+            self.a = StreamFIFO(LAYOUT, depth, registered=False)
+            self.b = StreamFIFO(LAYOUT, depth, registered=False, read_copies=3)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.a, m.submodules.b = self.a, self.b
+            return m
+
+    dut = Pair()
+    rng = random.Random(depth)
+
+    async def bench(ctx):
+        for cycle in range(600):
+            valid, word, ready = rng.random() < 0.6, rng.getrandbits(17), rng.random() < 0.6
+            for q in (dut.a, dut.b):
+                ctx.set(q.i.valid, valid)
+                ctx.set(q.i.payload.as_value(), word)
+                ctx.set(q.o.ready, ready)
+            ports = [(q.i.ready, q.o.valid, q.level) for q in (dut.a, dut.b)]
+            assert [ctx.get(x) for x in ports[0]] == [ctx.get(x) for x in ports[1]], cycle
+            if ctx.get(dut.a.o.valid):
+                assert ctx.get(dut.a.o.payload.as_value()) == ctx.get(dut.b.o.payload.as_value())
+            await ctx.tick()
+
+    run_testbenches(dut, bench)
