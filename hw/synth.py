@@ -444,6 +444,50 @@ def unrouted_figures(log_text: str) -> dict | None:
             "router": last}
 
 
+_HIST_UNIT = re.compile(r"\* represents (\d+) endpoint")
+_HIST_ROW = re.compile(r"\[\s*(-?\d+),\s*(-?\d+)\)\s*\|(\**)(\+?)")
+
+
+def slack_summary(log_text: str) -> dict | None:
+    """The bulk of the timing, from the last slack histogram of a nextpnr
+    log (endpoints per slack bucket, in ps, against the target clock):
+    estimates of the endpoints timed, those with negative slack, and their
+    total negative slack (TNS). nextpnr draws ``*`` for N endpoints and
+    ``+`` for 1 to N-1, so a ``+`` counts N/2, and a bucket straddling 0 is
+    split in proportion: the counts are good to about N per bucket (N is in
+    the result). None if the log has no histogram (not routed)."""
+    lines = log_text.splitlines()
+    heads = [i for i, line in enumerate(lines) if "Slack histogram" in line]
+    if not heads:
+        return None
+    unit, rows = None, []
+    for line in lines[heads[-1] + 1:]:
+        mu = _HIST_UNIT.search(line)
+        if mu:
+            unit = int(mu.group(1))
+            continue
+        mr = _HIST_ROW.search(line)
+        if mr is None:
+            if rows:
+                break
+            continue
+        rows.append((int(mr.group(1)), int(mr.group(2)),
+                     len(mr.group(3)), bool(mr.group(4))))
+    if unit is None or not rows:
+        return None
+    total = failing = tns_ps = 0.0
+    for lo, hi, stars, plus in rows:
+        n = stars * unit + (unit / 2 if plus else 0)
+        total += n
+        if lo < 0:
+            share = 1.0 if hi <= 0 else -lo / (hi - lo)
+            failing += n * share
+            tns_ps += n * share * (lo + min(hi, 0)) / 2
+    return {"endpoints": round(total), "failing_endpoints": round(failing),
+            "tns_ns": round(tns_ps / 1000, 1), "worst_slack_ns": round(rows[0][0] / 1000, 3),
+            "endpoints_per_mark": unit}
+
+
 def _overflow_from_log(log: Path) -> dict:
     """Bel types used beyond their availability, from the utilisation table
     nextpnr prints before placing (only used to explain a placement failure)."""
@@ -732,6 +776,8 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
         timing_met=min(achieved) >= target if achieved else None,
         fmax_kind="post-route" if route else "none (not routed)", routed=bool(route),
         fmax=fmax, utilization=util, **extra)
+    if route:
+        result["slack"] = slack_summary(nlog.read_text(errors="replace"))
     stage(f"done: {result['luts']} LUTs, {result['ffs']} FFs, "
           f"fmax {result['fmax_mhz']} MHz")
     return result
@@ -816,6 +862,9 @@ def format_report(r: dict) -> str:
         f"  {'BRAMs':<16} {r['brams']:>7}",
         f"  {'Fmax':<16} {fmax:>7}   ({r['fmax_kind']}; target {r['target_mhz']:g} MHz, "
         f"{ {True: 'met', False: 'NOT met', None: 'not timed'}[r['timing_met']]})",
+        *([f"  {'slack':<16} {sl['failing_endpoints']:>7} of {sl['endpoints']} endpoints "
+           f"fail, TNS {sl['tns_ns']:.1f} ns (from nextpnr's slack histogram, "
+           f"+-{sl['endpoints_per_mark']} per bucket)"] if (sl := r.get("slack")) else []),
         f"  {'wall time':<16} {r['wall_seconds']:>7.1f} s",
         "nextpnr utilization:",
         *util_rows,

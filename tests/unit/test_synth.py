@@ -89,6 +89,28 @@ def test_tool_failure_names_log(tmp_path, monkeypatch):
     assert "something broke" in msg
 
 
+_HISTOGRAM_LOG = """Info: Max frequency for clock 'clk': 75.00 MHz (FAIL at 100.00 MHz)
+Info: Slack histogram:
+Info:  legend: * represents 10 endpoint(s)
+Info:          + represents [1,10) endpoint(s)
+Info: [ -3000,  -2000) |*+
+Info: [ -2000,  -1000) |***
+Info: [ -1000,    500) |****+
+Info: [   500,   2000) |**********
+1 warning, 0 errors
+"""
+
+
+def test_slack_summary_reads_the_last_histogram():
+    s = synth.slack_summary("Info: Slack histogram:\nInfo: [ -9, 0) |*\n" + _HISTOGRAM_LOG)
+    # 15 + 30 + 45 + 100 endpoints; failing: 15 + 30 + 45 * 2/3
+    assert s["endpoints"] == 190 and s["failing_endpoints"] == 75
+    assert s["worst_slack_ns"] == -3.0 and s["endpoints_per_mark"] == 10
+    # bucket midpoints: 15 x -2.5, 30 x -1.5, 30 x -0.5 ns
+    assert s["tns_ns"] == pytest.approx(-(15 * 2.5 + 30 * 1.5 + 30 * 0.5), abs=0.05)
+    assert synth.slack_summary("Info: Program finished normally.") is None
+
+
 def test_overflow_parser(tmp_path):
     log = tmp_path / "nextpnr.log"
     log.write_text(
@@ -267,6 +289,7 @@ def test_hop_ecp5(tmp_path):
     _check_report(r, "ecp5-25k")
     assert r["ffs"] >= 68
     assert r["ffs"] == r["utilization"]["TRELLIS_FF"]["used"]
+    assert r["slack"]["endpoints"] > 0 and r["slack"]["failing_endpoints"] == 0
 
 
 @needs_ice40
