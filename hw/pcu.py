@@ -65,7 +65,8 @@ value" flags (:class:`~.counters.CounterChain`), and registered "has a
 token" / "has a credit" flags (:func:`~.unit.flagged_counter`). The PCU acts
 on a registered copy of its configuration (:func:`~.unit.settled_config`;
 a change reaches the copy two cycles later and holds the unit cleared for two
-cycles). The pipeline never stalls: its registers load every cycle and a valid bit travels with each iteration.
+cycles). The pipeline never stalls: its registers load every cycle and a
+valid bit travels with each iteration.
 Instead, every output is a queue of :meth:`PCU.out_depth` words, and a
 firing reserves a slot in each queue its iteration will write (a credit,
 returned when the word leaves the queue), so no ready signal reaches the
@@ -797,11 +798,12 @@ class PCU(wiring.Component):
                 early = Signal(mw1, name=f"s{k}_addend{lane}")
                 followers[lane].append((early, ld["c_early_acc"],
                                         Mux(ld["c_early"], regs[2], 0)))
-                fetched, regs = regs[:2], [Signal.like(r, name=f"{r.name}_m") for r in regs[:2]]
-                followers[lane] += zip(regs, flags, fetched)
+                # what a and b load when not ACC: the fetch registers
+                ab_src, regs = regs[:2], [Signal.like(r, name=f"{r.name}_m") for r in regs[:2]]
             else:
-                followers[lane] += zip(regs[:2], flags, (fa, fb))
+                ab_src = (fa, fb)
                 m.d.sync += regs[2].eq(fc)
+            followers[lane] += zip(regs[:2], flags, ab_src)
             a, b = regs[0], regs[1]
             sh = (a, b)
             if LANE_COPIES.get():
@@ -809,8 +811,7 @@ class PCU(wiring.Component):
                 # and of b's low 5 bits (the amount): the operand registers'
                 # fanout was the first and longest hop of the shifter's paths.
                 sh = (Signal(W, name=f"s{k}_fa{lane}_sh_rep"), Signal(5, name=f"s{k}_fb{lane}_sh_rep"))
-                srcs = fetched if has_mul else (fa, fb)
-                followers[lane] += zip(sh, flags, srcs)
+                followers[lane] += zip(sh, flags, ab_src)
             if has_mul:
                 c = early
             else:
