@@ -24,6 +24,9 @@ Ports:
   one). ``wrap[i]`` marks the last iteration of a group at loop level
   ``i + 1``.
 * ``first`` (Out, ``n`` bits): counters ``0..i`` all at their first value.
+* ``first_next`` (Out, ``n`` bits): what ``first`` becomes after a step,
+  from registers only (no ``step`` in it): a unit that needs ``first`` in
+  its decision to step can register it ahead, loading it on each step.
 * ``done`` (Out): ``wrap[n - 1]``: this is the last iteration of the nest.
 
 Timing: the end test of counter ``i`` compares its offset from ``start``
@@ -74,6 +77,7 @@ class CounterChain(wiring.Component):
             "values": Out(data.ArrayLayout(width, n)),
             "wrap": Out(n),
             "first": Out(n),
+            "first_next": Out(n),
             "done": Out(1),
         })
 
@@ -96,20 +100,25 @@ class CounterChain(wiring.Component):
                 self.first[i].eq(fst[:i + 1].all()),
             ]
         m.d.comb += self.done.eq(self.wrap[n - 1])
+        fst_step = Signal(n)                # fst after a step
         for i in range(n):
             nxt = Signal(w + 1, name=f"next{i}")
             m.d.comb += nxt.eq(off[i] + self.config[i].stride)
             inner = self.wrap[i - 1] if i else Const(1, 1)
+            m.d.comb += [fst_step[i].eq(Mux(inner, last[i] | (nxt[:w] == 0), fst[i])),
+                         self.first_next[i].eq(fst_step[:i + 1].all())]
             start = self.config[i].start
-            restart = [off[i].eq(0), fst[i].eq(1), last[i].eq(lim[i] <= 0), val[i].eq(start)]
+            restart = [off[i].eq(0), last[i].eq(lim[i] <= 0), val[i].eq(start)]
             with m.If(self.clear):
-                m.d.sync += restart
-            with m.Elif(self.step & inner):
-                with m.If(last[i]):
-                    m.d.sync += restart
-                with m.Else():
-                    m.d.sync += [off[i].eq(nxt), fst[i].eq(nxt[:w] == 0), last[i].eq(nxt >= lim[i]),
-                                 val[i].eq(val[i] + self.config[i].stride)]
+                m.d.sync += [*restart, fst[i].eq(1)]
+            with m.Elif(self.step):
+                m.d.sync += fst[i].eq(fst_step[i])
+                with m.If(inner):
+                    with m.If(last[i]):
+                        m.d.sync += restart
+                    with m.Else():
+                        m.d.sync += [off[i].eq(nxt), last[i].eq(nxt >= lim[i]),
+                                     val[i].eq(val[i] + self.config[i].stride)]
         return m
 
 
@@ -145,6 +154,15 @@ class CounterChainModel:
         for o in self.off:
             acc = acc and o == 0
             out.append(acc)
+        return out
+
+    @property
+    def first_next(self) -> list:
+        """`first` after one step."""
+        saved = list(self.off)
+        self.step()
+        out = self.first
+        self.off = saved
         return out
 
     @property

@@ -73,10 +73,16 @@ returned when the word leaves the queue), so no ready signal reaches the
 datapath and no enable fans out over it. The vector input FIFOs are read
 combinationally (``StreamFIFO(registered=False)``): a pop moves their read
 pointer, where a registered head would put the firing decision on the load
-enable of every bit of the head. Every stage takes two cycles: a
+enable of every bit of the head. A firing's cycle only registers what
+the iteration reads of the inputs (the heads, the counters; the *capture*
+cycle), so the FIFOs' reads and the firing decision lie before registers,
+not in front of stage 0's operand selects. Every stage takes two cycles: a
 fetch cycle selects the operands into registers and an execute cycle runs
 the ALU; a multiplier stage has a multiply cycle between them (the DSP has
-registered inputs and output). An operand that is ``ACC`` is not selected
+registered inputs and output). What a stage reads through a configuration
+select that is the same for every lane (its broadcast operand, whether an
+iteration starts an accumulator group) is chosen a cycle early, by the
+stage before (for stage 0, the capture cycle). An operand that is ``ACC`` is not selected
 in the execute cycle at all: its register is a copy of the lane's
 accumulator (it loads what the accumulator loads), so an accumulation
 closes in one cycle through the ALU alone. The stage's op decoding is
@@ -365,8 +371,9 @@ class PCU(wiring.Component):
 
     @staticmethod
     def latency(params: FabricParams) -> int:
-        """Cycles from a firing to its outputs entering the output queues."""
-        return (sum(stage_latency(params, k) for k in range(params.stages))
+        """Cycles from a firing to its outputs entering the output queues: the
+        capture cycle, then the stages (:func:`stage_latency`) and the tail."""
+        return (1 + sum(stage_latency(params, k) for k in range(params.stages))
                 + (SFU_LATENCY if params.pcu_sfu else 0))
 
     @staticmethod
@@ -458,10 +465,18 @@ class PCU(wiring.Component):
             used = Signal(name=f"tok{j}_used")
             _, nz, full = flagged_counter(m, f"tok{j}", TOKEN_MAX, up=take, down=used,
                                           load=(clear, cfg.ctrl_in[j].init))
+            # Whether the next firing starts a group at the dependency's level,
+            # in a register (from the chain's flags after a step, loaded on
+            # each firing), so no level select lies in the firing decision.
+            starts = Signal(init=1, name=f"tok{j}_starts")
+            with m.If(clear):
+                m.d.sync += starts.eq(1)           # a cleared chain is at its first values
+            with m.Elif(fire):
+                m.d.sync += starts.eq(at_level(cfg.ctrl_in[j].level, chain.first_next))
             m.d.comb += [
                 q.ready.eq(run & enabled_in("ctrl", j) & ~full),
                 take.eq(q.ready & q.valid),
-                tok_need[j].eq(enabled_in("ctrl", j) & at_level(cfg.ctrl_in[j].level, fm)),
+                tok_need[j].eq(enabled_in("ctrl", j) & starts),
                 used.eq(fire & tok_need[j]),
             ]
             tok_ok = tok_ok & (~tok_need[j] | nz)
@@ -534,7 +549,17 @@ class PCU(wiring.Component):
         for i in range(C):
             m.d.comb += ctx0.ctr[i].eq(val[i])
 
-        v_in, f_in, c_in, pre = fire, file0, ctx0, None
+        # -- the capture cycle ------------------------------------------------------------
+        # A firing registers what its iteration reads of the unit's inputs (the
+        # vector and scalar heads, the counter values and flags) and, like the
+        # stage before any other stage, decides what stage 0 reads through
+        # configuration selects (`_ahead`). Stage 0 then fetches from registers
+        # as every other stage does: no FIFO read and no broadcast select lie in
+        # front of its operand selects.
+        pre = self._ahead(m, cfg, 0, fire, ctx0)
+        v_in = _later(m, fire, 1, "cap_v")
+        f_in = _later(m, file0, file_layout, "cap_file")
+        c_in = _later(m, ctx0, ctx_layout, "cap_ctx")
         for k in range(S):
             v_in, f_in, c_in, pre = self._stage(m, cfg, k, v_in, f_in, c_in, pre,
                                                 file_layout, ctx_layout)
@@ -646,43 +671,50 @@ class PCU(wiring.Component):
                [ctx.ctr[i] for i in range(p.counters)]
         return _pick(m, st.bc, opts, p.word_width, name)
 
-    def _group_start(self, m, k, st, v, ctx, registered):
+    def _group_start(self, m, k, st, v, ctx):
         """Stage k's `load_init`, per lane: iteration `v` (with context `ctx`)
-        starts a group of the stage's acc_level. `registered`: a cycle later,
-        in registers (per-lane copies under LANE_COPIES: the flag drives the
-        clock enables of every accumulator copy of a lane)."""
+        starts a group of the stage's acc_level, a cycle later, in registers
+        (per-lane copies under LANE_COPIES: the flag drives the clock enables
+        of every accumulator copy of a lane)."""
         p = self.params
         C, L = p.counters, p.lanes
         acc_lvl = self._static(m, Const(1, C + 1) << st.acc_level, C + 1, f"s{k}_acc_lvl")
         start = Signal(name=f"s{k}_group_start")
         m.d.comb += start.eq(v & (acc_lvl & Cat(Const(1, 1), ctx.fm)).any())
-        if not registered:
-            return [start] * L
         if LANE_COPIES.get():
             return [_later(m, start, 1, f"s{k}_l{lane}_load_init_rep") for lane in range(L)]
         return [_later(m, start, 1, f"s{k}_load_init")] * L
+
+    def _ahead(self, m, cfg, k, v, ctx):
+        """What stage k reads through configuration selects, decided a cycle
+        early, into registers, from the iteration (`v`, `ctx`) that enters
+        the stage's fetch cycle next: its broadcast operand and that
+        operand's zero test (``"bc"``) and, unless the stage has a multiplier
+        (which decides it from its own inputs), its `load_init`."""
+        st = cfg.stages[k]
+        bc = self._broadcast(m, st, ctx, f"s{k}_bc_next")
+        pre = {"bc": (_later(m, bc, self.params.word_width, f"s{k}_bc"),
+                      _later(m, bc.any(), 1, f"s{k}_bc_nz"))}
+        if k not in mul_stages(self.params):
+            pre["load_init"] = self._group_start(m, k, st, v, ctx)
+        return pre
 
     def _stage(self, m, cfg, k, v_in, f_in, c_in, pre, file_layout, ctx_layout):
         """Stage k: fetch operands into registers, execute, and register the
         result into the stage's pipeline registers. The registers load every
         cycle; the accumulators only for valid iterations (`v_in` travels
         with the iteration). `pre` holds what the stage before decided a
-        cycle early for this one, in registers (None for stage 0): the
-        broadcast operand and its zero test (`bc`), and, unless this stage
-        has a multiplier, `load_init`. The stage returns the next stage's."""
+        cycle early for this one, in registers (:meth:`_ahead`). The stage
+        returns the next stage's (None after the last)."""
         p = self.params
         L, NR, W = p.lanes, p.pcu_regs, p.word_width
         st = cfg.stages[k]
         has_mul = k in mul_stages(p)
 
         # Stage-wide decoding, shared by the lanes. The broadcast operand was
-        # chosen a cycle early from the same context (the previous stage's
-        # registers), so no configuration select lies on the fetch path.
-        if pre is None:
-            bc = self._broadcast(m, st, c_in, f"s{k}_bc")
-            bc_nz = bc.any()
-        else:
-            bc, bc_nz = pre["bc"]
+        # chosen a cycle early from the same context (`_ahead`), so no
+        # configuration select lies on the fetch path.
+        bc, bc_nz = pre["bc"]
         dec = self._decode(m, k, st, has_mul)
 
         # Each lane's accumulator: its previous result (a register of its own
@@ -713,21 +745,18 @@ class PCU(wiring.Component):
 
         # Fetch cycle: the operands (and everything travelling with them) into
         # registers (an operand that is ACC: a copy of the accumulator, below).
-        def later(value, shape, name):
-            return _later(m, value, shape, name)
-
-        e_file = later(f_in, file_layout, f"s{k}_ffile")
-        e_ctx = later(c_in, ctx_layout, f"s{k}_fctx")
+        e_file = _later(m, f_in, file_layout, f"s{k}_ffile")
+        e_ctx = _later(m, c_in, ctx_layout, f"s{k}_fctx")
 
         v_src = v_in
         if has_mul:
             # A multiplier stage has a multiply cycle between fetch and execute
             # (the DSP's input and output registers): what travels with the
             # iteration waits a cycle beside it.
-            v_src = later(v_src, 1, f"s{k}_fv")
-            e_file = later(e_file, file_layout, f"s{k}_mfile")
-            e_ctx = later(e_ctx, ctx_layout, f"s{k}_mctx")
-        e_v = later(v_src, 1, f"s{k}_ev")
+            v_src = _later(m, v_src, 1, f"s{k}_fv")
+            e_file = _later(m, e_file, file_layout, f"s{k}_mfile")
+            e_ctx = _later(m, e_ctx, ctx_layout, f"s{k}_mctx")
+        e_v = _later(m, v_src, 1, f"s{k}_ev")
         # The accumulators' initial value: registered, like the decoding.
         init = mux_tree(st.acc_init, [Const(0, W), Const(1 << (W - 1), W),
                                       Const((1 << (W - 1)) - 1, W), st.const])
@@ -737,7 +766,7 @@ class PCU(wiring.Component):
         if LANE_COPIES.get():
             own = set(dec) - ({"c_early", "qmul", "mulop", "c_early_acc"} if not has_mul else set()) \
                            - ({"rsa", "acc_a"} if not p.pcu_rescale else set())
-            lane_v = [later(v_src, 1, f"s{k}_l{lane}_v_rep") for lane in range(L)]
+            lane_v = [_later(m, v_src, 1, f"s{k}_l{lane}_v_rep") for lane in range(L)]
             lane_dec = [{name: self._static(m, dec[name], dec[name].shape(),
                                             f"s{k}_l{lane}_{name}_rep") for name in sorted(own)}
                         for lane in range(L)]
@@ -750,10 +779,9 @@ class PCU(wiring.Component):
         # group, so the execute cycle reads the register itself, with no
         # select in front of the ALU. Whether it does is decided a cycle
         # earlier, into registers: in a multiplier stage from the stage's own
-        # inputs, otherwise by the stage before (`pre`); only stage 0 without
-        # a multiplier decides it in the firing cycle itself.
-        if has_mul or pre is None:
-            load_init = self._group_start(m, k, st, v_in, c_in, registered=has_mul)
+        # inputs, otherwise by the stage before (`pre`).
+        if has_mul:
+            load_init = self._group_start(m, k, st, v_in, c_in)
         else:
             load_init = pre["load_init"]
 
@@ -792,9 +820,9 @@ class PCU(wiring.Component):
                 mw = p.mul_width
                 mw1 = max(2 * mw, W) + 1
                 product = _registered_multiply(m, fa, fb, regs[0], regs[1], mw, f"s{k}_mul{lane}")
-                prod = later(product, signed(2 * mw), f"s{k}_prod{lane}")
+                prod = _later(m, product, signed(2 * mw), f"s{k}_prod{lane}")
                 rnd = ((Const(1, 2 * mw + 1) << ld["shift"]) >> 1)[:2 * mw + 1]
-                qsum = later(product + rnd, signed(mw1), f"s{k}_qsum{lane}")
+                qsum = _later(m, product + rnd, signed(mw1), f"s{k}_qsum{lane}")
                 early = Signal(mw1, name=f"s{k}_addend{lane}")
                 followers[lane].append((early, ld["c_early_acc"],
                                         Mux(ld["c_early"], regs[2], 0)))
@@ -835,13 +863,7 @@ class PCU(wiring.Component):
         m.d.sync += [o_v.eq(e_v), o_file.eq(new_file), o_ctx.eq(e_ctx)]
         # What the next stage reads of its input registers (`o_v`, `o_ctx`)
         # through configuration selects, selected here and registered beside them.
-        o_pre = None
-        if k + 1 < p.stages:
-            nst = cfg.stages[k + 1]
-            nbc = self._broadcast(m, nst, e_ctx, f"s{k + 1}_bc_next")
-            o_pre = {"bc": (later(nbc, W, f"s{k + 1}_bc"), later(nbc.any(), 1, f"s{k + 1}_bc_nz"))}
-            if k + 1 not in mul_stages(p):
-                o_pre["load_init"] = self._group_start(m, k + 1, nst, e_v, e_ctx, registered=True)
+        o_pre = self._ahead(m, cfg, k + 1, e_v, e_ctx) if k + 1 < p.stages else None
         for lane in range(L):
             # The accumulator itself is the follower that is always ACC.
             for reg, is_acc, value in [(accs[lane], Const(1, 1), accs[lane])] + followers[lane]:

@@ -485,6 +485,8 @@ def test_counter_chain_matches_model():
                 assert [ctx.get(dut.values[i]) for i in range(3)] == model.values, (cfg, cycle)
                 assert [(ctx.get(dut.wrap) >> i) & 1 for i in range(3)] == [int(w) for w in model.wrap]
                 assert [(ctx.get(dut.first) >> i) & 1 for i in range(3)] == [int(f) for f in model.first]
+                assert [(ctx.get(dut.first_next) >> i) & 1 for i in range(3)] == \
+                    [int(f) for f in model.first_next]
                 assert ctx.get(dut.done) == model.done
                 assert model.done == (steps % trips == trips - 1)
                 go = rng.random() < 0.8
