@@ -114,8 +114,8 @@ class StreamFIFO(wiring.Component):
     tests/formal), which is why FabricParams requires fifo_depth >= 3.
 
     With ``registered=False`` the head is read from the storage
-    combinationally (Amaranth's SyncFIFO: on ECP5 distributed RAM, whose read
-    address is the registered read pointer). A pop then drives only the
+    combinationally (as in Amaranth's SyncFIFO: on ECP5 distributed RAM,
+    whose read address is the registered read pointer). A pop then drives only the
     pointer and the level, not a load enable on every bit of the head: the
     PCU's vector inputs use it, so that its firing decision (which pops them)
     fans out to a few flops (docs/area.md, "Session 8"). A word is readable the cycle after it
@@ -153,11 +153,10 @@ class StreamFIFO(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         width = Shape.cast(self._layout).width
-        if self._read_copies > 1:
-            self._split_ring(m, width)
+        if not self._registered:
+            self._ring(m, width)
             return m
-        kind = fifo.SyncFIFOBuffered if self._registered else fifo.SyncFIFO
-        m.submodules.fifo = q = kind(width=width, depth=self._depth)
+        m.submodules.fifo = q = fifo.SyncFIFOBuffered(width=width, depth=self._depth)
         m.d.comb += [
             q.w_data.eq(self.i.payload.as_value()),
             q.w_en.eq(self.i.valid),
@@ -169,14 +168,16 @@ class StreamFIFO(wiring.Component):
         ]
         return m
 
-    def _split_ring(self, m, width):
-        """SyncFIFO's behaviour (a ring read combinationally at the read
-        pointer) with the storage in slices, each read at its own copy of
-        the pointer."""
+    def _ring(self, m, width):
+        """Amaranth's SyncFIFO, cycle for cycle (tests/unit/test_links.py
+        compares them): a ring read combinationally at the read pointer,
+        with the storage in `read_copies` slices, each read at its own copy
+        of the pointer."""
         depth, n = self._depth, min(self._read_copies, width)
         level = Signal(range(depth + 1), name="level")
         w_ptr = Signal(range(depth), name="w_ptr")
-        r_ptrs = [Signal(range(depth), name=f"r_ptr{i}_rep") for i in range(n)]
+        r_ptrs = [Signal(range(depth), name=f"r_ptr{i}_rep" if n > 1 else "r_ptr")
+                  for i in range(n)]
         push = Signal()
         pop = Signal()
         m.d.comb += [
