@@ -671,19 +671,26 @@ class PCU(wiring.Component):
                [ctx.ctr[i] for i in range(p.counters)]
         return _pick(m, st.bc, opts, p.word_width, name)
 
+    def _lanes(self, copy, shared):
+        """Per lane, what the lane reads: for place and route (LANE_COPIES)
+        its own copy, `copy(lane)` (flops named ``*_rep``, which hw/synth.py
+        keeps apart), so that no flop drives every lane; otherwise `shared()`,
+        one for every lane."""
+        if LANE_COPIES.get():
+            return [copy(lane) for lane in range(self.params.lanes)]
+        return [shared()] * self.params.lanes
+
     def _group_start(self, m, k, st, v, ctx):
         """Stage k's `load_init`, per lane: iteration `v` (with context `ctx`)
         starts a group of the stage's acc_level, a cycle later, in registers
         (per-lane copies under LANE_COPIES: the flag drives the clock enables
         of every accumulator copy of a lane)."""
-        p = self.params
-        C, L = p.counters, p.lanes
+        C = self.params.counters
         acc_lvl = self._static(m, Const(1, C + 1) << st.acc_level, C + 1, f"s{k}_acc_lvl")
         start = Signal(name=f"s{k}_group_start")
         m.d.comb += start.eq(v & (acc_lvl & Cat(Const(1, 1), ctx.fm)).any())
-        if LANE_COPIES.get():
-            return [_later(m, start, 1, f"s{k}_l{lane}_load_init_rep") for lane in range(L)]
-        return [_later(m, start, 1, f"s{k}_load_init")] * L
+        return self._lanes(lambda lane: _later(m, start, 1, f"s{k}_l{lane}_load_init_rep"),
+                           lambda: _later(m, start, 1, f"s{k}_load_init"))
 
     def _ahead(self, m, cfg, k, v, ctx):
         """What stage k reads through configuration selects, decided a cycle
@@ -729,12 +736,10 @@ class PCU(wiring.Component):
         # The operand selects come from the configuration; for place and route
         # (LANE_COPIES) each lane reads its own copies, as it does the decoded
         # control below, so that no configuration flop drives every lane.
-        if LANE_COPIES.get():
-            selects = [{x: self._static(m, getattr(st, x), Value.cast(getattr(st, x)).shape(),
-                                    f"s{k}_l{lane}_{x}sel_rep") for x in "abc"}
-                   for lane in range(L)]
-        else:
-            selects = [{x: getattr(st, x) for x in "abc"}] * L
+        selects = self._lanes(
+            lambda lane: {x: self._static(m, getattr(st, x), Value.cast(getattr(st, x)).shape(),
+                                          f"s{k}_l{lane}_{x}sel_rep") for x in "abc"},
+            lambda: {x: getattr(st, x) for x in "abc"})
 
         # XL is operand a of the partner lane, read before ACC (0 if a is ACC or XL).
         zero = Const(0, W)
@@ -763,17 +768,15 @@ class PCU(wiring.Component):
         # The execute cycle's control and initial value, copied per lane for
         # place and route (LANE_COPIES; `_rep`: hw/synth.py keeps the copies
         # apart), so that no flop drives every lane.
-        if LANE_COPIES.get():
-            own = set(dec) - ({"c_early", "qmul", "mulop", "c_early_acc"} if not has_mul else set()) \
-                           - ({"rsa", "acc_a"} if not p.pcu_rescale else set())
-            lane_v = [_later(m, v_src, 1, f"s{k}_l{lane}_v_rep") for lane in range(L)]
-            lane_dec = [{name: self._static(m, dec[name], dec[name].shape(),
-                                            f"s{k}_l{lane}_{name}_rep") for name in sorted(own)}
-                        for lane in range(L)]
-            lane_init = [self._static(m, init, W, f"s{k}_l{lane}_init_rep") for lane in range(L)]
-        else:
-            lane_v, lane_dec = [e_v] * L, [dec] * L
-            lane_init = [self._static(m, init, W, f"s{k}_init")] * L
+        own = set(dec) - ({"c_early", "qmul", "mulop", "c_early_acc"} if not has_mul else set()) \
+                       - ({"rsa", "acc_a"} if not p.pcu_rescale else set())
+        lane_v = self._lanes(lambda lane: _later(m, v_src, 1, f"s{k}_l{lane}_v_rep"), lambda: e_v)
+        lane_dec = self._lanes(
+            lambda lane: {name: self._static(m, dec[name], dec[name].shape(),
+                                             f"s{k}_l{lane}_{name}_rep") for name in sorted(own)},
+            lambda: dec)
+        lane_init = self._lanes(lambda lane: self._static(m, init, W, f"s{k}_l{lane}_init_rep"),
+                                lambda: self._static(m, init, W, f"s{k}_init"))
         # An accumulator register holds what the next executed iteration reads:
         # the initial value is loaded when that iteration (`v_src`) starts a
         # group, so the execute cycle reads the register itself, with no
