@@ -12,6 +12,8 @@ hops while a link still sustains one transfer per cycle.
 from __future__ import annotations
 
 from amaranth import *
+from amaranth.asserts import Initial
+from amaranth.hdl import Assert, Assume
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -154,7 +156,7 @@ class StreamFIFO(wiring.Component):
         m = Module()
         width = Shape.cast(self._layout).width
         if not self._registered:
-            self._ring(m, width)
+            self._ring(m, width, platform)
             return m
         m.submodules.fifo = q = fifo.SyncFIFOBuffered(width=width, depth=self._depth)
         m.d.comb += [
@@ -168,13 +170,13 @@ class StreamFIFO(wiring.Component):
         ]
         return m
 
-    def _ring(self, m, width):
+    def _ring(self, m, width, platform):
         """Amaranth's SyncFIFO, cycle for cycle (tests/unit/test_links.py
         compares them): a ring read combinationally at the read pointer,
         with the storage in `read_copies` slices, each read at its own copy
         of the pointer."""
         depth, n = self._depth, min(self._read_copies, width)
-        level = Signal(range(depth + 1), name="level")
+        level = Signal(range(depth + 1), name="ring_level")
         w_ptr = Signal(range(depth), name="w_ptr")
         r_ptrs = [Signal(range(depth), name=f"r_ptr{i}_rep" if n > 1 else "r_ptr")
                   for i in range(n)]
@@ -196,6 +198,19 @@ class StreamFIFO(wiring.Component):
             m.d.sync += w_ptr.eq(advance(w_ptr))
         with m.If(pop):
             m.d.sync += [r.eq(advance(r)) for r in r_ptrs]
+        if platform == "formal":
+            # The ring's invariants, as SyncFIFO states its own (assumed in the
+            # initial state, asserted after it): what a proof's induction needs.
+            r0 = r_ptrs[0]
+            dist = Mux(w_ptr >= r0, w_ptr - r0, depth + w_ptr - r0)
+            inv = ((w_ptr < depth) & (r0 < depth)
+                   & Mux(w_ptr == r0, (level == 0) | (level == depth), level == dist))
+            for r in r_ptrs[1:]:
+                inv = inv & (r == r0)
+            with m.If(Initial()):
+                m.d.comb += Assume(inv)
+            with m.Else():
+                m.d.comb += Assert(inv)
         data_in = self.i.payload.as_value()
         out = []
         bounds = [width * i // n for i in range(n + 1)]

@@ -97,7 +97,7 @@ def test_input_fifo_prove(tmp_path, depth, spec):
     assert_proved(FIFOHarness(depth, **spec), tmp_path)
 
 
-# StreamFIFO(registered=False) is Amaranth's SyncFIFO (the PCU's vector
+# StreamFIFO(registered=False) behaves as Amaranth's SyncFIFO (the PCU's vector
 # inputs): its head is read from the ring combinationally, so from depth 2 it
 # accepts whenever not full and sustains one transfer per cycle; at depth 1 it
 # alternates.
