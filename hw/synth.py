@@ -488,6 +488,118 @@ def slack_summary(log_text: str) -> dict | None:
             "endpoints_per_mark": unit}
 
 
+#: ECP5 cell pins joined inside a slice (no general routing between them):
+#: a LUT4 into its PFUMX, a PFUMX into its L6MUX21 (and that into the PFU's
+#: last L6MUX21), a carry into the next.
+_ECP5_INTERNAL = {("LUT4", "Z", "PFUMX", "ALUT"), ("LUT4", "Z", "PFUMX", "BLUT"),
+                  ("PFUMX", "Z", "L6MUX21", "D0"), ("PFUMX", "Z", "L6MUX21", "D1"),
+                  ("L6MUX21", "Z", "L6MUX21", "D0"), ("L6MUX21", "Z", "L6MUX21", "D1"),
+                  ("CCU2C", "COUT", "CCU2C", "CIN")}
+#: Cells whose outputs start a timing path (their inputs end one), and the
+#: routed nets their output counts as already (MULT18X18D with input
+#: registers: about 3.9 ns from its registers to P, two nets' worth).
+_ECP5_SOURCES = {"TRELLIS_FF": 0, "MULT18X18D": 2, "DP16KD": 1}
+#: Inputs of combinational-read cells that are clocked (endpoints): a
+#: distributed RAM's write side.
+_ECP5_CLOCKED_IN = {"TRELLIS_DPR16X4": {"DI", "WAD", "WRE", "WCK"}}
+
+
+def logic_depth(netlist: dict, top: str = "top", worst: int = 10) -> dict:
+    """Routed nets per timing path of a Yosys JSON netlist mapped to ECP5
+    cells (``synth.json``), counted before place and route: from a flop,
+    DSP or block RAM output to a flop, DSP or RAM input, the most general
+    routing nets any path to each endpoint crosses (a net from a LUT into
+    its own slice's PFUMX, a PFUMX into its L6MUX21 or a carry into the next
+    carry cell is not routed). On an ECP5 each routed net costs about
+    1-2 ns after placement and each LUT 0.24 ns, so at 100 MHz (10 ns, 0.5 ns
+    of it clock-to-out) an endpoint deeper than about 5 nets needs short
+    nets to meet timing; the histogram shows how much of a design is that
+    deep, where nextpnr's report names one worst path.
+
+    Returns ``{"histogram": {nets: endpoints}, "endpoints": n, "worst":
+    [{"nets": n, "endpoint": "cell.port", "path": [cell names, source
+    first]}, ...]}``."""
+    cells = netlist["modules"][top]["cells"]
+    driver, sinks = {}, {}
+    for name, c in cells.items():
+        for port, bits in c["connections"].items():
+            d = c["port_directions"].get(port)
+            for b in bits:
+                if isinstance(b, str):
+                    continue                          # a constant
+                if d == "output":
+                    driver[b] = (name, port)
+                elif d == "input":
+                    sinks.setdefault(b, []).append((name, port))
+    inputs_of = {name: [(port, b) for port, bits in c["connections"].items()
+                        if c["port_directions"].get(port) == "input"
+                        for b in bits if not isinstance(b, str)]
+                 for name, c in cells.items()}
+
+    def routed(b, cell, port):
+        d = driver.get(b)
+        if d is None:
+            return 1
+        return int((cells[d[0]]["type"], d[1], cells[cell]["type"], port) not in _ECP5_INTERNAL)
+
+    def clocked(cell, port):
+        t = cells[cell]["type"]
+        return t in _ECP5_SOURCES or port in _ECP5_CLOCKED_IN.get(t, ())
+
+    level, via = {}, {}                               # per driven bit
+    def depth(b):
+        """Routed nets up to bit b's driver output (not the net b itself)."""
+        stack = [b]
+        while stack:
+            x = stack[-1]
+            if x in level:
+                stack.pop()
+                continue
+            d = driver.get(x)
+            if d is None:                             # a top-level input
+                level[x], via[x] = 0, None
+                stack.pop()
+                continue
+            cell, _ = d
+            t = cells[cell]["type"]
+            if t in _ECP5_SOURCES:
+                level[x], via[x] = _ECP5_SOURCES[t], None
+                stack.pop()
+                continue
+            pending = [i for p, i in inputs_of[cell] if not clocked(cell, p) and i not in level]
+            if pending:
+                stack.extend(pending)
+                continue
+            best, arg = 0, None
+            for p, i in inputs_of[cell]:
+                if clocked(cell, p):
+                    continue
+                v = level[i] + routed(i, cell, p)
+                if v > best or arg is None:
+                    best, arg = v, i
+            level[x], via[x] = best, arg
+            stack.pop()
+        return level[b]
+
+    ends = []
+    for name, c in cells.items():
+        for port, b in inputs_of[name]:
+            if clocked(name, port) and port not in ("CLK", "WCK") and \
+                    not port.startswith("CLK") and driver.get(b) is not None:
+                ends.append((depth(b) + routed(b, name, port), f"{name}.{port}", b))
+    hist = {}
+    for n, _, _ in ends:
+        hist[n] = hist.get(n, 0) + 1
+    out = []
+    for n, end, b in sorted(ends, key=lambda e: -e[0])[:worst]:
+        path, x = [], b
+        while x is not None:
+            path.append(driver[x][0] if x in driver else "input")
+            x = via.get(x)
+        out.append({"nets": n, "endpoint": end, "path": path[::-1]})
+    return {"histogram": dict(sorted(hist.items())), "endpoints": len(ends), "worst": out}
+
+
 def _overflow_from_log(log: Path) -> dict:
     """Bel types used beyond their availability, from the utilisation table
     nextpnr prints before placing (only used to explain a placement failure)."""
@@ -683,11 +795,15 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
                     f"log: {ylog}", {bel: (ffs_early, dev.ff_capacity)})
         _raise_yosys_failure(r.returncode, ylog, yout, dev)
     cells = _yosys_cell_counts(workdir / "stat.json")
+    depth = None
+    if dev.family == "ecp5":
+        depth = logic_depth(json.loads((workdir / "synth.json").read_text()), worst=3)
 
     def report(**fields) -> dict:
         """The result: what every kind of run reports, around `fields`."""
         return {"device": device, "preset": params.name, "top": top,
                 "target_mhz": float(params.clock_mhz), **fields, "yosys_cells": cells,
+                "routed_nets": depth,
                 "harness": dict(design.harness_info), "seed": int(seed),
                 "nextpnr_args": [str(a) for a in nextpnr_args], "stage_seconds": stages, "wall_seconds": round(time.monotonic() - t0, 2),
                 "workdir": str(workdir)}
@@ -865,6 +981,10 @@ def format_report(r: dict) -> str:
         *([f"  {'slack':<16} {sl['failing_endpoints']:>7} of {sl['endpoints']} endpoints "
            f"fail, TNS {sl['tns_ns']:.1f} ns (from nextpnr's slack histogram, "
            f"+-{sl['endpoints_per_mark']} per bucket)"] if (sl := r.get("slack")) else []),
+        *([f"  {'routed nets':<16} "
+           + ", ".join(f"{n}: {c}" for n, c in dn["histogram"].items())
+           + " (endpoints by the routed nets on their deepest path, before placement)"]
+          if (dn := r.get("routed_nets")) else []),
         f"  {'wall time':<16} {r['wall_seconds']:>7.1f} s",
         "nextpnr utilization:",
         *util_rows,

@@ -111,6 +111,37 @@ def test_slack_summary_reads_the_last_histogram():
     assert synth.slack_summary("Info: Program finished normally.") is None
 
 
+def _cell(kind, **ports):
+    """A Yosys JSON cell: ports given as (direction, [bits])."""
+    return {"type": kind, "port_directions": {p: d for p, (d, _) in ports.items()},
+            "connections": {p: bits for p, (_, bits) in ports.items()}}
+
+
+def test_logic_depth_counts_routed_nets():
+    I, O = "input", "output"
+    cells = {
+        # ff1 -> lut -> (its PFUMX, no routing) -> ff2: two routed nets
+        "ff1": _cell("TRELLIS_FF", CLK=(I, [1]), DI=(I, [9]), Q=(O, [2])),
+        "lut": _cell("LUT4", A=(I, [2]), B=(I, ["0"]), C=(I, ["0"]), D=(I, ["0"]), Z=(O, [3])),
+        "lutb": _cell("LUT4", A=(I, [2]), B=(I, ["0"]), C=(I, ["0"]), D=(I, ["0"]), Z=(O, [4])),
+        "mux": _cell("PFUMX", ALUT=(I, [3]), BLUT=(I, [4]), C0=(I, [2]), Z=(O, [5])),
+        "ff2": _cell("TRELLIS_FF", CLK=(I, [1]), DI=(I, [5]), Q=(O, [6])),
+        # ff2 -> carry -> (carry, no routing) -> sum -> ff3: two
+        "cc0": _cell("CCU2C", A0=(I, [6]), B0=(I, ["0"]), CIN=(I, ["0"]), S0=(O, [7]),
+                     COUT=(O, [8])),
+        "cc1": _cell("CCU2C", A0=(I, ["0"]), CIN=(I, [8]), S0=(O, [10]), COUT=(O, [11])),
+        "ff3": _cell("TRELLIS_FF", CLK=(I, [1]), DI=(I, [10]), Q=(O, [9])),
+        # a DSP's registered product counts as two nets, then one to ff4
+        "dsp": _cell("MULT18X18D", A0=(I, [9]), CLK0=(I, [1]), P0=(O, [12])),
+        "ff4": _cell("TRELLIS_FF", CLK=(I, [1]), DI=(I, [12]), Q=(O, [13])),
+    }
+    r = synth.logic_depth({"modules": {"top": {"cells": cells}}}, worst=2)
+    # endpoints: ff1.DI (ff3 -> ff1: 1), ff2.DI 2, ff3.DI 2, dsp.A0 1, ff4.DI 3
+    assert r["histogram"] == {1: 2, 2: 2, 3: 1} and r["endpoints"] == 5
+    assert r["worst"][0] == {"nets": 3, "endpoint": "ff4.DI", "path": ["dsp"]}
+    assert r["worst"][1]["path"] in (["ff1", "lut", "mux"], ["ff2", "cc0", "cc1"])
+
+
 def test_overflow_parser(tmp_path):
     log = tmp_path / "nextpnr.log"
     log.write_text(
