@@ -45,7 +45,8 @@ How a PCU runs (every number below is a field of :func:`pcu_config_layout`):
   only in ``pcu_mul_stages``; elsewhere, and for unknown codes, the result
   is 0. Their product is formed before the execute cycle, so its operands
   ``a`` and ``b`` read ``ACC`` as 0 (MAC's addend ``c`` may be ``ACC``: a
-  dot product accumulates in one cycle).
+  dot product accumulates in one cycle). SEL tests ``c != 0`` before the
+  execute cycle too, so its ``c`` reads ``ACC`` as 0 in every stage.
 * **Tail.** After the last stage, an optional special-function tail
   (:mod:`.sfu`) applies exp2 or reciprocal to register ``tail.src`` of every
   lane. Outputs read a register (``src`` < ``pcu_regs``) or the tail
@@ -811,15 +812,18 @@ class PCU(wiring.Component):
                 regs.append(Signal(name=f"s{k}_fcnz{lane}_r"))
             prod = early = qsum = None
             ld = lane_dec[lane]
-            flags = [ld["a_acc"], ld["b_acc"], ld["c_acc"]]
+            flags = [ld["a_acc"], ld["b_acc"]]
             if has_mul:
                 # The multiply cycle: the product of the fetched operands (so
                 # the multiplier reads ACC as 0), registered; operand c, for
-                # MAC (its addend) and SEL only (0 for the other ops), in a
-                # register that is ACC's copy when c is ACC; and QMUL's rounded
-                # sum, product + 2^(shift-1) (its addend is never ACC), so that
-                # QMUL's execute cycle only shifts and MUL/MAC's only adds.
+                # MAC only (its addend; 0 for the other ops), in a register
+                # that is ACC's copy when c is ACC; SEL's test c != 0 of the
+                # fetched c (so SEL reads ACC as 0), registered; and QMUL's
+                # rounded sum, product + 2^(shift-1) (its addend is never ACC),
+                # so that QMUL's execute cycle only shifts and MUL/MAC's only
+                # adds.
                 m.d.sync += [r.eq(v) for r, v in zip(regs, (fa, fb, fc))]
+                c_nz = _later(m, regs[2].any(), 1, f"s{k}_cnz{lane}")
                 mw = p.mul_width
                 mw1 = max(2 * mw, W) + 1
                 product = _registered_multiply(m, fa, fb, regs[0], regs[1], mw, f"s{k}_mul{lane}")
@@ -843,11 +847,8 @@ class PCU(wiring.Component):
                 # fanout was the first and longest hop of the shifter's paths.
                 sh = (Signal(W, name=f"s{k}_fa{lane}_sh_rep"), Signal(5, name=f"s{k}_fb{lane}_sh_rep"))
                 followers[lane] += zip(sh, flags, ab_src)
-            if has_mul:
-                c = early
-            else:
-                c = Mux(ld["c_acc"], accs[lane].any(), regs[2])
-            ops.append((a, b, c, sh, prod, early, qsum, accs[lane]))
+            c_nz = c_nz if has_mul else regs[2]
+            ops.append((a, b, c_nz, sh, prod, early, qsum, accs[lane]))
 
         # pipeline registers of this stage
         o_v = Signal(name=f"s{k}_v")
@@ -855,9 +856,9 @@ class PCU(wiring.Component):
         o_ctx = Signal(ctx_layout, name=f"s{k}_ctx")
         new_file = Signal(file_layout, name=f"s{k}_next")
         keeps = []
-        for lane, (a, b, c, sh, prod, early, qsum, acc_v) in enumerate(ops):
+        for lane, (a, b, c_nz, sh, prod, early, qsum, acc_v) in enumerate(ops):
             ld = lane_dec[lane]
-            r = self._alu(m, k, lane, ld, a, b, c, sh, prod, early, qsum, acc_v, has_mul)
+            r = self._alu(m, k, lane, ld, a, b, c_nz, sh, prod, early, qsum, acc_v, has_mul)
             # what the lane's accumulator keeps: the result, or operand a (a delay)
             keeps.append(Mux(ld["acc_a"], a, r) if p.pcu_rescale else r)
             for j in range(NR):
@@ -919,7 +920,7 @@ class PCU(wiring.Component):
         sig("arith", any_of(Op.ADD, Op.SUB, *((Op.RSA,) if rescale else ()),
                             *mul_ops))                   # full-width adder output
         sig("mulop", any_of(*mul_ops) if has_mul else Const(0, 1))
-        sig("c_early", any_of(Op.MAC, Op.SEL))          # c reaches the execute cycle
+        sig("c_early", op == Op.MAC)                    # c reaches the execute cycle
         sig("qmul", op == Op.QMUL)
         sig("shl", op == Op.SHL)
         sig("is_pass", op == Op.PASS)
@@ -934,21 +935,22 @@ class PCU(wiring.Component):
         d["cat"] = self._static(m, Mux(bitwise, 1, Mux(shifter, 2, Mux(op == Op.SHL, 3, 0))),
                                 2, f"s{k}_cat")
         ACC = NR + 1
-        for x in "abc":
+        for x in "ab":
             sig(f"{x}_acc", getattr(st, x) == ACC)
-        sig("c_early_acc", any_of(Op.MAC, Op.SEL) & (st.c == ACC) if has_mul else Const(0, 1))
+        sig("c_early_acc", (op == Op.MAC) & (st.c == ACC) if has_mul else Const(0, 1))
         d["shift"] = self._static(m, st.shift, 5, f"s{k}_shift")
         return d
 
-    def _alu(self, m, k, lane, dec, a, b, c, sh, prod, early, qsum, acc, has_mul):
+    def _alu(self, m, k, lane, dec, a, b, c_nz, sh, prod, early, qsum, acc, has_mul):
         """One lane of stage k, written with explicit sharing: one adder for
         ADD/SUB/RSA and the compares (LT from its sign, EQ from a zero
         difference), one adder for the multiplier (MUL adds 0, MAC adds c;
         QMUL's rounding constant was added in the multiply cycle: `qsum`), one
         shifter for SHL, SHR, RSA's rescale of `acc` and QMUL's rounding shift,
-        and one bitwise unit for PASS/AND/OR/XOR/MAX/MIN/SEL. Without a
-        multiplier, `c` is the 1-bit test c != 0 (all that SEL needs). `sh`:
-        the registers the shifter reads for a and b (the same ones, or copies)."""
+        and one bitwise unit for PASS/AND/OR/XOR/MAX/MIN/SEL. `c_nz` is
+        SEL's test c != 0, a register (all that SEL reads of c; MAC's addend
+        is `early`). `sh`: the registers the shifter reads for a and b (the
+        same ones, or copies)."""
         p = self.params
         W, mw = p.word_width, p.mul_width
         n = f"s{k}_l{lane}"
@@ -988,7 +990,6 @@ class PCU(wiring.Component):
         # The bitwise unit is g(a, b), or `a` when `take`: that choice is made
         # last, after the result select (`take` is 0 for the other units' ops),
         # so that a compare's carry chain reaches the result through one select.
-        c_nz = c.any() if has_mul else c
         take = Signal(name=f"{n}_take")
         m.d.comb += take.eq(dec["is_pass"] | (dec["is_max"] & ~lt) | (dec["is_min"] & lt) |
                             (dec["is_sel"] & c_nz))

@@ -384,6 +384,8 @@ class PCUModel:
                 # the product is formed in the fetch cycle: ACC reads 0 there
                 a = 0 if st.a == ACC else a
                 b = 0 if st.b == ACC else b
+            if op == Op.SEL and st.c == ACC:
+                c = 0                     # SEL tests c before the execute cycle
             r = alu(op, a, b, c, shift=int(st.shift), has_mul=k in self.muls,
                     mul_width=p.mul_width, acc=acc, has_rescale=p.pcu_rescale)
             if st.dst < NR:

@@ -516,6 +516,27 @@ def test_running_max_resets_on_wrap(p, k):
     np.testing.assert_array_equal(got, x.reshape(3, 4, p.lanes).max(axis=1))
 
 
+@pytest.mark.parametrize("p,k", [(SMALL, 0), (SMALL, 1)], ids=["mul-stage", "stage"])
+def test_sel_reads_acc_as_zero_in_c(p, k):
+    """SEL tests c != 0 before its execute cycle, so c = ACC reads 0 (the
+    programming model's rule, like MUL's a and b): SEL(a, b, ACC) is b even
+    though the accumulator (initial value 5, then the results) is not 0;
+    SEL(a, b, r1) with r1 = a lane's value picks per lane."""
+    model = PCUModel(p)
+    x = np.array([[3, 0, -2, 9]] * 6)[:, :p.lanes]
+    for c, want in (("acc", np.full_like(x, 7)), ("r0", np.where(x != 0, x, 7))):
+        cfg = {"en": 1, "counters": [{"stop": 6, "stride": 1}], "vec_in": [{"en": 1}],
+               "stages": [{"op": Op.PASS, "a": src_code(p, "r0"), "dst": 0}] * k +
+                         [{"op": Op.SEL, "a": src_code(p, "r0"), "b": src_code(p, "bc"),
+                           "c": src_code(p, c), "dst": 1, "const": 7, "bc": 0,
+                           "acc_level": 1, "acc_init": AccInit.CONST}],
+               "vec_out": [{"en": 1, "src": 1}]}
+        res, _, _ = run_program(p, cfg, {"i_vec[0]": [model.pack("vec", r) for r in x]})
+        got = np.array([[s32(v) for v in row] for row, _ in
+                        unpack_all(model, "o_vec", res.outputs["o_vec[0]"])])
+        np.testing.assert_array_equal(got, want)
+
+
 def test_online_rescale_with_delay_and_rsa():
     """The online-softmax state update in one PCU: stage 0 SUB(m, ACC) with
     acc_a (ACC is m one iteration late: how far the running max moved, from
