@@ -838,6 +838,7 @@ class PCU(wiring.Component):
             else:
                 ab_src = (fa, fb)
                 m.d.sync += regs[2].eq(fc)
+                c_nz = regs[2]                        # the fetched one-bit test
             followers[lane] += zip(regs[:2], flags, ab_src)
             a, b = regs[0], regs[1]
             sh = (a, b)
@@ -847,7 +848,6 @@ class PCU(wiring.Component):
                 # fanout was the first and longest hop of the shifter's paths.
                 sh = (Signal(W, name=f"s{k}_fa{lane}_sh_rep"), Signal(5, name=f"s{k}_fb{lane}_sh_rep"))
                 followers[lane] += zip(sh, flags, ab_src)
-            c_nz = c_nz if has_mul else regs[2]
             ops.append((a, b, c_nz, sh, prod, early, qsum, accs[lane]))
 
         # pipeline registers of this stage

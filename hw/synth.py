@@ -520,17 +520,11 @@ def logic_depth(netlist: dict, top: str = "top", worst: int = 10) -> dict:
     [{"nets": n, "endpoint": "cell.port", "path": [cell names, source
     first]}, ...]}``."""
     cells = netlist["modules"][top]["cells"]
-    driver, sinks = {}, {}
+    driver = {}                                       # bit -> (cell, output port)
     for name, c in cells.items():
         for port, bits in c["connections"].items():
-            d = c["port_directions"].get(port)
-            for b in bits:
-                if isinstance(b, str):
-                    continue                          # a constant
-                if d == "output":
-                    driver[b] = (name, port)
-                elif d == "input":
-                    sinks.setdefault(b, []).append((name, port))
+            if c["port_directions"].get(port) == "output":
+                driver.update((b, (name, port)) for b in bits if not isinstance(b, str))
     inputs_of = {name: [(port, b) for port, bits in c["connections"].items()
                         if c["port_directions"].get(port) == "input"
                         for b in bits if not isinstance(b, str)]
@@ -547,6 +541,7 @@ def logic_depth(netlist: dict, top: str = "top", worst: int = 10) -> dict:
         return t in _ECP5_SOURCES or port in _ECP5_CLOCKED_IN.get(t, ())
 
     level, via = {}, {}                               # per driven bit
+
     def depth(b):
         """Routed nets up to bit b's driver output (not the net b itself)."""
         stack = [b]
@@ -584,8 +579,8 @@ def logic_depth(netlist: dict, top: str = "top", worst: int = 10) -> dict:
     ends = []
     for name, c in cells.items():
         for port, b in inputs_of[name]:
-            if clocked(name, port) and port not in ("CLK", "WCK") and \
-                    not port.startswith("CLK") and driver.get(b) is not None:
+            if clocked(name, port) and port != "WCK" and not port.startswith("CLK") \
+                    and b in driver:
                 ends.append((depth(b) + routed(b, name, port), f"{name}.{port}", b))
     hist = {}
     for n, _, _ in ends:
