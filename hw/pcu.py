@@ -399,14 +399,21 @@ class PCU(wiring.Component):
         # The PCU acts on a registered copy of `config` (unit.settled_config):
         # any change holds it cleared (counter chain, token counters) for two
         # cycles while the values derived from it in registers settle.
-        cfg, quiet = settled_config(m, self.config)
+        # Registers decoded from the configuration (two levels at most: a
+        # decode, then its per-lane copies) load only while it settles; they
+        # hold still while the unit runs (a simulator then skips them). For
+        # place and route (LANE_COPIES) each stage, and each lane of a stage,
+        # has its own copy of the settle flag (`_static`'s group), so that no
+        # flop enables every decoded register.
+        groups = [(k, lane) for k in range(S) for lane in [None, *range(L)]] \
+            if LANE_COPIES.get() else []
+        self._quiet = {g: Signal(name=f"s{g[0]}{'' if g[1] is None else f'_l{g[1]}'}_quiet_rep")
+                       for g in groups}
+        cfg, quiet = settled_config(m, self.config, quiet_copies=self._quiet.values())
+        self._quiet[None] = quiet
         run = Signal()
         m.d.comb += run.eq(quiet & cfg.en)
         clear = ~run
-        # Registers decoded from the configuration (two levels at most: a
-        # decode, then its per-lane copies) load only while it settles; they
-        # hold still while the unit runs (a simulator then skips them).
-        self._settling = ~quiet
 
         # -- input FIFOs and bypass ------------------------------------------------
         fifos = {}
@@ -656,11 +663,13 @@ class PCU(wiring.Component):
         return m
 
     # ---------------------------------------------------------------------------------
-    def _static(self, m, value, shape, name):
+    def _static(self, m, value, shape, name, group=None):
         """A register decoded from the configuration: it loads `value` only
-        while the configuration settles (see `_settling` in elaborate)."""
+        while the configuration settles (see `_quiet` in elaborate). `group`
+        names its stage, ``(k, None)``, or a lane of it, ``(k, lane)``: the
+        settle flag's copy that enables it under LANE_COPIES."""
         r = Signal(shape, name=name)
-        with m.If(self._settling):
+        with m.If(~self._quiet.get(group, self._quiet[None])):
             m.d.sync += r.eq(value)
         return r
 
@@ -687,7 +696,8 @@ class PCU(wiring.Component):
         (per-lane copies under LANE_COPIES: the flag drives the clock enables
         of every accumulator copy of a lane)."""
         C = self.params.counters
-        acc_lvl = self._static(m, Const(1, C + 1) << st.acc_level, C + 1, f"s{k}_acc_lvl")
+        acc_lvl = self._static(m, Const(1, C + 1) << st.acc_level, C + 1, f"s{k}_acc_lvl",
+                               group=(k, None))
         start = Signal(name=f"s{k}_group_start")
         m.d.comb += start.eq(v & (acc_lvl & Cat(Const(1, 1), ctx.fm)).any())
         return self._lanes(lambda lane: _later(m, start, 1, f"s{k}_l{lane}_load_init_rep"),
@@ -739,7 +749,8 @@ class PCU(wiring.Component):
         # control below, so that no configuration flop drives every lane.
         selects = self._lanes(
             lambda lane: {x: self._static(m, getattr(st, x), Value.cast(getattr(st, x)).shape(),
-                                          f"s{k}_l{lane}_{x}sel_rep") for x in "abc"},
+                                          f"s{k}_l{lane}_{x}sel_rep", group=(k, lane))
+                           for x in "abc"},
             lambda: {x: getattr(st, x) for x in "abc"})
 
         # XL is operand a of the partner lane, read before ACC (0 if a is ACC or XL).
@@ -774,10 +785,12 @@ class PCU(wiring.Component):
         lane_v = self._lanes(lambda lane: _later(m, v_src, 1, f"s{k}_l{lane}_v_rep"), lambda: e_v)
         lane_dec = self._lanes(
             lambda lane: {name: self._static(m, dec[name], dec[name].shape(),
-                                             f"s{k}_l{lane}_{name}_rep") for name in sorted(own)},
+                                             f"s{k}_l{lane}_{name}_rep", group=(k, lane))
+                           for name in sorted(own)},
             lambda: dec)
-        lane_init = self._lanes(lambda lane: self._static(m, init, W, f"s{k}_l{lane}_init_rep"),
-                                lambda: self._static(m, init, W, f"s{k}_init"))
+        lane_init = self._lanes(
+            lambda lane: self._static(m, init, W, f"s{k}_l{lane}_init_rep", group=(k, lane)),
+            lambda: self._static(m, init, W, f"s{k}_init", group=(k, None)))
         # An accumulator register holds what the next executed iteration reads:
         # the initial value is loaded when that iteration (`v_src`) starts a
         # group, so the execute cycle reads the register itself, with no
@@ -902,7 +915,7 @@ class PCU(wiring.Component):
         # Registered: the configuration is static while the unit runs, and a
         # register takes the decoding off the datapath's timing paths.
         def sig(name, cond):
-            d[name] = self._static(m, cond, 1, f"s{k}_{name}")
+            d[name] = self._static(m, cond, 1, f"s{k}_{name}", group=(k, None))
             return d[name]
 
         def any_of(*ops):
@@ -933,12 +946,12 @@ class PCU(wiring.Component):
         bitwise = any_of(Op.PASS, Op.AND, Op.OR, Op.XOR, Op.MAX, Op.MIN, Op.SEL)
         shifter = any_of(Op.SHR, *((Op.QMUL,) if has_mul else ()))
         d["cat"] = self._static(m, Mux(bitwise, 1, Mux(shifter, 2, Mux(op == Op.SHL, 3, 0))),
-                                2, f"s{k}_cat")
+                                2, f"s{k}_cat", group=(k, None))
         ACC = NR + 1
         for x in "ab":
             sig(f"{x}_acc", getattr(st, x) == ACC)
         sig("c_early_acc", (op == Op.MAC) & (st.c == ACC) if has_mul else Const(0, 1))
-        d["shift"] = self._static(m, st.shift, 5, f"s{k}_shift")
+        d["shift"] = self._static(m, st.shift, 5, f"s{k}_shift", group=(k, None))
         return d
 
     def _alu(self, m, k, lane, dec, a, b, c_nz, sh, prod, early, qsum, acc, has_mul):

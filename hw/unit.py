@@ -59,7 +59,7 @@ _CHANGE_CHUNK = 8
 CONFIG_DELAY = 2
 
 
-def settled_config(m: Module, config: data.View, name: str = "cfg_r"):
+def settled_config(m: Module, config: data.View, name: str = "cfg_r", quiet_copies=()):
     """A unit's registered copy of its ``config``, and ``quiet``: a flop that
     is 0 for the two cycles after any change of the copy.
 
@@ -76,6 +76,10 @@ def settled_config(m: Module, config: data.View, name: str = "cfg_r"):
     new configuration reaches the copy two cycles after it appears (the old
     program runs on until then, on a consistent copy), and no path runs
     through a comparator as wide as the configuration.
+    Each signal of ``quiet_copies`` becomes a flop equal to ``quiet`` (for
+    place and route: a unit whose registers load while it settles can give
+    each group of them its own enable, instead of one flop that drives
+    them all; name them ``*_rep`` so that Yosys keeps them apart).
     Returns ``(copy, quiet)``."""
     cfg = Signal(config.shape(), name=name)
     new, old = config.as_value(), cfg.as_value()
@@ -93,7 +97,8 @@ def settled_config(m: Module, config: data.View, name: str = "cfg_r"):
         m.d.sync += [cfg.eq(config), settle.eq(2), ne.eq(0), changed.eq(0)]
     with m.Elif(settle != 0):
         m.d.sync += settle.eq(settle - 1)
-    m.d.sync += quiet.eq(~changed & (settle <= 1))
+    for q in (quiet, *quiet_copies):
+        m.d.sync += q.eq(~changed & (settle <= 1))
     return cfg, quiet
 
 

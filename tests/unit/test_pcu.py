@@ -233,6 +233,8 @@ def random_program(params, rng):
             op = rng.choice([o for o in Op if o != Op.NOP])   # MUL ops give 0 off mul stages
         const = rand_word(rng, rng.choice([3, 8, 16, None]))
         a = live if chain or rng.random() < 0.3 else rng.randrange(n_src)
+        if chain and rng.random() < 0.15:
+            a = NR + 1      # ACC: the op folds its own history (e.g. SHL of ACC)
         b = rng.randrange(n_src)
         if chain and op in (Op.SHL, Op.SHR):
             b, const = NR, rng.randrange(0, 40)          # BC = const: a modest shift
@@ -535,6 +537,31 @@ def test_sel_reads_acc_as_zero_in_c(p, k):
         got = np.array([[s32(v) for v in row] for row, _ in
                         unpack_all(model, "o_vec", res.outputs["o_vec[0]"])])
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("p,k", [(SMALL, 0), (SMALL, 1)], ids=["mul-stage", "stage"])
+@pytest.mark.parametrize("op", [Op.SHL, Op.SHR], ids=["shl", "shr"])
+def test_shift_of_acc(p, k, op):
+    """SHL and SHR of ACC by a lane's amount, over groups of 4 from a
+    configured initial value: the shifter's own input register is then a
+    copy of the accumulator (bit-reversed for SHL), loaded from the result
+    or, at a group's start, from the initial value."""
+    model = PCUModel(p)
+    rng = np.random.default_rng(5)
+    amt = rng.integers(0, 4, (8, p.lanes))
+    init = 0x4B00_0C35 if op == Op.SHR else 0x0000_2C35
+    cfg = {"en": 1, "counters": [{"stop": 4, "stride": 1}, {"stop": 2, "stride": 1}],
+           "vec_in": [{"en": 1}],
+           "stages": [{"op": Op.PASS, "a": src_code(p, "r0"), "dst": 0}] * k +
+                     [{"op": op, "a": src_code(p, "acc"), "b": src_code(p, "r0"), "dst": 1,
+                       "acc_level": 1, "acc_init": AccInit.CONST, "const": init}],
+           "vec_out": [{"en": 1, "src": 1}]}
+    res, _, _ = run_program(p, cfg, {"i_vec[0]": [model.pack("vec", r) for r in amt]})
+    got = np.array([[v for v in row] for row, _ in
+                    unpack_all(model, "o_vec", res.outputs["o_vec[0]"])], dtype=np.int64)
+    total = np.cumsum(amt.reshape(2, 4, p.lanes), axis=1).reshape(8, p.lanes)
+    want = (init << total) & 0xFFFF_FFFF if op == Op.SHL else init >> total
+    np.testing.assert_array_equal(got, want)
 
 
 def test_online_rescale_with_delay_and_rsa():
