@@ -177,8 +177,12 @@ class _Lfsr(wiring.Component):
 class _Observer:
     """Collects output bits and XOR-reduces them, pipelined, into ``n`` pins.
 
-    First stage: XOR of chunks of up to 16 bits, registered (two LUT4 levels);
-    second stage: XOR of the chunk registers per pin, registered."""
+    Each bit is registered first (``obs_in*``: an output port that is
+    combinational inside the design, e.g. a select from a configuration flop,
+    ends its path there, as it would at the registered input of whatever the
+    design drives, instead of running on through the harness's XOR tree).
+    Then: XOR of chunks of up to 16 of those registers, registered (two LUT4
+    levels); last, XOR of the chunk registers per pin, registered."""
 
     CHUNK = 16
 
@@ -191,7 +195,12 @@ class _Observer:
 
     def reduce(self, m, pins: Signal):
         n = len(pins)
-        chunks = [self.bits[i:i + self.CHUNK] for i in range(0, len(self.bits), self.CHUNK)]
+        bits = []
+        for i, bit in enumerate(self.bits):
+            r = Signal(name=f"obs_in{i}")
+            m.d.sync += r.eq(bit)
+            bits.append(r)
+        chunks = [bits[i:i + self.CHUNK] for i in range(0, len(bits), self.CHUNK)]
         regs = []
         for k, chunk in enumerate(chunks):
             r = Signal(name=f"obs_chunk{k}")
@@ -200,7 +209,7 @@ class _Observer:
         for p in range(n):
             group = regs[p::n]
             m.d.sync += pins[p].eq(Cat(*group).xor() if group else 0)
-        return len(regs) + n
+        return len(bits) + len(regs) + n
 
 
 class _PortHarness:

@@ -65,7 +65,8 @@ class _Settle(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        self.cfg, self.quiet = settled_config(m, self.config)
+        self.copies = [Signal(name=f"quiet{i}_rep") for i in range(2)]
+        self.cfg, self.quiet = settled_config(m, self.config, quiet_copies=self.copies)
         return m
 
 
@@ -73,7 +74,8 @@ def test_settled_config_is_quiet_for_two_cycles_after_a_change():
     """The copy takes only values the configuration had when it loaded,
     catches up within three cycles of the configuration holding still, and
     quiet is 0 in the two cycles after the copy changes and 1 once the copy
-    has held still for two and the configuration has equalled it for four."""
+    has held still for two and the configuration has equalled it for four.
+    Its copies (`quiet_copies`) equal it in every cycle."""
     dut = _Settle()
     rng = random.Random(4)
 
@@ -87,6 +89,7 @@ def test_settled_config_is_quiet_for_two_cycles_after_a_change():
             await ctx.tick()
             copies.append(ctx.get(dut.cfg.as_value()))   # after the edge ending `cycle`
             quiets.append(ctx.get(dut.quiet))
+            assert [ctx.get(c) for c in dut.copies] == [quiets[-1]] * 2, cycle
             if len(copies) >= 2 and copies[-1] != copies[-2]:
                 assert copies[-1] == configs[-1], cycle        # loaded at this edge
             if len(configs) >= 3 and configs[-1] == configs[-2] == configs[-3]:
