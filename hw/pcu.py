@@ -405,10 +405,12 @@ class PCU(wiring.Component):
         # place and route (LANE_COPIES) each stage, and each lane of a stage,
         # has its own copy of the settle flag (`_static`'s group), so that no
         # flop enables every decoded register.
-        groups = [(k, lane) for k in range(S) for lane in [None, *range(L)]] \
-            if LANE_COPIES.get() else []
-        self._quiet = {g: Signal(name=f"s{g[0]}{'' if g[1] is None else f'_l{g[1]}'}_quiet_rep")
-                       for g in groups}
+        self._quiet = {}
+        if LANE_COPIES.get():
+            for k in range(S):
+                self._quiet[(k, None)] = Signal(name=f"s{k}_quiet_rep")
+                for lane in range(L):
+                    self._quiet[(k, lane)] = Signal(name=f"s{k}_l{lane}_quiet_rep")
         cfg, quiet = settled_config(m, self.config, quiet_copies=self._quiet.values())
         self._quiet[None] = quiet
         run = Signal()

@@ -543,9 +543,9 @@ def test_sel_reads_acc_as_zero_in_c(p, k):
 @pytest.mark.parametrize("op", [Op.SHL, Op.SHR], ids=["shl", "shr"])
 def test_shift_of_acc(p, k, op):
     """SHL and SHR of ACC by a lane's amount, over groups of 4 from a
-    configured initial value: the shifter's own input register is then a
-    copy of the accumulator (bit-reversed for SHL), loaded from the result
-    or, at a group's start, from the initial value."""
+    configured initial value: the shifter reads operand a's register as a
+    copy of the accumulator (loaded from the result or, at a group's start,
+    from the initial value), bit-reversed for SHL."""
     model = PCUModel(p)
     rng = np.random.default_rng(5)
     amt = rng.integers(0, 4, (8, p.lanes))
@@ -557,8 +557,8 @@ def test_shift_of_acc(p, k, op):
                        "acc_level": 1, "acc_init": AccInit.CONST, "const": init}],
            "vec_out": [{"en": 1, "src": 1}]}
     res, _, _ = run_program(p, cfg, {"i_vec[0]": [model.pack("vec", r) for r in amt]})
-    got = np.array([[v for v in row] for row, _ in
-                    unpack_all(model, "o_vec", res.outputs["o_vec[0]"])], dtype=np.int64)
+    got = np.array([row for row, _ in unpack_all(model, "o_vec", res.outputs["o_vec[0]"])],
+                   dtype=np.int64)
     total = np.cumsum(amt.reshape(2, 4, p.lanes), axis=1).reshape(8, p.lanes)
     want = (init << total) & 0xFFFF_FFFF if op == Op.SHL else init >> total
     np.testing.assert_array_equal(got, want)
