@@ -66,6 +66,9 @@ class Device:
     out_of_context: bool
     ff_capacity: int              # flops (ECP5) or logic cells (iCE40)
     extra_args: tuple = ()
+    #: nextpnr's ``--speed`` grades for the family (ECP5: 6, the slowest and
+    #: nextpnr's default, to 8); the first is the default. None: no choice.
+    speed_grades: tuple = ()
 
     @property
     def nextpnr(self) -> str:
@@ -79,9 +82,9 @@ _ECP5_EXTRA = ("--router", "router2")
 
 DEVICES: dict[str, Device] = {
     "ecp5-85k": Device("ecp5-85k", "ecp5", ("--85k", "--package", "CABGA381"), True, 83640,
-                       _ECP5_EXTRA),
+                       _ECP5_EXTRA, (6, 7, 8)),
     "ecp5-25k": Device("ecp5-25k", "ecp5", ("--25k", "--package", "CABGA381"), True, 24288,
-                       _ECP5_EXTRA),
+                       _ECP5_EXTRA, (6, 7, 8)),
     "ice40-up5k": Device("ice40-up5k", "ice40", ("--up5k", "--package", "sg48"), False,
                          5280),
 }
@@ -685,7 +688,7 @@ def default_workdir(params: FabricParams, device: str, top: str = "fabric") -> P
 
 def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=print,
                timeout=None, nextpnr_args=(), route=True, pnr=True,
-               route_timeout=None) -> dict:
+               route_timeout=None, speed=None) -> dict:
     """Synthesize, place and route `top` ("fabric": :class:`SynthTop`, "pcu" /
     "pmu" / "switch": :class:`UnitTop`, "hop": :class:`HopTop`) for `device` and return
     the figures from nextpnr's report.
@@ -707,7 +710,11 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     does), and there is no Fmax. That is how a design larger than any device
     is measured.
 
-    Raises ValueError (unknown device, top or preset), ToolNotFound, DesignDoesNotFit
+    `speed` is the device's speed grade (ECP5: 6, 7 or 8; default 6, the
+    slowest, as on the ULX3S board's LFE5U-85F-6). Timing is that grade's;
+    the report says which (``speed_grade``).
+
+    Raises ValueError (unknown device, top, preset or speed grade), ToolNotFound, DesignDoesNotFit
     (more flops than the device after Yosys' flop mapping, or nextpnr placement
     failed for lack of resources; ``.overflow`` has the figures) or SynthError
     (any other tool failure; the message names the log and quotes its tail).
@@ -719,6 +726,14 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     dev = _device(device)
     if top not in TOPS:
         raise ValueError(f"unknown synthesis top {top!r}; choose one of {', '.join(TOPS)}")
+    if not dev.speed_grades:
+        if speed is not None:
+            raise ValueError(f"device {device} has no speed grade to choose (got {speed!r})")
+    elif speed is None:
+        speed = dev.speed_grades[0]
+    elif speed not in dev.speed_grades:
+        raise ValueError(f"device {device} has speed grades "
+                         f"{', '.join(map(str, dev.speed_grades))}; not {speed!r}")
     if progress is None:
         progress = lambda msg: None
     yosys = find_tool("yosys")
@@ -805,7 +820,7 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
 
     def report(**fields) -> dict:
         """The result: what every kind of run reports, around `fields`."""
-        return {"device": device, "preset": params.name, "top": top,
+        return {"device": device, "speed_grade": speed, "preset": params.name, "top": top,
                 "target_mhz": float(params.clock_mhz), **fields, "yosys_cells": cells,
                 "routed_nets": depth,
                 "harness": dict(design.harness_info), "seed": int(seed),
@@ -830,7 +845,7 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
         "--json", "synth.json", "--report", "report.json", "--log", "nextpnr.log",
         "--freq", f"{params.clock_mhz:g}", "--seed", str(int(seed)),
         "--timing-allow-fail",
-    ]
+    ] + (["--speed", str(speed)] if speed is not None else [])
     if dev.out_of_context:
         argv.append("--out-of-context")
     argv += list(dev.extra_args) + [str(a) for a in nextpnr_args]
@@ -940,6 +955,9 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--top", default="fabric", choices=list(TOPS),
                         help="what to synthesize: the wrapped fabric, one PCU, PMU or "
                              "switch of the preset, or one link hop")
+    parser.add_argument("--speed", type=int, default=None, metavar="GRADE",
+                        help="the device's speed grade (ECP5: 6, 7 or 8; default 6, the "
+                             "slowest, as on the ULX3S; timing is that grade's)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     parser.add_argument("--placer", default="static", choices=["static", "heap", "sa"],
                         help="nextpnr's placer (default static, its electrostatic placer: with it "
@@ -975,7 +993,8 @@ def format_report(r: dict) -> str:
     else:
         fmax = "n/a"
     lines = [
-        f"Tessera synthesis: preset {r['preset']} ({r['top']}) on {r['device']}",
+        f"Tessera synthesis: preset {r['preset']} ({r['top']}) on {r['device']}"
+        + (f", speed grade {r['speed_grade']}" if r.get("speed_grade") is not None else ""),
         f"  {'LUTs':<16} {r['luts']:>7}",
         f"  {'FFs':<16} {r['ffs']:>7}   ({r['ffs_source']})",
         f"  {'DSPs':<16} {r['dsps']:>7}",
@@ -1008,6 +1027,7 @@ def main_synth(args) -> int:
         result = synthesize(params, getattr(args, "device", "ecp5-85k"),
                             top=getattr(args, "top", "fabric"),
                             seed=getattr(args, "seed", 1), route=getattr(args, "route", True),
+                            speed=getattr(args, "speed", None),
                             pnr=getattr(args, "pnr", True), progress=progress,
                             route_timeout=getattr(args, "route_timeout", None) or None,
                             nextpnr_args=["--placer", getattr(args, "placer", "static")])

@@ -30,8 +30,9 @@ needs_ecp5 = pytest.mark.skipif(not (_have("yosys") and _have("nextpnr-ecp5")),
                                 reason="yosys / nextpnr-ecp5 not available")
 
 
-def _check_report(r, device):
+def _check_report(r, device, speed=None):
     assert r["device"] == device
+    assert r["speed_grade"] == (speed or 6 if device.startswith("ecp5") else None)
     assert r["luts"] > 0
     assert r["ffs"] > 0
     assert r["fmax_mhz"] is not None and r["fmax_mhz"] > 0
@@ -52,6 +53,17 @@ def test_unknown_device_names_choices(tmp_path):
     for name in DEVICES:
         assert name in str(e.value)
     assert "virtex-7" in str(e.value)
+
+
+@pytest.mark.parametrize("device, speed, match", [
+    ("ecp5-85k", 9, "ecp5-85k has speed grades 6, 7, 8; not 9"),
+    ("ice40-up5k", 8, "ice40-up5k has no speed grade to choose"),
+])
+def test_bad_speed_grade_names_the_choices(tmp_path, device, speed, match):
+    with pytest.raises(ValueError, match=match):
+        synthesize(preset("tiny"), device, top="hop", workdir=tmp_path, progress=None,
+                   speed=speed)
+    assert not any(tmp_path.iterdir())              # nothing ran
 
 
 def test_unknown_top(tmp_path):
@@ -315,9 +327,12 @@ def test_unit_config_register_is_not_merged_into_the_harness(tmp_path):
 
 
 @needs_ecp5
-def test_hop_ecp5(tmp_path):
-    r = synthesize(preset("tiny"), "ecp5-25k", top="hop", workdir=tmp_path, progress=None)
-    _check_report(r, "ecp5-25k")
+@pytest.mark.parametrize("speed", [None, 8])
+def test_hop_ecp5(tmp_path, speed):
+    r = synthesize(preset("tiny"), "ecp5-25k", top="hop", workdir=tmp_path, progress=None,
+                   speed=speed)
+    _check_report(r, "ecp5-25k", speed)
+    assert f"--speed {speed or 6} " in (tmp_path / "nextpnr.cmd").read_text()
     assert r["ffs"] >= 68
     assert r["ffs"] == r["utilization"]["TRELLIS_FF"]["used"]
     assert r["slack"]["endpoints"] > 0 and r["slack"]["failing_endpoints"] == 0
