@@ -539,9 +539,18 @@ def test_sel_reads_acc_as_zero_in_c(p, k):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.fixture(params=[False, True], ids=["shared", "lane-copies"])
+def lane_copies(request):
+    """The PCU as simulated, and as place and route sees it (LANE_COPIES:
+    the shifter's amount and input flags in copies of their own)."""
+    token = LANE_COPIES.set(request.param)
+    yield request.param
+    LANE_COPIES.reset(token)
+
+
 @pytest.mark.parametrize("p,k", [(SMALL, 0), (SMALL, 1)], ids=["mul-stage", "stage"])
 @pytest.mark.parametrize("op", [Op.SHL, Op.SHR], ids=["shl", "shr"])
-def test_shift_of_acc(p, k, op):
+def test_shift_of_acc(p, k, op, lane_copies):
     """SHL and SHR of ACC by a lane's amount, over groups of 4 from a
     configured initial value: the shifter reads operand a's register as a
     copy of the accumulator (loaded from the result or, at a group's start,
@@ -562,6 +571,30 @@ def test_shift_of_acc(p, k, op):
     total = np.cumsum(amt.reshape(2, 4, p.lanes), axis=1).reshape(8, p.lanes)
     want = (init << total) & 0xFFFF_FFFF if op == Op.SHL else init >> total
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("b, shift", [("acc", 8), ("acc", 1), ("r1", 8)])
+def test_qmul_amount_is_its_shift(b, shift, lane_copies):
+    """QMUL shifts by its configured `shift`, whatever b is: with b = ACC
+    the product is 0 (a multiplier reads ACC as 0) and so is the result,
+    although the accumulator (initial value 2, then the results) would be a
+    shorter shift amount. (Under LANE_COPIES the shifter's amount registers
+    load `shift` for QMUL instead of following b.)"""
+    p = SMALL
+    model = PCUModel(p)
+    rng = np.random.default_rng(3)
+    x = rng.integers(-3000, 3000, (6, 2, p.lanes))
+    cfg = {"en": 1, "counters": [{"stop": 3, "stride": 1}, {"stop": 2, "stride": 1}],
+           "vec_in": [{"en": 1}, {"en": 1}],
+           "stages": [{"op": Op.QMUL, "a": src_code(p, "r0"), "b": src_code(p, b), "dst": 0,
+                       "shift": shift, "acc_level": 1, "acc_init": AccInit.CONST, "const": 2}],
+           "vec_out": [{"en": 1, "src": 0}]}
+    res, _, _ = run_program(p, cfg, {f"i_vec[{j}]": [model.pack("vec", r) for r in x[:, j]]
+                                     for j in range(2)})
+    got = np.array([[s32(v) for v in row] for row, _ in
+                    unpack_all(model, "o_vec", res.outputs["o_vec[0]"])])
+    prod = x[:, 0] * x[:, 1] if b == "r1" else np.zeros_like(x[:, 0])
+    np.testing.assert_array_equal(got, (prod + (1 << shift >> 1)) >> shift)
 
 
 def test_online_rescale_with_delay_and_rsa():
