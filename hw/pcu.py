@@ -133,11 +133,6 @@ __all__ = ["Op", "AccInit", "PCU", "pcu_config_layout", "mul_stages", "stage_lat
 #: the default GEMM).
 LANE_COPIES = contextvars.ContextVar("tessera_pcu_lane_copies", default=False)
 
-#: Under LANE_COPIES, how many copies of the shift amount and of the flags
-#: that choose the shifter's input each lane-stage has (each drives a slice
-#: of the shifter's bits).
-SHIFT_COPIES = 4
-
 COUNTER_WIDTH = 16
 TOKEN_MAX = 15            # a token counter holds 0..15 tokens
 
@@ -788,8 +783,7 @@ class PCU(wiring.Component):
         # place and route (LANE_COPIES; `_rep`: hw/synth.py keeps the copies
         # apart), so that no flop drives every lane.
         own = set(dec) - ({"c_early", "qmul", "mulop", "c_early_acc"} if not has_mul else set()) \
-                       - ({"rsa", "acc_a"} if not p.pcu_rescale else set()) \
-                       - {"shl"}       # only the shifter's input reads it: _shifter_copies
+                       - ({"rsa", "acc_a"} if not p.pcu_rescale else set())
         lane_v = self._lanes(lambda lane: _later(m, v_src, 1, f"s{k}_l{lane}_v_rep"), lambda: e_v)
         lane_dec = self._lanes(
             lambda lane: {name: self._static(m, dec[name], dec[name].shape(),
@@ -862,9 +856,13 @@ class PCU(wiring.Component):
                 c_nz = regs[2]                        # the fetched one-bit test
             followers[lane] += zip(regs[:2], flags, ab_src)
             a, b = regs[0], regs[1]
-            sh = (a, None, None)
+            sh = (a, b)
             if LANE_COPIES.get():
-                sh = self._shifter_copies(m, k, lane, dec, ld, flags, ab_src, followers[lane])
+                # For place and route, the shifter reads its own copies of a
+                # and of b's low 5 bits (the amount): the operand registers'
+                # fanout was the first and longest hop of the shifter's paths.
+                sh = (Signal(W, name=f"s{k}_fa{lane}_sh_rep"), Signal(5, name=f"s{k}_fb{lane}_sh_rep"))
+                followers[lane] += zip(sh, flags, ab_src)
             ops.append((a, b, c_nz, sh, prod, early, qsum, accs[lane]))
 
         # pipeline registers of this stage
@@ -901,41 +899,6 @@ class PCU(wiring.Component):
                     m.d.sync += reg.eq(mux2(load_early, keep, early_value, m=m,
                                             name=f"{reg.name}_d"))
         return o_v, o_file, o_ctx, o_pre
-
-    def _shifter_copies(self, m, k, lane, dec, ld, flags, ab_src, followers):
-        """For place and route (LANE_COPIES): what the shifter of lane `lane`
-        of stage k reads, in registers of its own, as ``(a, amounts, flags)``.
-
-        * ``a``: a copy of operand a (the operand register's fanout was the
-          first and longest hop of the shifter's paths).
-        * ``amounts``: :data:`SHIFT_COPIES` copies of the shift amount, each
-          driving a slice of the shifter's bits (one copy drove all 33 bits
-          of every level). Where QMUL shares the shifter, they load its
-          configured ``shift`` instead of b's low bits, so no amount select
-          lies in the execute cycle.
-        * ``flags``: per slice of the shifter's input, copies of the static
-          flags that choose what it shifts (``shl``, and ``rsa`` and ``qmul``
-          where they exist).
-
-        The copies are followers (they load what the operand registers load,
-        or the result when the operand is ACC), appended to `followers`."""
-        p = self.params
-        W, mw = p.word_width, p.mul_width
-        name = f"s{k}_l{lane}"
-        sh_a = Signal(W, name=f"s{k}_fa{lane}_sh_rep")
-        followers.append((sh_a, flags[0], ab_src[0]))
-        amount, amount_acc = ab_src[1][:5], flags[1]
-        share_qmul = k in mul_stages(p) and 2 * mw <= W
-        if share_qmul:
-            amount = Mux(ld["qmul"], ld["shift"], amount)
-            amount_acc = self._static(m, dec["b_acc"] & ~dec["qmul"], 1, f"{name}_amt_acc_rep",
-                                      group=(k, lane))
-        amounts = [Signal(5, name=f"s{k}_fb{lane}_g{g}_sh_rep") for g in range(SHIFT_COPIES)]
-        followers += [(r, amount_acc, amount) for r in amounts]
-        used = ("shl",) + (("rsa",) if p.pcu_rescale else ()) + (("qmul",) if share_qmul else ())
-        sel = [{f: self._static(m, dec[f], 1, f"{name}_g{g}_{f}_rep", group=(k, lane))
-                for f in used} for g in range(SHIFT_COPIES)]
-        return sh_a, amounts, sel
 
     def _decode(self, m, k, st, has_mul):
         """Per-stage op decoding, shared by every lane.
@@ -1001,8 +964,8 @@ class PCU(wiring.Component):
         shifter for SHL, SHR, RSA's rescale of `acc` and QMUL's rounding shift,
         and one bitwise unit for PASS/AND/OR/XOR/MAX/MIN/SEL. `c_nz` is
         SEL's test c != 0, a register (all that SEL reads of c; MAC's addend
-        is `early`). `sh`: what the shifter reads, ``(a, None, None)`` or
-        :meth:`_shifter_copies`' registers."""
+        is `early`). `sh`: the registers the shifter reads for a and b (the
+        same ones, or copies)."""
         p = self.params
         W, mw = p.word_width, p.mul_width
         n = f"s{k}_l{lane}"
@@ -1010,34 +973,21 @@ class PCU(wiring.Component):
 
         # the shifter (SHL as a right shift of the bit-reversed word; RSA shifts ACC)
         share_qmul = has_mul and 2 * mw <= W
+        shl = dec["shl"]
         sh_in = Signal(signed(W + 1), name=f"{n}_sh_in")
-        sh_a_op, sh_amts, sh_sel = sh     # a (or its copy), and the copies of _shifter_copies
-
-        def shifter_input(f):
-            """What the shifter shifts (but QMUL's sum), chosen by the flags `f`."""
-            sh_a = Cat(sh_a_op, sh_a_op[W - 1])
-            if p.pcu_rescale:
-                sh_a = Mux(f["rsa"], Cat(acc, acc[W - 1]), sh_a)
-            return Mux(f["shl"], Cat(sh_a_op[::-1], 0), sh_a)
-
-        if sh_sel is None:
-            sh_amt = Signal(5, name=f"{n}_sh_amt")
-            m.d.comb += [sh_in.eq(shifter_input(dec)), sh_amt.eq(b[:5])]
-        else:
-            # Each slice of the input is chosen by its own copies of the flags;
-            # QMUL's amount is in the amount copies already.
-            G = len(sh_sel)
-            x = [Mux(f["qmul"], qsum, shifter_input(f)) if share_qmul else shifter_input(f)
-                 for f in sh_sel]
-            m.d.comb += sh_in.eq(Cat(*(x[i * G // (W + 1)][i] for i in range(W + 1))))
-            sh_amt = sh_amts
+        sh_amt = Signal(5, name=f"{n}_sh_amt")
+        sh_a_op, sh_b_op = sh                   # a and b, or the shifter's copies of them
+        sh_a = Cat(sh_a_op, sh_a_op[W - 1])
+        if p.pcu_rescale:
+            sh_a = Mux(dec["rsa"], Cat(acc, acc[W - 1]), sh_a)
+        m.d.comb += [sh_in.eq(Mux(shl, Cat(sh_a_op[::-1], 0), sh_a)), sh_amt.eq(sh_b_op[:5])]
         if has_mul:
             # the addend: `early`, formed in the multiply cycle (for a MAC that
             # accumulates, the register is a copy of ACC)
             mw1 = max(2 * mw, W) + 1
             madd = Signal(signed(mw1), name=f"{n}_madd")
             m.d.comb += madd.eq(prod + early)
-        if share_qmul and sh_sel is None:
+        if share_qmul:
             with m.If(dec["qmul"]):
                 m.d.comb += [sh_in.eq(qsum), sh_amt.eq(dec["shift"])]
         shifted = Signal(W, name=f"{n}_shifted")

@@ -225,26 +225,20 @@ def shift_right(x, amt, *, m=None, name="shr"):
     the barrel shifter is built from the slice's wide muxes: an 8:1 mux
     (4 LUT4s, 2 PFUMXs, an L6MUX21) per bit for each 3 bits of `amt` and a
     4:1 for the rest, so a 5-bit shift is two LUT levels where ABC9, which
-    cannot use the wide muxes, maps it to four or five.
-
-    `amt` may be a list of equal copies of the amount: output bit ``i`` (of
-    every level) then reads copy ``i * len(amt) // len(x)``, so that no copy
-    drives every bit (place and route; a simulator reads the first)."""
-    x = Value.cast(x)
-    amts = [Value.cast(a) for a in amt] if isinstance(amt, (list, tuple)) else [Value.cast(amt)]
+    cannot use the wide muxes, maps it to four or five."""
+    x, amt = Value.cast(x), Value.cast(amt)
     n = len(x)
     if m is None or not ECP5_MUXES.get():
-        return (x.as_signed() >> amts[0])[:n]
+        return (x.as_signed() >> amt)[:n]
     prims = _Prims(m, name)
     sign = x[n - 1]
     bits = [x[i] for i in range(n)]
     k = 0
-    while k < len(amts[0]):
-        g = min(3, len(amts[0]) - k)
-        step = 1 << k
+    while k < len(amt):
+        g = min(3, len(amt) - k)
+        sel, step = amt[k:k + g], 1 << k
         new = []
         for i in range(n):
-            sel = amts[i * len(amts) // n][k:k + g]
             d = [bits[i + j * step] if i + j * step < n else sign for j in range(1 << g)]
             if all(v is sign for v in d):
                 new.append(sign)

@@ -221,43 +221,6 @@ def test_shift_right_ecp5_cells_are_equivalent(tmp_path, n, amt):
                      cell="LUT4")
 
 
-def test_shift_right_with_amount_copies(tmp_path):
-    """Given copies of the amount, each bit of every level reads its own
-    slice's copy: equal copies give ``>>``, and every copy drives cells."""
-    from amaranth import Elaboratable, Module, Signal
-    from amaranth.back import rtlil
-
-    from tessera.hw.switch import ECP5_MUXES, shift_right
-
-    def body(m, top):
-        copies = [Signal(5, name=f"amt{g}") for g in range(4)]
-        m.d.comb += [c.eq(top.amt) for c in copies]
-        m.d.comb += top.o.eq(shift_right(top.x, copies, m=m, name="t"))
-
-    _prove_ecp5_form(tmp_path, {"x": ("i", 33), "amt": ("i", 5), "o": ("o", 33)}, body,
-                     cell="LUT4")
-    # each copy drives the select of some cells
-    class Top(Elaboratable):
-        def __init__(self):
-            self.x, self.o = Signal(33), Signal(33)
-            self.amt = [Signal(5, name=f"amt{g}") for g in range(4)]
-
-        def elaborate(self, platform):
-            m = Module()
-            m.d.comb += self.o.eq(shift_right(self.x, self.amt, m=m, name="t"))
-            return m
-
-    top = Top()
-    token = ECP5_MUXES.set(True)
-    try:
-        text = rtlil.convert(top, ports=[top.x, top.o, *top.amt])
-    finally:
-        ECP5_MUXES.reset(token)
-    for g in range(4):
-        for bit in range(5):
-            assert f"\\amt{g} [{bit}]" in text, (g, bit)
-
-
 def test_mux2_ecp5_cells_are_equivalent(tmp_path):
     """mux2's one-LUT4-per-bit form equals ``Mux``."""
     from tessera.hw.switch import mux2
