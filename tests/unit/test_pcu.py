@@ -542,7 +542,7 @@ def test_sel_reads_acc_as_zero_in_c(p, k):
 @pytest.fixture(params=[False, True], ids=["shared", "lane-copies"])
 def lane_copies(request):
     """The PCU as simulated, and as place and route sees it (LANE_COPIES:
-    the shifter's amount and input flags in copies of their own)."""
+    among others, the shifter's own copies of operand a and of the amount)."""
     token = LANE_COPIES.set(request.param)
     yield request.param
     LANE_COPIES.reset(token)
@@ -578,8 +578,7 @@ def test_qmul_amount_is_its_shift(b, shift, lane_copies):
     """QMUL shifts by its configured `shift`, whatever b is: with b = ACC
     the product is 0 (a multiplier reads ACC as 0) and so is the result,
     although the accumulator (initial value 2, then the results) would be a
-    shorter shift amount. (Under LANE_COPIES the shifter's amount registers
-    load `shift` for QMUL instead of following b.)"""
+    shorter shift amount."""
     p = SMALL
     model = PCUModel(p)
     rng = np.random.default_rng(3)
