@@ -855,6 +855,7 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
         argv.append("--pcf-allow-unconstrained")
     (workdir / "nextpnr.cmd").write_text(" ".join(argv) + "\n")
     t = stage(f"nextpnr ({dev.nextpnr} {' '.join(dev.nextpnr_args)}"
+              f"{'' if speed is None else f' --speed {speed}'}"
               f"{'' if route else ', placement only'})")
     nlog = workdir / "nextpnr.log"
     limit = min((x for x in (timeout, route_timeout) if x is not None), default=None)
