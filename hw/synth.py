@@ -67,7 +67,7 @@ class Device:
     ff_capacity: int              # flops (ECP5) or logic cells (iCE40)
     extra_args: tuple = ()
     #: nextpnr's ``--speed`` grades for the family (ECP5: 6, the slowest and
-    #: nextpnr's default, to 8); the first is the default. None: no choice.
+    #: nextpnr's default, to 8); the first is the default. Empty: no choice.
     speed_grades: tuple = ()
 
     @property
