@@ -36,6 +36,20 @@ def after_the_bus(m, value, name: str):
     return _delayed(m, value, BUS_STAGES, name)
 
 
+def load_done_flag(m, start, loader_ended):
+    """The ``load_done`` level of a top: cleared by `start` (a load begins),
+    set when the loader has ended that bitstream and its commit (if any) has
+    reached the units, past the config bus's registers. Returns the flag and
+    the delayed end strobe (:func:`after_the_bus`)."""
+    ended = after_the_bus(m, loader_ended, "ended")
+    done = Signal(name="load_done")
+    with m.If(start):
+        m.d.sync += done.eq(0)
+    with m.Elif(ended):
+        m.d.sync += done.eq(1)
+    return done, ended
+
+
 class Fabric(wiring.Component):
     """The array of switches and units.
 

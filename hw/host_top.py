@@ -45,7 +45,7 @@ from .axi_interconnect import AXI4Interconnect
 from .config_dma import ConfigDMA
 from .csr import CSRBlock, Reg
 from .dram import DRAM
-from .fabric import Fabric, after_the_bus
+from .fabric import Fabric, after_the_bus, load_done_flag
 from .loader import ConfigLoader
 from .params import FabricParams
 
@@ -205,14 +205,13 @@ class HostTop(wiring.Component):
 
         # load_done: cleared by 'load', set when the loader has ended that
         # bitstream and its commit (if any, and not held) has reached the units.
-        ended = after_the_bus(core, loader.ended, "ended")
-        load_done = Signal()
+        load_done, ended = load_done_flag(core, csr.load, loader.ended)
         load_cycles = Signal(32)
         loading = Signal()
         with core.If(csr.load):
-            core.d.sync += [load_done.eq(0), loading.eq(1), load_cycles.eq(1)]
+            core.d.sync += [loading.eq(1), load_cycles.eq(1)]
         with core.Elif(ended):
-            core.d.sync += [load_done.eq(1), loading.eq(0)]
+            core.d.sync += loading.eq(0)
         with core.Elif(loading):
             core.d.sync += load_cycles.eq(load_cycles + 1)
         dma_bytes = Signal(32)          # bytes the DMA read for the last load

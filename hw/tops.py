@@ -14,7 +14,7 @@ from amaranth import *
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .fabric import Fabric, after_the_bus
+from .fabric import Fabric, load_done_flag
 from .links import vector_layout
 from .loader import ConfigLoader, config_beat_layout
 from .params import FabricParams
@@ -137,15 +137,8 @@ class SimTop(wiring.Component):
                      reader.start.eq(self.load_start), reader.length.eq(self.boot_len)]
         wiring.connect(m, reader.o, loader.i)
         wiring.connect(m, loader.cfg, fabric.cfg)
-        # load_done: cleared by load_start, set when the loader has ended that
-        # bitstream and (if it was accepted) the commit has reached the units,
-        # past the config bus's registers.
-        ended = after_the_bus(m, loader.ended, "ended")
-        with m.If(self.load_start):
-            m.d.sync += self.load_done.eq(0)
-        with m.Elif(ended):
-            m.d.sync += self.load_done.eq(1)
-        m.d.comb += [self.load_busy.eq(loader.busy | reader.busy),
+        load_done, _ = load_done_flag(m, self.load_start, loader.ended)
+        m.d.comb += [self.load_done.eq(load_done), self.load_busy.eq(loader.busy | reader.busy),
                      self.load_error.eq(loader.error), self.load_cycles.eq(loader.cycles),
                      self.loaded.eq(loader.loaded), self.commits.eq(loader.commits)]
 
