@@ -92,6 +92,9 @@ DEVICES: dict[str, Device] = {
 #: What `tessera synth --top` can build: the wrapped fabric, one PCU, one PMU,
 #: one switch (each with the preset's parameters), or one scalar link hop.
 TOPS = ("fabric", "pcu", "pmu", "switch", "hop")
+#: nextpnr placers `synthesize` accepts; the first is the default (static: with
+#: it `small` routes on an LFE5U-85F, with heap router2 does not converge).
+PLACERS = ("static", "heap", "sa")
 
 # nextpnr bel types -> report fields (ECP5 LUT4 cells are packed into TRELLIS_COMB).
 _ECP5_MAP = {"luts": ("TRELLIS_COMB", "LUT4"), "ffs": ("TRELLIS_FF",),
@@ -688,7 +691,7 @@ def default_workdir(params: FabricParams, device: str, top: str = "fabric") -> P
 
 def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=print,
                timeout=None, nextpnr_args=(), route=True, pnr=True,
-               route_timeout=None, speed=None) -> dict:
+               route_timeout=None, speed=None, placer="static") -> dict:
     """Synthesize, place and route `top` ("fabric": :class:`SynthTop`, "pcu" /
     "pmu" / "switch": :class:`UnitTop`, "hop": :class:`HopTop`) for `device` and return
     the figures from nextpnr's report.
@@ -714,7 +717,11 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     slowest, as on the ULX3S board's LFE5U-85F-6). Timing is that grade's;
     the report says which (``speed_grade``).
 
-    Raises ValueError (unknown device, top, preset or speed grade), ToolNotFound, DesignDoesNotFit
+    `placer` is nextpnr's placer (``static``, its electrostatic placer, by
+    default, as for ``tessera synth``; ``heap`` or ``sa``). The report names
+    it (``placer``).
+
+    Raises ValueError (unknown device, top, preset, speed grade or placer), ToolNotFound, DesignDoesNotFit
     (more flops than the device after Yosys' flop mapping, or nextpnr placement
     failed for lack of resources; ``.overflow`` has the figures) or SynthError
     (any other tool failure; the message names the log and quotes its tail).
@@ -734,6 +741,8 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     elif speed not in dev.speed_grades:
         raise ValueError(f"device {device} has speed grades "
                          f"{', '.join(map(str, dev.speed_grades))}; not {speed!r}")
+    if placer not in PLACERS:
+        raise ValueError(f"unknown nextpnr placer {placer!r}; choose one of {', '.join(PLACERS)}")
     if progress is None:
         progress = lambda msg: None
     yosys = find_tool("yosys")
@@ -823,7 +832,7 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
         return {"device": device, "speed_grade": speed, "preset": params.name, "top": top,
                 "target_mhz": float(params.clock_mhz), **fields, "yosys_cells": cells,
                 "routed_nets": depth,
-                "harness": dict(design.harness_info), "seed": int(seed),
+                "harness": dict(design.harness_info), "seed": int(seed), "placer": placer,
                 "nextpnr_args": [str(a) for a in nextpnr_args], "stage_seconds": stages, "wall_seconds": round(time.monotonic() - t0, 2),
                 "workdir": str(workdir)}
 
@@ -844,7 +853,7 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     argv = nextpnr + list(dev.nextpnr_args) + [
         "--json", "synth.json", "--report", "report.json", "--log", "nextpnr.log",
         "--freq", f"{params.clock_mhz:g}", "--seed", str(int(seed)),
-        "--timing-allow-fail",
+        "--timing-allow-fail", "--placer", placer,
     ] + (["--speed", str(speed)] if speed is not None else [])
     if dev.out_of_context:
         argv.append("--out-of-context")
@@ -960,7 +969,7 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="the device's speed grade (ECP5: 6, 7 or 8; default 6, the "
                              "slowest, as on the ULX3S; timing is that grade's)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
-    parser.add_argument("--placer", default="static", choices=["static", "heap", "sa"],
+    parser.add_argument("--placer", default="static", choices=PLACERS,
                         help="nextpnr's placer (default static, its electrostatic placer: with it "
                              "small routes on an LFE5U-85F, with heap router2 does not converge; "
                              "docs/area.md)")
@@ -1031,7 +1040,7 @@ def main_synth(args) -> int:
                             speed=getattr(args, "speed", None),
                             pnr=getattr(args, "pnr", True), progress=progress,
                             route_timeout=getattr(args, "route_timeout", None) or None,
-                            nextpnr_args=["--placer", getattr(args, "placer", "static")])
+                            placer=getattr(args, "placer", "static"))
     except (ValueError, SynthError) as e:
         if getattr(args, "json", False):
             out = {"error": type(e).__name__, "message": str(e)}

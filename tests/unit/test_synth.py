@@ -6,6 +6,7 @@ import argparse
 import json
 import stat
 import sys
+from pathlib import Path
 
 import pytest
 from amaranth.back import rtlil
@@ -39,6 +40,9 @@ def _check_report(r, device, speed=None):
     assert r["target_mhz"] == pytest.approx(100.0)
     assert r["dsps"] >= 0 and r["brams"] >= 0
     assert r["wall_seconds"] > 0
+    # nextpnr's static placer unless told otherwise, from the API as from the CLI
+    assert r["placer"] == "static"
+    assert "--placer static" in (Path(r["workdir"]) / "nextpnr.cmd").read_text()
     # The raw nextpnr utilization is passed through as {bel: {used, available}}.
     for bel, u in r["utilization"].items():
         assert set(u) >= {"used", "available"}, bel
@@ -63,6 +67,14 @@ def test_bad_speed_grade_names_the_choices(tmp_path, device, speed, match):
     with pytest.raises(ValueError, match=match):
         synthesize(preset("tiny"), device, top="hop", workdir=tmp_path, progress=None,
                    speed=speed)
+    assert not any(tmp_path.iterdir())              # nothing ran
+
+
+def test_unknown_placer_names_the_choices(tmp_path):
+    with pytest.raises(ValueError, match="unknown nextpnr placer 'annealing'; choose one of "
+                                         "static, heap, sa"):
+        synthesize(preset("tiny"), "ecp5-25k", top="hop", workdir=tmp_path, progress=None,
+                   placer="annealing")
     assert not any(tmp_path.iterdir())              # nothing ran
 
 
