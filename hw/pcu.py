@@ -35,7 +35,10 @@ How a PCU runs (every number below is a field of :func:`pcu_config_layout`):
 * **Accumulators.** ``ACC`` reads the lane's previous result in this stage
   (a register per lane and stage), except on the first iteration of its
   ``acc_level`` group, where it reads ``acc_init`` (0, INT_MIN, INT_MAX or
-  ``const``). ``MAC`` with ``c = ACC`` is a dot-product lane. With
+  ``const``). ACC is an operand ``a`` or ``b`` of PASS, ADD, SUB, MAX, MIN
+  and SEL (:data:`ACC_OPERAND_OPS`) and ``c`` of MAC; elsewhere it reads 0
+  (a shift, a bitwise op or a compare of ACC is not an accumulation the
+  hardware closes in one cycle). ``MAC`` with ``c = ACC`` is a dot-product lane. With
   ``acc_a`` set, the register keeps the stage's operand ``a`` instead of its
   result: ``ACC`` is then ``a`` one iteration late, a delay (``SUB(a, ACC)``
   is a first difference, e.g. how far a running max moved). RSA and
@@ -79,14 +82,19 @@ the iteration reads of the inputs (the heads, the counters; the *capture*
 cycle), so the FIFOs' reads and the firing decision lie before registers,
 not in front of stage 0's operand selects. Every stage takes two cycles: a
 fetch cycle selects the operands into registers and an execute cycle runs
-the ALU; a multiplier stage has a multiply cycle between them (the DSP has
-registered inputs and output). What a stage reads through a configuration
+the ALU into a result register per lane (the stage's write select, which
+pipeline register takes the result, is static and comes after that
+register); a multiplier stage has a multiply cycle between fetch and execute
+(the DSP has registered inputs and output). What a stage reads through a configuration
 select that is the same for every lane (its broadcast operand, whether an
 iteration starts an accumulator group) is chosen a cycle early, by the
 stage before (for stage 0, the capture cycle). An operand that is ``ACC`` is not selected
 in the execute cycle at all: its register is a copy of the lane's
 accumulator (it loads what the accumulator loads), so an accumulation
-closes in one cycle through the ALU alone. The stage's op decoding is
+closes in one cycle. The accumulators load a short form of the result, that
+of the ops that may read ACC (the adder or multiply-add, then ``a`` or
+``b`` by the compare): the shifter, the bitwise unit and the result select
+are off the loop. The stage's op decoding is
 registered from the configuration. A stage's accumulators load only for
 valid iterations (so ``ACC`` is the previous iteration's result, bubbles or
 not). Under continuous flow the PCU fires every cycle and retires one
@@ -120,7 +128,7 @@ from .switch import ECP5_MUXES, mux2, mux_tree, select4_gated, shift_right
 from .unit import (flagged_counter, pass_config_layout, settled_config, unit_port_counts,
                    unit_signature_members)
 
-__all__ = ["Op", "AccInit", "PCU", "pcu_config_layout", "mul_stages", "stage_latency",
+__all__ = ["Op", "AccInit", "ACC_OPERAND_OPS", "PCU", "pcu_config_layout", "mul_stages", "stage_latency",
            "xl_level", "src_code", "bc_code", "last_code", "COUNTER_WIDTH", "TOKEN_MAX"]
 
 #: Set (by :func:`tessera.hw.synth.synthesize`) while a design is elaborated
@@ -161,6 +169,12 @@ class Op(enum.IntEnum):
 
 
 MUL_OPS = (Op.MUL, Op.MAC, Op.QMUL)
+#: The ops whose operands a and b may be ACC; elsewhere ACC reads 0 there
+#: (MAC's c may be ACC too; RSA reads the accumulator itself). Their results
+#: are the short form the accumulators load (`PCU._alu`), so that the
+#: shifter, the bitwise unit and the compares are not on an accumulation's
+#: one-cycle loop.
+ACC_OPERAND_OPS = (Op.PASS, Op.ADD, Op.SUB, Op.MAX, Op.MIN, Op.SEL)
 
 
 class AccInit(enum.IntEnum):
@@ -861,25 +875,36 @@ class PCU(wiring.Component):
                 # For place and route, the shifter reads its own copies of a
                 # and of b's low 5 bits (the amount): the operand registers'
                 # fanout was the first and longest hop of the shifter's paths.
+                # No shift reads ACC (`ACC_OPERAND_OPS`), so the copies hold
+                # the fetched operands (ACC fetched as 0), never the result.
                 sh = (Signal(W, name=f"s{k}_fa{lane}_sh_rep"), Signal(5, name=f"s{k}_fb{lane}_sh_rep"))
-                followers[lane] += zip(sh, flags, ab_src)
+                m.d.sync += [sh[0].eq(ab_src[0]), sh[1].eq(ab_src[1][:5])]
             ops.append((a, b, c_nz, sh, prod, early, qsum, accs[lane]))
 
-        # pipeline registers of this stage
+        # Pipeline registers of this stage: the registers passed through, and
+        # each lane's result in a register of its own (`s{k}_res{lane}`). The
+        # stage's write select (register `dst` takes the result) comes after
+        # them: it is static, and the next stage's operand selects absorb it,
+        # so the execute cycle ends at the result's register.
         o_v = Signal(name=f"s{k}_v")
+        o_pass = Signal(file_layout, name=f"s{k}_pass")
         o_file = Signal(file_layout, name=f"s{k}_file")
         o_ctx = Signal(ctx_layout, name=f"s{k}_ctx")
-        new_file = Signal(file_layout, name=f"s{k}_next")
         keeps = []
         for lane, (a, b, c_nz, sh, prod, early, qsum, acc_v) in enumerate(ops):
             ld = lane_dec[lane]
-            r = self._alu(m, k, lane, ld, a, b, c_nz, sh, prod, early, qsum, acc_v, has_mul)
-            # what the lane's accumulator keeps: the result, or operand a (a delay)
-            keeps.append(Mux(ld["acc_a"], a, r) if p.pcu_rescale else r)
+            r, r_acc = self._alu(m, k, lane, ld, a, b, c_nz, sh, prod, early, qsum, acc_v,
+                                 has_mul)
+            # What the lane's accumulator keeps: the result of an op that may
+            # read ACC (`r_acc`, the short form of the result), or operand a
+            # (a delay).
+            keeps.append(Mux(ld["acc_a"], a, r_acc) if p.pcu_rescale else r_acc)
+            res = Signal(W, name=f"s{k}_res{lane}")
+            m.d.sync += res.eq(r)
             for j in range(NR):
-                m.d.comb += new_file[j][lane].eq(Mux(ld[f"w{j}"], r, e_file[j][lane]))
+                m.d.comb += o_file[j][lane].eq(Mux(ld[f"w{j}"], res, o_pass[j][lane]))
 
-        m.d.sync += [o_v.eq(e_v), o_file.eq(new_file), o_ctx.eq(e_ctx)]
+        m.d.sync += [o_v.eq(e_v), o_pass.eq(e_file), o_ctx.eq(e_ctx)]
         # What the next stage reads of its input registers (`o_v`, `o_ctx`)
         # through configuration selects, selected here and registered beside them.
         o_pre = self._ahead(m, cfg, k + 1, e_v, e_ctx) if k + 1 < p.stages else None
@@ -951,7 +976,8 @@ class PCU(wiring.Component):
                                 2, f"s{k}_cat", group=(k, None))
         ACC = NR + 1
         for x in "ab":
-            sig(f"{x}_acc", getattr(st, x) == ACC)
+            sig(f"{x}_acc", (getattr(st, x) == ACC) & any_of(*ACC_OPERAND_OPS))
+        sig("acc_b", any_of(Op.MAX, Op.MIN, Op.SEL))    # the short result's b leg
         sig("c_early_acc", (op == Op.MAC) & (st.c == ACC) if has_mul else Const(0, 1))
         d["shift"] = self._static(m, st.shift, 5, f"s{k}_shift", group=(k, None))
         return d
@@ -1028,4 +1054,13 @@ class PCU(wiring.Component):
         m.d.comb += r.eq(Mux(take, a, rest))
         with m.If(dec["cmp"]):
             m.d.comb += r[0].eq(Mux(dec["is_eq"], eq, lt))
-        return r
+
+        # The result of the ops that may read ACC (`ACC_OPERAND_OPS`, MAC's c,
+        # RSA), which is all the accumulators load: `a` where `take`, `b`
+        # for MAX/MIN/SEL otherwise, else the arithmetic unit. An
+        # accumulation's loop is then the adder, `take` and one select: the
+        # shifter, the bitwise unit, the compares and the result select stay
+        # off it.
+        r_acc = Signal(W, name=f"{n}_racc")
+        m.d.comb += r_acc.eq(Mux(take, a, Mux(dec["acc_b"], b, arith)))
+        return r, r_acc

@@ -137,3 +137,23 @@ def test_unroutable():
     nl.connect("d", ("mem_w", "vec", 0), ("pe_e", "vec", 1))
     with pytest.raises(Unroutable, match="vec"):
         route(place(p, nl, seed=0))
+
+
+def test_program_builder_refuses_acc_where_it_reads_zero():
+    """The PCU reads ACC as 0 in a shift, a bitwise op, a compare or a
+    multiplier's a and b, and in c except MAC's: the program builder says so
+    instead of building a program that would silently read 0."""
+    from tessera.compiler.programs import PcuProgram
+    from tessera.hw.pcu import Op
+    p = preset("small")
+    prog = PcuProgram(p, [])
+    with pytest.raises(ValueError, match="SHL reads ACC as 0 in operand a: ACC is operand a "
+                                         "of PASS, ADD, SUB, MAX, MIN, SEL only"):
+        prog.stage(Op.SHL, a="acc", b="r0")
+    with pytest.raises(ValueError, match="SEL reads ACC as 0 in operand c: ACC is operand c "
+                                         "of MAC only"):
+        prog.stage(Op.SEL, a="r0", b="r1", c="acc")
+    assert prog.stages == []                         # nothing was added
+    prog.stage(Op.MAC, a="r0", b="bc", c="acc", bc="s0", acc_level=1)
+    prog.stage(Op.MAX, a="r1", b="acc", dst=1, acc_level=1)
+    assert len(prog.stages) == 2

@@ -26,7 +26,7 @@ from amaranth.lib import wiring
 from tessera.hw.config import config_words
 from tessera.hw.links import NETWORKS, network_layout
 from tessera.hw.params import PRESETS, preset
-from tessera.hw.pcu import (LANE_COPIES, PCU, AccInit, Op, bc_code, last_code, mul_stages,
+from tessera.hw.pcu import (ACC_OPERAND_OPS, LANE_COPIES, PCU, AccInit, Op, bc_code, last_code, mul_stages,
                             pcu_config_layout, src_code)
 from tessera.hw.sfu import SFU_EXP2, SFU_RECIP
 from tessera.hw.unit import CONFIG_DELAY, unit_port_counts, unit_signature_members
@@ -548,28 +548,46 @@ def lane_copies(request):
     LANE_COPIES.reset(token)
 
 
+def _acc_reference(op, init, x):
+    """What a stage `op(ACC, x)` gives over one group (rows of x), from its
+    initial value: the accumulation for ACC_OPERAND_OPS, op(0, x) for the rest."""
+    acc, out = np.full(x.shape[1], init, dtype=np.int64), []
+    for row in x:
+        a = acc if op in ACC_OPERAND_OPS else np.zeros_like(acc)
+        r = {Op.PASS: a, Op.ADD: a + row, Op.SUB: a - row, Op.MAX: np.maximum(a, row),
+             Op.MIN: np.minimum(a, row), Op.SHL: a << row, Op.SHR: a >> row,
+             Op.AND: a & row, Op.OR: a | row, Op.XOR: a ^ row,
+             Op.LT: (a < row).astype(np.int64), Op.EQ: (a == row).astype(np.int64)}[op]
+        out.append(r)
+        acc = r
+    return out
+
+
 @pytest.mark.parametrize("p,k", [(SMALL, 0), (SMALL, 1)], ids=["mul-stage", "stage"])
-@pytest.mark.parametrize("op", [Op.SHL, Op.SHR], ids=["shl", "shr"])
-def test_shift_of_acc(p, k, op, lane_copies):
-    """SHL and SHR of ACC by a lane's amount, over groups of 4 from a
-    configured initial value: the shifter reads operand a's register as a
-    copy of the accumulator (loaded from the result or, at a group's start,
-    from the initial value), bit-reversed for SHL."""
+@pytest.mark.parametrize("op", [Op.PASS, Op.ADD, Op.SUB, Op.MAX, Op.MIN, Op.SHL, Op.SHR,
+                                Op.AND, Op.OR, Op.XOR, Op.LT, Op.EQ],
+                         ids=lambda o: o.name.lower())
+def test_which_ops_read_acc(p, k, op, lane_copies):
+    """ACC is an operand of PASS, ADD, SUB, MAX, MIN and SEL (and MAC's c):
+    those accumulate over groups of 4 from a configured initial value. The
+    shifts, the bitwise ops and the compares read it as 0 (their results are
+    not what the accumulators load: the accumulation loop is the adder and one
+    select). Both forms of the RTL: the shifter's copies of its operands hold
+    the fetched values, never the result."""
     model = PCUModel(p)
     rng = np.random.default_rng(5)
-    amt = rng.integers(0, 4, (8, p.lanes))
-    init = 0x4B00_0C35 if op == Op.SHR else 0x0000_2C35
+    x = rng.integers(0, 4, (8, p.lanes))
+    init = 0x0000_2C35
     cfg = {"en": 1, "counters": [{"stop": 4, "stride": 1}, {"stop": 2, "stride": 1}],
            "vec_in": [{"en": 1}],
            "stages": [{"op": Op.PASS, "a": src_code(p, "r0"), "dst": 0}] * k +
                      [{"op": op, "a": src_code(p, "acc"), "b": src_code(p, "r0"), "dst": 1,
                        "acc_level": 1, "acc_init": AccInit.CONST, "const": init}],
            "vec_out": [{"en": 1, "src": 1}]}
-    res, _, _ = run_program(p, cfg, {"i_vec[0]": [model.pack("vec", r) for r in amt]})
-    got = np.array([row for row, _ in unpack_all(model, "o_vec", res.outputs["o_vec[0]"])],
-                   dtype=np.int64)
-    total = np.cumsum(amt.reshape(2, 4, p.lanes), axis=1).reshape(8, p.lanes)
-    want = (init << total) & 0xFFFF_FFFF if op == Op.SHL else init >> total
+    res, _, _ = run_program(p, cfg, {"i_vec[0]": [model.pack("vec", r) for r in x]})
+    got = np.array([[s32(v) for v in row] for row, _ in
+                    unpack_all(model, "o_vec", res.outputs["o_vec[0]"])])
+    want = np.array(_acc_reference(op, init, x[:4]) + _acc_reference(op, init, x[4:]))
     np.testing.assert_array_equal(got, want)
 
 
