@@ -6,7 +6,7 @@ written with operand names (:class:`PcuProgram`)."""
 from __future__ import annotations
 
 from ..hw.params import FabricParams
-from ..hw.pcu import ACC_OPERAND_OPS, AccInit, Op, bc_code, src_code
+from ..hw.pcu import AccInit, Op, acc_readers, bc_code, src_code
 from .errors import DoesNotFit
 
 __all__ = ["counter", "pad_counters", "pad_zeros", "pmu_stream", "PcuProgram"]
@@ -50,15 +50,13 @@ class PcuProgram:
     def stage(self, op, a="r0", b="r0", c="r0", dst=0, bc="const", const=0, shift=0,
               acc_level=0, acc_init=AccInit.ZERO, acc_a=0):
         """One stage. Operand ``"acc"`` is refused where the PCU reads it as 0
-        (a and b of ops outside ``ACC_OPERAND_OPS``, c of any op but MAC):
-        a program that meant to accumulate there would silently read 0."""
+        (:func:`~tessera.hw.pcu.acc_readers`): a program that meant to
+        accumulate there would silently read 0."""
         p = self.p
         op = Op(op)
         for name, sel in (("a", a), ("b", b), ("c", c)):
-            allowed = op == Op.MAC if name == "c" else op in ACC_OPERAND_OPS
-            if sel == "acc" and not allowed:
-                users = ("MAC" if name == "c" else
-                         ", ".join(o.name for o in ACC_OPERAND_OPS))
+            if sel == "acc" and op not in acc_readers(name):
+                users = ", ".join(o.name for o in acc_readers(name))
                 raise ValueError(f"{op.name} reads ACC as 0 in operand {name}: ACC is operand "
                                  f"{name} of {users} only")
         self.stages.append({"op": op, "a": src_code(p, a), "b": src_code(p, b),

@@ -128,7 +128,7 @@ from .switch import ECP5_MUXES, mux2, mux_tree, select4_gated, shift_right
 from .unit import (flagged_counter, pass_config_layout, settled_config, unit_port_counts,
                    unit_signature_members)
 
-__all__ = ["Op", "AccInit", "ACC_OPERAND_OPS", "PCU", "pcu_config_layout", "mul_stages", "stage_latency",
+__all__ = ["Op", "AccInit", "ACC_OPERAND_OPS", "acc_readers", "PCU", "pcu_config_layout", "mul_stages", "stage_latency",
            "xl_level", "src_code", "bc_code", "last_code", "COUNTER_WIDTH", "TOKEN_MAX"]
 
 #: Set (by :func:`tessera.hw.synth.synthesize`) while a design is elaborated
@@ -175,6 +175,13 @@ MUL_OPS = (Op.MUL, Op.MAC, Op.QMUL)
 #: shifter, the bitwise unit and the compares are not on an accumulation's
 #: one-cycle loop.
 ACC_OPERAND_OPS = (Op.PASS, Op.ADD, Op.SUB, Op.MAX, Op.MIN, Op.SEL)
+
+
+def acc_readers(operand: str) -> tuple:
+    """The ops whose `operand` ("a", "b" or "c") reads ACC; elsewhere ACC
+    reads 0 there. One rule for the RTL, the golden model and the program
+    builder."""
+    return (Op.MAC,) if operand == "c" else ACC_OPERAND_OPS
 
 
 class AccInit(enum.IntEnum):
@@ -976,9 +983,9 @@ class PCU(wiring.Component):
                                 2, f"s{k}_cat", group=(k, None))
         ACC = NR + 1
         for x in "ab":
-            sig(f"{x}_acc", (getattr(st, x) == ACC) & any_of(*ACC_OPERAND_OPS))
+            sig(f"{x}_acc", (getattr(st, x) == ACC) & any_of(*acc_readers(x)))
         sig("acc_b", any_of(Op.MAX, Op.MIN, Op.SEL))    # the short result's b leg
-        sig("c_early_acc", (op == Op.MAC) & (st.c == ACC) if has_mul else Const(0, 1))
+        sig("c_early_acc", any_of(*acc_readers("c")) & (st.c == ACC) if has_mul else Const(0, 1))
         d["shift"] = self._static(m, st.shift, 5, f"s{k}_shift", group=(k, None))
         return d
 

@@ -22,8 +22,8 @@ import numpy as np
 
 from ..hw.links import NETWORKS
 from ..hw.params import FabricParams
-from ..hw.pcu import (ACC_OPERAND_OPS, COUNTER_WIDTH, AccInit, Op, mul_stages, pcu_config_layout,
-                      xl_level)
+from ..hw.pcu import (COUNTER_WIDTH, AccInit, Op, mul_stages, pcu_config_layout,
+                      acc_readers, xl_level)
 from ..hw.sfu import (EXP2_D, EXP2_T, RECIP_BIAS, SATURATED, SEED_Q, SEED_Y, SFU_EXP2, SFU_RECIP)
 from ..hw.unit import unit_port_counts
 
@@ -372,19 +372,17 @@ class PCUModel:
             xl = a_base[partner] if partner < L else 0
             acc = init if acc_first else prev[lane]
 
-            def operand(sel, reads_acc):
+            def operand(x):
+                # ACC reads 0 outside `acc_readers(x)` (the multiplier's operands
+                # and SEL's test are formed before the execute cycle; the other
+                # ops' results are not what the accumulators load)
+                sel = getattr(st, x)
                 if sel == ACC:
-                    return acc if reads_acc else 0
+                    return acc if op in acc_readers(x) else 0
                 if sel == XL:
                     return xl
                 return early(sel, lane)
-            # ACC is an operand a or b of ACC_OPERAND_OPS only, and c of MAC;
-            # elsewhere it reads 0 (the multiplier's operands and SEL's test
-            # are formed before the execute cycle; the other ops' results are
-            # not what the accumulators load).
-            a_acc = op in ACC_OPERAND_OPS
-            a, b = operand(st.a, a_acc), operand(st.b, a_acc)
-            c = operand(st.c, op == Op.MAC and k in self.muls)
+            a, b, c = operand("a"), operand("b"), operand("c")
             keep_a = a                    # operand a as the execute cycle sees it
             r = alu(op, a, b, c, shift=int(st.shift), has_mul=k in self.muls,
                     mul_width=p.mul_width, acc=acc, has_rescale=p.pcu_rescale)
