@@ -877,15 +877,18 @@ class PCU(wiring.Component):
                 c_nz = regs[2]                        # the fetched one-bit test
             followers[lane] += zip(regs[:2], flags, ab_src)
             a, b = regs[0], regs[1]
-            sh = (a, b)
+            sh = self._shifter_inputs(ld, a, b, has_mul)
             if LANE_COPIES.get():
-                # For place and route, the shifter reads its own copies of a
-                # and of b's low 5 bits (the amount): the operand registers'
-                # fanout was the first and longest hop of the shifter's paths.
-                # No shift reads ACC (`ACC_OPERAND_OPS`), so the copies hold
+                # For place and route, the shifter reads registers of its own,
+                # which load its input word and amount already selected (SHL's
+                # bit reversal, QMUL's static amount) from the fetched
+                # operands: the operand registers' fanout and the amount's
+                # select were the first and longest hops of the shifter's
+                # paths. No shift reads ACC (`ACC_OPERAND_OPS`), so they hold
                 # the fetched operands (ACC fetched as 0), never the result.
-                sh = (Signal(W, name=f"s{k}_fa{lane}_sh_rep"), Signal(5, name=f"s{k}_fb{lane}_sh_rep"))
-                m.d.sync += [sh[0].eq(ab_src[0]), sh[1].eq(ab_src[1][:5])]
+                sh_next = self._shifter_inputs(ld, *ab_src, has_mul)
+                sh = (_later(m, sh_next[0], signed(W + 1), f"s{k}_fa{lane}_sh_rep"),
+                      _later(m, sh_next[1], 5, f"s{k}_fb{lane}_sh_rep"))
             ops.append((a, b, c_nz, sh, prod, early, qsum, accs[lane]))
 
         # Pipeline registers of this stage: the registers passed through, and
@@ -989,6 +992,20 @@ class PCU(wiring.Component):
         d["shift"] = self._static(m, st.shift, 5, f"s{k}_shift", group=(k, None))
         return d
 
+    def _shifter_inputs(self, dec, a, b, has_mul):
+        """The shifter's input word (signed, W + 1 bits) and amount for
+        operands `a` and `b`, as far as the static decoding `dec` selects
+        them: SHL shifts the bit-reversed a right, QMUL (where the shifter
+        is shared with it) shifts by its static amount. What the execute
+        cycle still selects (QMUL's rounded product, RSA's ACC) is in
+        :meth:`_alu`."""
+        W, mw = self.params.word_width, self.params.mul_width
+        word = Mux(dec["shl"], Cat(a[::-1], 0), Cat(a, a[W - 1]))
+        amount = b[:5]
+        if has_mul and 2 * mw <= W:
+            amount = Mux(dec["qmul"], dec["shift"], amount)
+        return word, amount
+
     def _alu(self, m, k, lane, dec, a, b, c_nz, sh, prod, early, qsum, acc, has_mul):
         """One lane of stage k, written with explicit sharing: one adder for
         ADD/SUB/RSA and the compares (LT from its sign, EQ from a zero
@@ -997,8 +1014,8 @@ class PCU(wiring.Component):
         shifter for SHL, SHR, RSA's rescale of `acc` and QMUL's rounding shift,
         and one bitwise unit for PASS/AND/OR/XOR/MAX/MIN/SEL. `c_nz` is
         SEL's test c != 0, a register (all that SEL reads of c; MAC's addend
-        is `early`). `sh`: the registers the shifter reads for a and b (the
-        same ones, or copies)."""
+        is `early`). `sh`: the shifter's input word and amount
+        (:meth:`_shifter_inputs` of a and b, or registers of their own)."""
         p = self.params
         W, mw = p.word_width, p.mul_width
         n = f"s{k}_l{lane}"
@@ -1006,14 +1023,12 @@ class PCU(wiring.Component):
 
         # the shifter (SHL as a right shift of the bit-reversed word; RSA shifts ACC)
         share_qmul = has_mul and 2 * mw <= W
-        shl = dec["shl"]
         sh_in = Signal(signed(W + 1), name=f"{n}_sh_in")
         sh_amt = Signal(5, name=f"{n}_sh_amt")
-        sh_a_op, sh_b_op = sh                   # a and b, or the shifter's copies of them
-        sh_a = Cat(sh_a_op, sh_a_op[W - 1])
+        sh_word, sh_b = sh                      # `_shifter_inputs`, or registers of them
         if p.pcu_rescale:
-            sh_a = Mux(dec["rsa"], Cat(acc, acc[W - 1]), sh_a)
-        m.d.comb += [sh_in.eq(Mux(shl, Cat(sh_a_op[::-1], 0), sh_a)), sh_amt.eq(sh_b_op[:5])]
+            sh_word = Mux(dec["rsa"], Cat(acc, acc[W - 1]), sh_word)
+        m.d.comb += [sh_in.eq(sh_word), sh_amt.eq(sh_b)]
         if has_mul:
             # the addend: `early`, formed in the multiply cycle (for a MAC that
             # accumulates, the register is a copy of ACC)
@@ -1022,7 +1037,7 @@ class PCU(wiring.Component):
             m.d.comb += madd.eq(prod + early)
         if share_qmul:
             with m.If(dec["qmul"]):
-                m.d.comb += [sh_in.eq(qsum), sh_amt.eq(dec["shift"])]
+                m.d.comb += sh_in.eq(qsum)
         shifted = Signal(W, name=f"{n}_shifted")
         m.d.comb += shifted.eq(shift_right(sh_in, sh_amt, m=m, name=f"{n}_shr"))
 
