@@ -80,12 +80,13 @@ pointer, where a registered head would put the firing decision on the load
 enable of every bit of the head. A firing's cycle only registers what
 the iteration reads of the inputs (the heads, the counters; the *capture*
 cycle), so the FIFOs' reads and the firing decision lie before registers,
-not in front of stage 0's operand selects. Every stage takes two cycles: a
-fetch cycle selects the operands into registers and an execute cycle runs
-the ALU into a result register per lane (the stage's write select, which
-pipeline register takes the result, is static and comes after that
-register); a multiplier stage has a multiply cycle between fetch and execute
-(the DSP has registered inputs and output). What a stage reads through a configuration
+not in front of stage 0's operand selects. Every stage takes three cycles:
+a fetch cycle selects the operands into registers, an execute cycle runs
+the ALU into a result register per lane, and a transit cycle applies the
+stage's write select (which pipeline register takes the result; static)
+into the registers the next stage reads, so the wires between two stages
+are a path of their own; a multiplier stage has a multiply cycle between
+fetch and execute (the DSP has registered inputs and output). What a stage reads through a configuration
 select that is the same for every lane (its broadcast operand, whether an
 iteration starts an accumulator group) is chosen a cycle early, by the
 stage before (for stage 0, the capture cycle). An operand that is ``ACC`` is not selected
@@ -104,7 +105,8 @@ Area: the lane datapath is written for the ECP5 (``docs/area.md`` has the
 measured figures): operand selects are binary mux trees that
 :func:`~.switch.mux_tree` builds from LUT4/PFUMX/L6MUX21 cells when
 synthesizing for ECP5; a stage without a multiplier fetches only ``c != 0``
-(all that SEL reads of ``c``); one adder serves ADD/SUB/LT, one multiply-add
+(all that SEL reads of ``c``); one adder serves ADD/SUB, a comparator
+LT/MAX/MIN, one multiply-add
 serves MUL/MAC/QMUL, one shifter SHL/SHR/QMUL (built from the slices' wide
 muxes: :func:`~.switch.shift_right`); the result is a 4:1 select, then
 ``a`` where PASS, MAX, MIN or SEL take it (last, so that a compare's carry
@@ -204,11 +206,14 @@ def mul_stages(params: FabricParams) -> frozenset:
 def stage_latency(params: FabricParams, k: int) -> int:
     """Cycles of stage k: a fetch cycle (the operand selects, into
     registers), in a multiplier stage a multiply cycle (the DSP between its
-    input and output registers), and an execute cycle (the ALU): 2, or 3 in
-    a multiplier stage. Registering the operands of every stage, not only of
-    the multiplier stages, takes the operand selects off the path through the
-    ALU, at the cost of flops only (docs/area.md)."""
-    return 3 if k in mul_stages(params) else 2
+    input and output registers), an execute cycle (the ALU, into the result
+    registers) and a transit cycle (the write select, into the registers the
+    next stage reads): 3, or 4 in a multiplier stage. Registering the
+    operands of every stage, not only of the multiplier stages, takes the
+    operand selects off the path through the ALU, and the transit registers
+    take the wires between two stages off both, at the cost of flops only
+    (docs/area.md)."""
+    return 4 if k in mul_stages(params) else 3
 
 
 def xl_level(params: FabricParams, k: int) -> int:
@@ -845,7 +850,7 @@ class PCU(wiring.Component):
                 fc = _pick(m, selects[lane]["c"], [f_in[j][lane].any() for j in range(NR)] +
                            [bc_nz, Const(0, 1), xl[lane].any(), Const(int(lane != 0), 1)],
                            1, f"s{k}_fcnz{lane}")
-                regs.append(Signal(name=f"s{k}_fcnz{lane}_r"))
+                regs.append(Signal(name=f"s{k}_fixed{lane}"))
             prod = early = qsum = None
             ld = lane_dec[lane]
             flags = [ld["a_acc"], ld["b_acc"]]
@@ -859,7 +864,8 @@ class PCU(wiring.Component):
                 # so that QMUL's execute cycle only shifts and MUL/MAC's only
                 # adds.
                 m.d.sync += [r.eq(v) for r, v in zip(regs, (fa, fb, fc))]
-                c_nz = _later(m, regs[2].any(), 1, f"s{k}_cnz{lane}")
+                fixed = _later(m, ld["is_pass"] | (ld["is_sel"] & regs[2].any()), 1,
+                               f"s{k}_fixed{lane}")
                 mw = p.mul_width
                 mw1 = max(2 * mw, W) + 1
                 product = _registered_multiply(m, fa, fb, regs[0], regs[1], mw, f"s{k}_mul{lane}")
@@ -873,8 +879,8 @@ class PCU(wiring.Component):
                 ab_src, regs = regs[:2], [Signal.like(r, name=f"{r.name}_m") for r in regs[:2]]
             else:
                 ab_src = (fa, fb)
-                m.d.sync += regs[2].eq(fc)
-                c_nz = regs[2]                        # the fetched one-bit test
+                m.d.sync += regs[2].eq(ld["is_pass"] | (ld["is_sel"] & fc))
+                fixed = regs[2]
             followers[lane] += zip(regs[:2], flags, ab_src)
             a, b = regs[0], regs[1]
             sh = self._shifter_inputs(ld, a, b, has_mul)
@@ -889,7 +895,7 @@ class PCU(wiring.Component):
                 sh_next = self._shifter_inputs(ld, *ab_src, has_mul)
                 sh = (_later(m, sh_next[0], signed(W + 1), f"s{k}_fa{lane}_sh_rep"),
                       _later(m, sh_next[1], 5, f"s{k}_fb{lane}_sh_rep"))
-            ops.append((a, b, c_nz, sh, prod, early, qsum, accs[lane]))
+            ops.append((a, b, fixed, sh, prod, early, qsum, accs[lane]))
 
         # Pipeline registers of this stage: the registers passed through, and
         # each lane's result in a register of its own (`s{k}_res{lane}`). The
@@ -901,9 +907,9 @@ class PCU(wiring.Component):
         o_file = Signal(file_layout, name=f"s{k}_file")
         o_ctx = Signal(ctx_layout, name=f"s{k}_ctx")
         keeps = []
-        for lane, (a, b, c_nz, sh, prod, early, qsum, acc_v) in enumerate(ops):
+        for lane, (a, b, fixed, sh, prod, early, qsum, acc_v) in enumerate(ops):
             ld = lane_dec[lane]
-            r, r_acc = self._alu(m, k, lane, ld, a, b, c_nz, sh, prod, early, qsum, acc_v,
+            r, r_acc = self._alu(m, k, lane, ld, a, b, fixed, sh, prod, early, qsum, acc_v,
                                  has_mul)
             # What the lane's accumulator keeps: the result of an op that may
             # read ACC (`r_acc`, the short form of the result), or operand a
@@ -915,9 +921,16 @@ class PCU(wiring.Component):
                 m.d.comb += o_file[j][lane].eq(Mux(ld[f"w{j}"], res, o_pass[j][lane]))
 
         m.d.sync += [o_v.eq(e_v), o_pass.eq(e_file), o_ctx.eq(e_ctx)]
-        # What the next stage reads of its input registers (`o_v`, `o_ctx`)
+        # The transit cycle: the registers after the write select, which the
+        # next stage reads. The results' paths end at `res` and the next
+        # stage's fetch starts at a register, which place and route may put
+        # anywhere between the two stages.
+        t_v = _later(m, o_v, 1, f"s{k}_tv")
+        t_file = _later(m, o_file, file_layout, f"s{k}_tfile")
+        t_ctx = _later(m, o_ctx, ctx_layout, f"s{k}_tctx")
+        # What the next stage reads of its input registers (`t_v`, `t_ctx`)
         # through configuration selects, selected here and registered beside them.
-        o_pre = self._ahead(m, cfg, k + 1, e_v, e_ctx) if k + 1 < p.stages else None
+        o_pre = self._ahead(m, cfg, k + 1, o_v, o_ctx) if k + 1 < p.stages else None
         for lane in range(L):
             # The accumulator itself is the follower that is always ACC.
             for reg, is_acc, value in [(accs[lane], Const(1, 1), accs[lane])] + followers[lane]:
@@ -933,7 +946,7 @@ class PCU(wiring.Component):
                 with m.If(load_early | lane_v[lane]):
                     m.d.sync += reg.eq(mux2(load_early, keep, early_value, m=m,
                                             name=f"{reg.name}_d"))
-        return o_v, o_file, o_ctx, o_pre
+        return t_v, t_file, t_ctx, o_pre
 
     def _decode(self, m, k, st, has_mul):
         """Per-stage op decoding, shared by every lane.
@@ -975,7 +988,7 @@ class PCU(wiring.Component):
         sig("shl", op == Op.SHL)
         sig("is_pass", op == Op.PASS)
         sig("is_max", op == Op.MAX)
-        sig("is_min", op == Op.MIN)
+        sig("minmax", any_of(Op.MAX, Op.MIN))
         sig("is_sel", op == Op.SEL)
         # g(a, b) of the bitwise unit: 0 b, 1 AND, 2 OR, 3 XOR
         sig("g1", any_of(Op.OR, Op.XOR))
@@ -1006,15 +1019,15 @@ class PCU(wiring.Component):
             amount = Mux(dec["qmul"], dec["shift"], amount)
         return word, amount
 
-    def _alu(self, m, k, lane, dec, a, b, c_nz, sh, prod, early, qsum, acc, has_mul):
+    def _alu(self, m, k, lane, dec, a, b, fixed, sh, prod, early, qsum, acc, has_mul):
         """One lane of stage k, written with explicit sharing: one adder for
-        ADD/SUB/RSA and the compares (LT from its sign, EQ from a zero
-        difference), one adder for the multiplier (MUL adds 0, MAC adds c;
-        QMUL's rounding constant was added in the multiply cycle: `qsum`), one
+        ADD/SUB/RSA, a comparator (a carry chain) for LT, MAX and MIN, one
+        adder for the multiplier (MUL adds 0, MAC adds c; QMUL's rounding constant was added in the multiply cycle: `qsum`), one
         shifter for SHL, SHR, RSA's rescale of `acc` and QMUL's rounding shift,
-        and one bitwise unit for PASS/AND/OR/XOR/MAX/MIN/SEL. `c_nz` is
-        SEL's test c != 0, a register (all that SEL reads of c; MAC's addend
-        is `early`). `sh`: the shifter's input word and amount
+        and one bitwise unit for PASS/AND/OR/XOR/MAX/MIN/SEL. `fixed` is the
+        part of `take` that needs no compare, a register: 1 for PASS, SEL's
+        test c != 0 for SEL (all that SEL reads of c; MAC's addend is
+        `early`), else 0. `sh`: the shifter's input word and amount
         (:meth:`_shifter_inputs` of a and b, or registers of their own)."""
         p = self.params
         W, mw = p.word_width, p.mul_width
@@ -1050,12 +1063,12 @@ class PCU(wiring.Component):
         eq = Signal(name=f"{n}_eq")                      # a - b == 0 (mod 2**W), beside the adder
         m.d.comb += eq.eq(a == b)
 
-        # The bitwise unit is g(a, b), or `a` when `take`: that choice is made
-        # last, after the result select (`take` is 0 for the other units' ops),
-        # so that a compare's carry chain reaches the result through one select.
+        # The bitwise unit is g(a, b), or `a` when `take` (PASS, SEL's test,
+        # MAX/MIN's compare; 0 for the other ops): that choice is made last,
+        # after the result select, so that a compare's carry chain reaches the
+        # result through one select.
         take = Signal(name=f"{n}_take")
-        m.d.comb += take.eq(dec["is_pass"] | (dec["is_max"] & ~lt) | (dec["is_min"] & lt) |
-                            (dec["is_sel"] & c_nz))
+        m.d.comb += take.eq(fixed | (dec["minmax"] & (lt ^ dec["is_max"])))
         g1, g0 = dec["g1"], dec["g0"]
         bitwise = Signal(W, name=f"{n}_bitwise")
         m.d.comb += bitwise.eq(Mux(g1, Mux(g0, a ^ b, a | b), Mux(g0, a & b, b)))
