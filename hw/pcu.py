@@ -105,8 +105,7 @@ Area: the lane datapath is written for the ECP5 (``docs/area.md`` has the
 measured figures): operand selects are binary mux trees that
 :func:`~.switch.mux_tree` builds from LUT4/PFUMX/L6MUX21 cells when
 synthesizing for ECP5; a stage without a multiplier fetches only ``c != 0``
-(all that SEL reads of ``c``); one adder serves ADD/SUB, a comparator
-LT/MAX/MIN, one multiply-add
+(all that SEL reads of ``c``); one adder serves ADD/SUB/LT, one multiply-add
 serves MUL/MAC/QMUL, one shifter SHL/SHR/QMUL (built from the slices' wide
 muxes: :func:`~.switch.shift_right`); the result is a 4:1 select, then
 ``a`` where PASS, MAX, MIN or SEL take it (last, so that a compare's carry
@@ -352,6 +351,13 @@ def _registered_multiply(m, a, b, a_reg, b_reg, width, name):
         p_RESETMODE="SYNC", **ports)
     m.d.comb += out.eq(p[:2 * width])
     return out
+
+
+def fixed_take(dec, c_nz):
+    """The part of a lane's `take` that needs no compare, from the decoding
+    `dec` and SEL's test `c_nz` (c != 0): 1 for PASS, `c_nz` for SEL, else
+    0. Registered at fetch, so `take` is one LUT after MAX/MIN's compare."""
+    return dec["is_pass"] | (dec["is_sel"] & c_nz)
 
 
 def _pick(m, sel, options, width, name):
@@ -864,8 +870,7 @@ class PCU(wiring.Component):
                 # so that QMUL's execute cycle only shifts and MUL/MAC's only
                 # adds.
                 m.d.sync += [r.eq(v) for r, v in zip(regs, (fa, fb, fc))]
-                fixed = _later(m, ld["is_pass"] | (ld["is_sel"] & regs[2].any()), 1,
-                               f"s{k}_fixed{lane}")
+                fixed = _later(m, fixed_take(ld, regs[2].any()), 1, f"s{k}_fixed{lane}")
                 mw = p.mul_width
                 mw1 = max(2 * mw, W) + 1
                 product = _registered_multiply(m, fa, fb, regs[0], regs[1], mw, f"s{k}_mul{lane}")
@@ -879,7 +884,7 @@ class PCU(wiring.Component):
                 ab_src, regs = regs[:2], [Signal.like(r, name=f"{r.name}_m") for r in regs[:2]]
             else:
                 ab_src = (fa, fb)
-                m.d.sync += regs[2].eq(ld["is_pass"] | (ld["is_sel"] & fc))
+                m.d.sync += regs[2].eq(fixed_take(ld, fc))
                 fixed = regs[2]
             followers[lane] += zip(regs[:2], flags, ab_src)
             a, b = regs[0], regs[1]
@@ -1021,8 +1026,9 @@ class PCU(wiring.Component):
 
     def _alu(self, m, k, lane, dec, a, b, fixed, sh, prod, early, qsum, acc, has_mul):
         """One lane of stage k, written with explicit sharing: one adder for
-        ADD/SUB/RSA, a comparator (a carry chain) for LT, MAX and MIN, one
-        adder for the multiplier (MUL adds 0, MAC adds c; QMUL's rounding constant was added in the multiply cycle: `qsum`), one
+        ADD/SUB/RSA and the compares (LT from its sign, EQ from a zero
+        difference), one adder for the multiplier (MUL adds 0, MAC adds c;
+        QMUL's rounding constant was added in the multiply cycle: `qsum`), one
         shifter for SHL, SHR, RSA's rescale of `acc` and QMUL's rounding shift,
         and one bitwise unit for PASS/AND/OR/XOR/MAX/MIN/SEL. `fixed` is the
         part of `take` that needs no compare, a register: 1 for PASS, SEL's
