@@ -90,9 +90,11 @@ class CounterChain(wiring.Component):
         last = Signal(n)                    # registered: off[i] >= lim[i]
         fst = Signal(n, init=(1 << n) - 1)  # registered: off[i] == 0
         val = [Signal(w, name=f"val{i}") for i in range(n)]     # registered: start + off
+        # still[i]: counter i's stride is 0 (it never moves), registered like lim
+        still = Signal(n)
         for i in range(n):
             cc = self.config[i]
-            m.d.sync += lim[i].eq(cc.stop - cc.start - cc.stride)
+            m.d.sync += [lim[i].eq(cc.stop - cc.start - cc.stride), still[i].eq(cc.stride == 0)]
             m.d.comb += self.values[i].eq(val[i])
         for i in range(n):
             m.d.comb += [
@@ -105,7 +107,12 @@ class CounterChain(wiring.Component):
             nxt = Signal(w + 1, name=f"next{i}")
             m.d.comb += nxt.eq(off[i] + self.config[i].stride)
             inner = self.wrap[i - 1] if i else Const(1, 1)
-            m.d.comb += [fst_step[i].eq(Mux(inner, last[i] | (nxt[:w] == 0), fst[i])),
+            # After a step that moves it, counter i is at offset 0 iff it wraps
+            # (`last`) or its offset stays 0 (off = 0 and stride = 0): a step
+            # that does not wrap has off < lim <= 2**w - 1 - stride, so
+            # off + stride < 2**w never wraps the offset's bits to 0. No adder
+            # lies on this flag's path.
+            m.d.comb += [fst_step[i].eq(Mux(inner, last[i] | (fst[i] & still[i]), fst[i])),
                          self.first_next[i].eq(fst_step[:i + 1].all())]
             start = self.config[i].start
             restart = [off[i].eq(0), last[i].eq(lim[i] <= 0), val[i].eq(start)]

@@ -469,6 +469,19 @@ def test_counter_chain_matches_model():
     for _ in range(12):
         configs.append([{"start": rng.randint(0, 6), "stop": rng.randint(0, 12),
                          "stride": rng.randint(1, 4)} for _ in range(3)])
+    # The edges of the 8-bit offsets: a stride of 0 (a counter that never
+    # moves), strides and limits near 2**8, where off + stride may pass 255.
+    # (A counter of stride 0 ends only if start >= stop: it runs once.)
+    for _ in range(12):
+        cfg = []
+        for _ in range(3):
+            c = {"start": rng.choice([0, 1, rng.randint(0, 255)]),
+                 "stop": rng.choice([255, 254, rng.randint(0, 255)]),
+                 "stride": rng.choice([0, 255, 128, rng.randint(1, 255)])}
+            if c["stride"] == 0:
+                c["stop"] = rng.randint(0, c["start"])
+            cfg.append(c)
+        configs.append(cfg)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
 
