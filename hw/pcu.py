@@ -89,7 +89,12 @@ are a path of their own; a multiplier stage has a multiply cycle between
 fetch and execute (the DSP has registered inputs and output). What a stage reads through a configuration
 select that is the same for every lane (its broadcast operand, whether an
 iteration starts an accumulator group) is chosen a cycle early, by the
-stage before (for stage 0, the capture cycle). An operand that is ``ACC`` is not selected
+stage before (for stage 0, the capture cycle). So is each lane's operand
+``a``: ``XL``, the partner lane's ``a``, is then a register, and the wire
+between two lanes starts at a flop instead of after the partner's operand
+select. The transit cycle (and the capture cycle) also registers the zero
+test of every register it loads, so SEL's fetched test ``c != 0`` is a
+select of flops, with no 32-bit test on the fetch path. An operand that is ``ACC`` is not selected
 in the execute cycle at all: its register is a copy of the lane's
 accumulator (it loads what the accumulator loads), so an accumulation
 closes in one cycle. The accumulators load a short form of the result, that
@@ -141,6 +146,12 @@ __all__ = ["Op", "AccInit", "ACC_OPERAND_OPS", "acc_readers", "PCU", "pcu_config
 #: (Verilator: a third fewer cycles per second with the copies, measured on
 #: the default GEMM).
 LANE_COPIES = contextvars.ContextVar("tessera_pcu_lane_copies", default=False)
+
+#: Copies of each lane's `take` (MAX/MIN/PASS/SEL's select of `a`) under
+#: LANE_COPIES: half select the result, half the accumulators' short result,
+#: so that the one-cycle MAX/MIN loop's net after the compare drives 16 LUTs,
+#: not 64.
+TAKE_COPIES = 4
 
 COUNTER_WIDTH = 16
 TOKEN_MAX = 15            # a token counter holds 0..15 tokens
@@ -358,6 +369,24 @@ def fixed_take(dec, c_nz):
     `dec` and SEL's test `c_nz` (c != 0): 1 for PASS, `c_nz` for SEL, else
     0. Registered at fetch, so `take` is one LUT after MAX/MIN's compare."""
     return dec["is_pass"] | (dec["is_sel"] & c_nz)
+
+
+def _nz_layout(regs, lanes):
+    """The zero tests of a register file: a bit per register and lane."""
+    return data.ArrayLayout(data.ArrayLayout(1, lanes), regs)
+
+
+def _nonzero(file, regs, lanes):
+    """``file[j][lane] != 0`` for every register j and lane, as a value of
+    :func:`_nz_layout` (to be registered beside the file)."""
+    return Cat(*(Cat(*(file[j][lane].any() for lane in range(lanes))) for j in range(regs)))
+
+
+def _split_mux(sels, a, b):
+    """``Mux(sel, a, b)`` bit by bit, the bits split into equal runs among
+    the copies `sels` of one select (run j selected by ``sels[j]``)."""
+    width = len(a)
+    return Cat(*(Mux(sels[i * len(sels) // width], a[i], b[i]) for i in range(width)))
 
 
 def _pick(m, sel, options, width, name):
@@ -598,13 +627,14 @@ class PCU(wiring.Component):
         # configuration selects (`_ahead`). Stage 0 then fetches from registers
         # as every other stage does: no FIFO read and no broadcast select lie in
         # front of its operand selects.
-        pre = self._ahead(m, cfg, 0, fire, ctx0)
+        pre = self._ahead(m, cfg, 0, fire, ctx0, file0)
         v_in = _later(m, fire, 1, "cap_v")
         f_in = _later(m, file0, file_layout, "cap_file")
         c_in = _later(m, ctx0, ctx_layout, "cap_ctx")
+        nz_in = _later(m, _nonzero(file0, NR, L), _nz_layout(NR, L), "cap_nz")
         for k in range(S):
-            v_in, f_in, c_in, pre = self._stage(m, cfg, k, v_in, f_in, c_in, pre,
-                                                file_layout, ctx_layout)
+            v_in, f_in, c_in, nz_in, pre = self._stage(m, cfg, k, v_in, f_in, c_in, nz_in, pre,
+                                                       file_layout, ctx_layout)
 
         # -- tail: outputs' values (+ special functions) -------------------------------
         t_v, t_file, t_ctx = v_in, f_in, c_in
@@ -737,27 +767,44 @@ class PCU(wiring.Component):
         return self._lanes(lambda lane: _later(m, start, 1, f"s{k}_l{lane}_load_init_rep"),
                            lambda: _later(m, start, 1, f"s{k}_load_init"))
 
-    def _ahead(self, m, cfg, k, v, ctx):
+    def _ahead(self, m, cfg, k, v, ctx, file):
         """What stage k reads through configuration selects, decided a cycle
-        early, into registers, from the iteration (`v`, `ctx`) that enters
-        the stage's fetch cycle next: its broadcast operand and that
-        operand's zero test (``"bc"``) and, unless the stage has a multiplier
-        (which decides it from its own inputs), its `load_init`."""
+        early, into registers, from the iteration (`v`, `ctx`, `file`) that
+        enters the stage's fetch cycle next: its broadcast operand and that
+        operand's zero test (``"bc"``); each lane's operand ``a`` (``"a"``;
+        0 where ``a`` is ACC or XL), so that ``XL``, the partner's ``a``,
+        is a register too and the wire between two lanes starts at one
+        instead of after the partner's operand select; and, unless the
+        stage has a multiplier (which decides it from its own inputs), its
+        `load_init`."""
+        p = self.params
+        L, NR, W = p.lanes, p.pcu_regs, p.word_width
         st = cfg.stages[k]
         bc = self._broadcast(m, st, ctx, f"s{k}_bc_next")
-        pre = {"bc": (_later(m, bc, self.params.word_width, f"s{k}_bc"),
+        pre = {"bc": (_later(m, bc, W, f"s{k}_bc"),
                       _later(m, bc.any(), 1, f"s{k}_bc_nz"))}
-        if k not in mul_stages(self.params):
+        # Operand a, by the lane's select (its own copy for place and route).
+        a_sel = self._lanes(
+            lambda lane: self._static(m, st.a, Value.cast(st.a).shape(),
+                                      f"s{k}_l{lane}_asel_early_rep", group=(k, lane)),
+            lambda: st.a)
+        zero = Const(0, W)
+        pre["a"] = [_later(m, _pick(m, a_sel[lane], [file[j][lane] for j in range(NR)] +
+                                    [bc, zero, zero, Const(lane, W)], W, f"s{k}_a{lane}_next"),
+                           W, f"s{k}_a{lane}") for lane in range(L)]
+        if k not in mul_stages(p):
             pre["load_init"] = self._group_start(m, k, st, v, ctx)
         return pre
 
-    def _stage(self, m, cfg, k, v_in, f_in, c_in, pre, file_layout, ctx_layout):
+    def _stage(self, m, cfg, k, v_in, f_in, c_in, nz_in, pre, file_layout, ctx_layout):
         """Stage k: fetch operands into registers, execute, and register the
         result into the stage's pipeline registers. The registers load every
         cycle; the accumulators only for valid iterations (`v_in` travels
-        with the iteration). `pre` holds what the stage before decided a
-        cycle early for this one, in registers (:meth:`_ahead`). The stage
-        returns the next stage's (None after the last)."""
+        with the iteration). `nz_in` holds the zero tests of `f_in`'s words
+        (``nz_in[j][lane]`` = ``f_in[j][lane] != 0``), registered beside
+        them. `pre` holds what the stage before decided a cycle early for
+        this one, in registers (:meth:`_ahead`). The stage returns the next
+        stage's (None after the last)."""
         p = self.params
         L, NR, W = p.lanes, p.pcu_regs, p.word_width
         st = cfg.stages[k]
@@ -787,12 +834,19 @@ class PCU(wiring.Component):
                            for x in "abc"},
             lambda: {x: getattr(st, x) for x in "abc"})
 
-        # XL is operand a of the partner lane, read before ACC (0 if a is ACC or XL).
+        # Operand a (0 if it is ACC or XL) was selected a cycle early into a
+        # register (`_ahead`); XL is the partner lane's.
         zero = Const(0, W)
-        a_base = [mux(selects[lane]["a"], lane, "a", zero, zero) for lane in range(L)]
-        lvl = xl_level(p, k)
-        partner = [lane ^ (1 << lvl) for lane in range(L)]
+        a_base = pre["a"]
+        partner = [lane ^ (1 << xl_level(p, k)) for lane in range(L)]
         xl = [a_base[q] if q < L else zero for q in partner]
+        if not has_mul:
+            # What SEL's test reads of XL: the zero test of the partner's
+            # operand a, selected from the registered zero tests (`nz_in`).
+            a_nz = [_pick(m, selects[q]["a"], [nz_in[j][q] for j in range(NR)] +
+                          [bc_nz, Const(0, 1), Const(0, 1), Const(int(q != 0), 1)],
+                          1, f"s{k}_anz{q}") for q in range(L)]
+            xl_nz = [a_nz[q] if q < L else Const(0, 1) for q in partner]
 
         # Fetch cycle: the operands (and everything travelling with them) into
         # registers (an operand that is ACC: a copy of the accumulator, below).
@@ -851,12 +905,13 @@ class PCU(wiring.Component):
                 regs.append(Signal(W, name=f"s{k}_fc{lane}"))
             else:
                 # Without a multiplier, operand c only feeds SEL's test c != 0:
-                # fetch that one bit (from the sources' own zero tests) instead
-                # of a 32-bit operand.
-                fc = _pick(m, selects[lane]["c"], [f_in[j][lane].any() for j in range(NR)] +
-                           [bc_nz, Const(0, 1), xl[lane].any(), Const(int(lane != 0), 1)],
+                # fetch that one bit instead of a 32-bit operand, selected
+                # from the sources' zero tests, which the transit cycle (or
+                # the capture cycle) registered: no 32-bit test lies on the
+                # fetch path.
+                fc = _pick(m, selects[lane]["c"], [nz_in[j][lane] for j in range(NR)] +
+                           [bc_nz, Const(0, 1), xl_nz[lane], Const(int(lane != 0), 1)],
                            1, f"s{k}_fcnz{lane}")
-                regs.append(Signal(name=f"s{k}_fixed{lane}"))
             prod = early = qsum = None
             ld = lane_dec[lane]
             flags = [ld["a_acc"], ld["b_acc"]]
@@ -870,7 +925,7 @@ class PCU(wiring.Component):
                 # so that QMUL's execute cycle only shifts and MUL/MAC's only
                 # adds.
                 m.d.sync += [r.eq(v) for r, v in zip(regs, (fa, fb, fc))]
-                fixed = _later(m, fixed_take(ld, regs[2].any()), 1, f"s{k}_fixed{lane}")
+                takes = self._take_inputs(m, k, lane, dec, ld, fixed_take(ld, regs[2].any()))
                 mw = p.mul_width
                 mw1 = max(2 * mw, W) + 1
                 product = _registered_multiply(m, fa, fb, regs[0], regs[1], mw, f"s{k}_mul{lane}")
@@ -884,8 +939,7 @@ class PCU(wiring.Component):
                 ab_src, regs = regs[:2], [Signal.like(r, name=f"{r.name}_m") for r in regs[:2]]
             else:
                 ab_src = (fa, fb)
-                m.d.sync += regs[2].eq(fixed_take(ld, fc))
-                fixed = regs[2]
+                takes = self._take_inputs(m, k, lane, dec, ld, fixed_take(ld, fc))
             followers[lane] += zip(regs[:2], flags, ab_src)
             a, b = regs[0], regs[1]
             sh = self._shifter_inputs(ld, a, b, has_mul)
@@ -900,7 +954,7 @@ class PCU(wiring.Component):
                 sh_next = self._shifter_inputs(ld, *ab_src, has_mul)
                 sh = (_later(m, sh_next[0], signed(W + 1), f"s{k}_fa{lane}_sh_rep"),
                       _later(m, sh_next[1], 5, f"s{k}_fb{lane}_sh_rep"))
-            ops.append((a, b, fixed, sh, prod, early, qsum, accs[lane]))
+            ops.append((a, b, takes, sh, prod, early, qsum, accs[lane]))
 
         # Pipeline registers of this stage: the registers passed through, and
         # each lane's result in a register of its own (`s{k}_res{lane}`). The
@@ -912,9 +966,9 @@ class PCU(wiring.Component):
         o_file = Signal(file_layout, name=f"s{k}_file")
         o_ctx = Signal(ctx_layout, name=f"s{k}_ctx")
         keeps = []
-        for lane, (a, b, fixed, sh, prod, early, qsum, acc_v) in enumerate(ops):
+        for lane, (a, b, takes, sh, prod, early, qsum, acc_v) in enumerate(ops):
             ld = lane_dec[lane]
-            r, r_acc = self._alu(m, k, lane, ld, a, b, fixed, sh, prod, early, qsum, acc_v,
+            r, r_acc = self._alu(m, k, lane, ld, a, b, takes, sh, prod, early, qsum, acc_v,
                                  has_mul)
             # What the lane's accumulator keeps: the result of an op that may
             # read ACC (`r_acc`, the short form of the result), or operand a
@@ -933,9 +987,10 @@ class PCU(wiring.Component):
         t_v = _later(m, o_v, 1, f"s{k}_tv")
         t_file = _later(m, o_file, file_layout, f"s{k}_tfile")
         t_ctx = _later(m, o_ctx, ctx_layout, f"s{k}_tctx")
+        t_nz = _later(m, _nonzero(o_file, NR, L), _nz_layout(NR, L), f"s{k}_tnz")
         # What the next stage reads of its input registers (`t_v`, `t_ctx`)
         # through configuration selects, selected here and registered beside them.
-        o_pre = self._ahead(m, cfg, k + 1, o_v, o_ctx) if k + 1 < p.stages else None
+        o_pre = self._ahead(m, cfg, k + 1, o_v, o_ctx, o_file) if k + 1 < p.stages else None
         for lane in range(L):
             # The accumulator itself is the follower that is always ACC.
             for reg, is_acc, value in [(accs[lane], Const(1, 1), accs[lane])] + followers[lane]:
@@ -951,7 +1006,22 @@ class PCU(wiring.Component):
                 with m.If(load_early | lane_v[lane]):
                     m.d.sync += reg.eq(mux2(load_early, keep, early_value, m=m,
                                             name=f"{reg.name}_d"))
-        return t_v, t_file, t_ctx, o_pre
+        return t_v, t_file, t_ctx, t_nz, o_pre
+
+    def _take_inputs(self, m, k, lane, dec, ld, fixed_next):
+        """What a lane's `take` reads besides the compare: `fixed` (the part
+        that needs no compare, :func:`fixed_take`), registered from
+        `fixed_next`, and the MIN/MAX decoding. One triple per copy of
+        `take`: for place and route (LANE_COPIES) `TAKE_COPIES`, each from
+        flops of its own (``*_rep``, so that Yosys keeps the LUTs apart),
+        which split the result's and the short result's 64 selects between
+        them; otherwise one."""
+        if not LANE_COPIES.get():
+            return [(_later(m, fixed_next, 1, f"s{k}_fixed{lane}"), ld["minmax"], ld["is_max"])]
+        return [(_later(m, fixed_next, 1, f"s{k}_fixed{lane}_{j}_rep"),
+                 *(self._static(m, dec[name], 1, f"s{k}_l{lane}_{name}{j}_rep", group=(k, lane))
+                   for name in ("minmax", "is_max")))
+                for j in range(TAKE_COPIES)]
 
     def _decode(self, m, k, st, has_mul):
         """Per-stage op decoding, shared by every lane.
@@ -1024,7 +1094,7 @@ class PCU(wiring.Component):
             amount = Mux(dec["qmul"], dec["shift"], amount)
         return word, amount
 
-    def _alu(self, m, k, lane, dec, a, b, fixed, sh, prod, early, qsum, acc, has_mul):
+    def _alu(self, m, k, lane, dec, a, b, takes, sh, prod, early, qsum, acc, has_mul):
         """One lane of stage k, written with explicit sharing: one adder for
         ADD/SUB/RSA and the compares (LT from its sign, EQ from a zero
         difference), one adder for the multiplier (MUL adds 0, MAC adds c;
@@ -1073,8 +1143,13 @@ class PCU(wiring.Component):
         # MAX/MIN's compare; 0 for the other ops): that choice is made last,
         # after the result select, so that a compare's carry chain reaches the
         # result through one select.
-        take = Signal(name=f"{n}_take")
-        m.d.comb += take.eq(fixed | (dec["minmax"] & (lt ^ dec["is_max"])))
+        take = []
+        for j, (fixed, minmax, is_max) in enumerate(takes):
+            t = Signal(name=f"{n}_take{j}")
+            m.d.comb += t.eq(fixed | (minmax & (lt ^ is_max)))
+            take.append(t)
+        half = len(take) // 2
+        take_r, take_acc = (take[:half], take[half:]) if half else (take, take)
         g1, g0 = dec["g1"], dec["g0"]
         bitwise = Signal(W, name=f"{n}_bitwise")
         m.d.comb += bitwise.eq(Mux(g1, Mux(g0, a ^ b, a | b), Mux(g0, a & b, b)))
@@ -1092,7 +1167,7 @@ class PCU(wiring.Component):
         cat = dec["cat"]
         rest = select4_gated(cat[0], cat[1], [arith, bitwise, shr_out, shifted[::-1]],
                              dec["arith"].replicate(W), m=m, name=f"{n}_result")
-        m.d.comb += r.eq(Mux(take, a, rest))
+        m.d.comb += r.eq(_split_mux(take_r, a, rest))
         with m.If(dec["cmp"]):
             m.d.comb += r[0].eq(Mux(dec["is_eq"], eq, lt))
 
@@ -1103,5 +1178,5 @@ class PCU(wiring.Component):
         # shifter, the bitwise unit, the compares and the result select stay
         # off it.
         r_acc = Signal(W, name=f"{n}_racc")
-        m.d.comb += r_acc.eq(Mux(take, a, Mux(dec["acc_b"], b, arith)))
+        m.d.comb += r_acc.eq(_split_mux(take_acc, a, Mux(dec["acc_b"], b, arith)))
         return r, r_acc
