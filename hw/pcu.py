@@ -680,19 +680,29 @@ class PCU(wiring.Component):
                     q.i.payload.last.eq(last_of(ocfg.last)),
                 ]
                 index += 1
+                if net not in ("vec", "scal"):
+                    continue
+                # The output's selects, decoded into registers (for place and
+                # route, a copy per lane: `_rep`), so that no configuration
+                # flop far away drives the data path into the queue.
+                src_shape = Value.cast(ocfg.src).shape()
+                srcs = self._lanes(
+                    lambda lane: self._static(m, ocfg.src, src_shape,
+                                              f"out_{net}{k}_l{lane}_src_rep"),
+                    lambda: self._static(m, ocfg.src, src_shape, f"out_{net}{k}_src"))
+                tail = self._static(m, ocfg.src == NR, 1, f"out_{net}{k}_tail")
+                regs = [_pick(m, srcs[lane], [t_file[j][lane] for j in range(NR)],
+                              W, f"out_{net}{k}_reg{lane}") for lane in range(L)]
                 if net == "vec":
                     for lane in range(L):
-                        r = _pick(m, ocfg.src, [t_file[j][lane] for j in range(NR)],
-                                  W, f"out_vec{k}_reg{lane}")
-                        r = delayed(r, f"out_vec{k}_l{lane}")
-                        m.d.comb += q.i.payload.data[lane].eq(Mux(ocfg.src == NR, sfu_out[lane], r))
-                elif net == "scal":
-                    regs = [_pick(m, ocfg.src, [t_file[j][lane] for j in range(NR)],
-                                  W, f"out_scal{k}_reg{lane}") for lane in range(L)]
-                    r = _pick(m, ocfg.lane, regs, W, f"out_scal{k}_lane")
-                    r = delayed(r, f"out_scal{k}")
-                    sfu = _pick(m, ocfg.lane, sfu_out, W, f"out_scal{k}_sfu")
-                    m.d.comb += q.i.payload.data.eq(Mux(ocfg.src == NR, sfu, r))
+                        r = delayed(regs[lane], f"out_vec{k}_l{lane}")
+                        m.d.comb += q.i.payload.data[lane].eq(Mux(tail, sfu_out[lane], r))
+                else:
+                    lane_sel = self._static(m, ocfg.lane, Value.cast(ocfg.lane).shape(),
+                                            f"out_scal{k}_lane_sel")
+                    r = delayed(_pick(m, lane_sel, regs, W, f"out_scal{k}_lane"), f"out_scal{k}")
+                    sfu = _pick(m, lane_sel, sfu_out, W, f"out_scal{k}_sfu")
+                    m.d.comb += q.i.payload.data.eq(Mux(tail, sfu, r))
 
         # -- output ports (output 0 may be a bypass) -----------------------------------
         for net in NETWORKS:
