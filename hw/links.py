@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 from .params import FabricParams
 
 __all__ = ["NETWORKS", "vector_layout", "scalar_layout", "token_layout",
-           "network_layout", "link_signature", "Hop", "StreamFIFO"]
+           "network_layout", "link_signature", "Hop", "StreamFIFO", "flagged_counter"]
 
 #: The networks, in the order every table in Tessera lists them.
 NETWORKS = ("vec", "scal", "ctrl")
@@ -105,6 +105,37 @@ class Hop(wiring.Component):
         return m
 
 
+def flagged_counter(m: Module, name: str, limit: int, *, up, down, reset: int = 0,
+                    load=None):
+    """A 0..``limit`` up/down counter (a token count, an output's credits)
+    with two registered flags: ``nz`` (count != 0) and ``full`` (count ==
+    ``limit``). A decision that tests the flags starts at flops, with no
+    adder or comparator in front of it. ``up`` and ``down`` may both be 1 in
+    a cycle; the caller must keep the count within 0..limit. ``load`` =
+    ``(cond, value)`` replaces the count when ``cond`` (before up/down).
+    Returns ``(count, nz, full)``."""
+    count = Signal(range(limit + 1), name=name, init=reset)
+    nz = Signal(name=f"{name}_nz", init=int(reset != 0))
+    full = Signal(name=f"{name}_full", init=int(reset == limit))
+
+    def update():
+        m.d.sync += count.eq(count + up - down)
+        with m.If(up & ~down):
+            m.d.sync += [nz.eq(1), full.eq(count == limit - 1)]
+        with m.Elif(down & ~up):
+            m.d.sync += [nz.eq(count != 1), full.eq(0)]
+
+    if load is None:
+        update()
+    else:
+        cond, value = load
+        with m.If(cond):
+            m.d.sync += [count.eq(value), nz.eq(value != 0), full.eq(value == limit)]
+        with m.Else():
+            update()
+    return count, nz, full
+
+
 class StreamFIFO(wiring.Component):
     """A stream FIFO: a buffered synchronous FIFO of ``depth`` entries whose
     read side is registered (first-word fall-through). It buffers every unit
@@ -176,15 +207,18 @@ class StreamFIFO(wiring.Component):
         with the storage in `read_copies` slices, each read at its own copy
         of the pointer."""
         depth, n = self._depth, min(self._read_copies, width)
-        level = Signal(range(depth + 1), name="ring_level")
         w_ptr = Signal(range(depth), name="w_ptr")
         r_ptrs = [Signal(range(depth), name=f"r_ptr{i}_rep" if n > 1 else "r_ptr")
                   for i in range(n)]
         push = Signal()
         pop = Signal()
+        # The level with registered "not empty" and "full" flags: valid and
+        # ready come straight from flops (a decision that tests them, such as
+        # a PCU's firing, has no compare of the level in front of it).
+        level, nonempty, full = flagged_counter(m, "ring_level", depth, up=push, down=pop)
         m.d.comb += [
-            self.i.ready.eq(level != depth),
-            self.o.valid.eq(level != 0),
+            self.i.ready.eq(~full),
+            self.o.valid.eq(nonempty),
             push.eq(self.i.valid & self.i.ready),
             pop.eq(self.o.valid & self.o.ready),
             self.level.eq(level),
@@ -193,7 +227,6 @@ class StreamFIFO(wiring.Component):
         def advance(ptr):
             return Mux(ptr == depth - 1, 0, ptr + 1)
 
-        m.d.sync += level.eq(level + push - pop)
         with m.If(push):
             m.d.sync += w_ptr.eq(advance(w_ptr))
         with m.If(pop):
@@ -204,7 +237,8 @@ class StreamFIFO(wiring.Component):
             r0 = r_ptrs[0]
             dist = Mux(w_ptr >= r0, w_ptr - r0, depth + w_ptr - r0)
             inv = ((w_ptr < depth) & (r0 < depth)
-                   & Mux(w_ptr == r0, (level == 0) | (level == depth), level == dist))
+                   & Mux(w_ptr == r0, (level == 0) | (level == depth), level == dist)
+                   & (nonempty == (level != 0)) & (full == (level == depth)))
             for r in r_ptrs[1:]:
                 inv = inv & (r == r0)
             with m.If(Initial()):

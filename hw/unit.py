@@ -16,7 +16,7 @@ from amaranth import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .links import NETWORKS, StreamFIFO, network_layout
+from .links import NETWORKS, StreamFIFO, flagged_counter, network_layout
 from .params import FabricParams
 
 __all__ = ["unit_port_counts", "unit_signature_members", "PassUnit", "pass_config_layout",
@@ -100,37 +100,6 @@ def settled_config(m: Module, config: data.View, name: str = "cfg_r", quiet_copi
     for q in (quiet, *quiet_copies):
         m.d.sync += q.eq(~changed & (settle <= 1))
     return cfg, quiet
-
-
-def flagged_counter(m: Module, name: str, limit: int, *, up, down, reset: int = 0,
-                    load=None):
-    """A 0..``limit`` up/down counter (a token count, an output's credits)
-    with two registered flags: ``nz`` (count != 0) and ``full`` (count ==
-    ``limit``). A decision that tests the flags starts at flops, with no
-    adder or comparator in front of it. ``up`` and ``down`` may both be 1 in
-    a cycle; the caller must keep the count within 0..limit. ``load`` =
-    ``(cond, value)`` replaces the count when ``cond`` (before up/down).
-    Returns ``(count, nz, full)``."""
-    count = Signal(range(limit + 1), name=name, init=reset)
-    nz = Signal(name=f"{name}_nz", init=int(reset != 0))
-    full = Signal(name=f"{name}_full", init=int(reset == limit))
-
-    def update():
-        m.d.sync += count.eq(count + up - down)
-        with m.If(up & ~down):
-            m.d.sync += [nz.eq(1), full.eq(count == limit - 1)]
-        with m.Elif(down & ~up):
-            m.d.sync += [nz.eq(count != 1), full.eq(0)]
-
-    if load is None:
-        update()
-    else:
-        cond, value = load
-        with m.If(cond):
-            m.d.sync += [count.eq(value), nz.eq(value != 0), full.eq(value == limit)]
-        with m.Else():
-            update()
-    return count, nz, full
 
 
 class PassUnit(wiring.Component):
