@@ -66,7 +66,7 @@ How a PCU runs (every number below is a field of :func:`pcu_config_layout`):
 Timing: the firing decision is the PCU's only enable, and it starts at
 flops: the input FIFOs' valid bits, the counter chain's registered "last
 value" flags (:class:`~.counters.CounterChain`), and registered "has a
-token" / "has a credit" flags (:func:`~.unit.flagged_counter`). The PCU acts
+token" / "has a credit" flags (:func:`~.links.flagged_counter`). The PCU acts
 on a registered copy of its configuration (:func:`~.unit.settled_config`;
 a change reaches the copy two cycles later and holds the unit cleared for two
 cycles). The pipeline never stalls: its registers load every cycle and a
