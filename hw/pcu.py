@@ -382,6 +382,12 @@ def _nonzero(file, regs, lanes):
     return Cat(*(Cat(*(file[j][lane].any() for lane in range(lanes))) for j in range(regs)))
 
 
+def _sources(regs, bc, acc, xl, lane):
+    """An operand select's options in the order of :func:`src_code`: the
+    registers R0.., then BC, ACC, XL and LANE (words, or their zero tests)."""
+    return list(regs) + [bc, acc, xl, lane]
+
+
 def _split_mux(sels, a, b):
     """``Mux(sel, a, b)`` bit by bit, the bits split into equal runs among
     the copies `sels` of one select (run j selected by ``sels[j]``)."""
@@ -799,8 +805,10 @@ class PCU(wiring.Component):
                                       f"s{k}_l{lane}_asel_early_rep", group=(k, lane)),
             lambda: st.a)
         zero = Const(0, W)
-        pre["a"] = [_later(m, _pick(m, a_sel[lane], [file[j][lane] for j in range(NR)] +
-                                    [bc, zero, zero, Const(lane, W)], W, f"s{k}_a{lane}_next"),
+        pre["a_sel"] = a_sel
+        pre["a"] = [_later(m, _pick(m, a_sel[lane],
+                                    _sources((file[j][lane] for j in range(NR)), bc, zero, zero,
+                                             Const(lane, W)), W, f"s{k}_a{lane}_next"),
                            W, f"s{k}_a{lane}") for lane in range(L)]
         if k not in mul_stages(p):
             pre["load_init"] = self._group_start(m, k, st, v, ctx)
@@ -832,17 +840,17 @@ class PCU(wiring.Component):
         accs = [Signal(W, name=f"s{k}_acc{lane}") for lane in range(L)]
 
         def mux(sel, lane, name, acc, xl):
-            opts = [f_in[j][lane] for j in range(NR)] + [bc, acc, xl, Const(lane, W)]
+            opts = _sources((f_in[j][lane] for j in range(NR)), bc, acc, xl, Const(lane, W))
             return _pick(m, sel, opts, W, f"s{k}_{name}{lane}")
 
-        # The operand selects come from the configuration; for place and route
+        # The selects of operands b and c (a: `_ahead`) come from the configuration; for place and route
         # (LANE_COPIES) each lane reads its own copies, as it does the decoded
         # control below, so that no configuration flop drives every lane.
         selects = self._lanes(
             lambda lane: {x: self._static(m, getattr(st, x), Value.cast(getattr(st, x)).shape(),
                                           f"s{k}_l{lane}_{x}sel_rep", group=(k, lane))
-                           for x in "abc"},
-            lambda: {x: getattr(st, x) for x in "abc"})
+                           for x in "bc"},
+            lambda: {x: getattr(st, x) for x in "bc"})
 
         # Operand a (0 if it is ACC or XL) was selected a cycle early into a
         # register (`_ahead`); XL is the partner lane's.
@@ -853,8 +861,9 @@ class PCU(wiring.Component):
         if not has_mul:
             # What SEL's test reads of XL: the zero test of the partner's
             # operand a, selected from the registered zero tests (`nz_in`).
-            a_nz = [_pick(m, selects[q]["a"], [nz_in[j][q] for j in range(NR)] +
-                          [bc_nz, Const(0, 1), Const(0, 1), Const(int(q != 0), 1)],
+            a_nz = [_pick(m, pre["a_sel"][q],
+                          _sources((nz_in[j][q] for j in range(NR)), bc_nz, Const(0, 1),
+                                   Const(0, 1), Const(int(q != 0), 1)),
                           1, f"s{k}_anz{q}") for q in range(L)]
             xl_nz = [a_nz[q] if q < L else Const(0, 1) for q in partner]
 
@@ -919,8 +928,9 @@ class PCU(wiring.Component):
                 # from the sources' zero tests, which the transit cycle (or
                 # the capture cycle) registered: no 32-bit test lies on the
                 # fetch path.
-                fc = _pick(m, selects[lane]["c"], [nz_in[j][lane] for j in range(NR)] +
-                           [bc_nz, Const(0, 1), xl_nz[lane], Const(int(lane != 0), 1)],
+                fc = _pick(m, selects[lane]["c"],
+                           _sources((nz_in[j][lane] for j in range(NR)), bc_nz, Const(0, 1),
+                                    xl_nz[lane], Const(int(lane != 0), 1)),
                            1, f"s{k}_fcnz{lane}")
             prod = early = qsum = None
             ld = lane_dec[lane]
