@@ -11,6 +11,8 @@ hops while a link still sustains one transfer per cycle.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from amaranth import *
 from amaranth.asserts import Initial
 from amaranth.hdl import Assert, Assume
@@ -20,7 +22,8 @@ from amaranth.lib.wiring import In, Out
 from .params import FabricParams
 
 __all__ = ["NETWORKS", "vector_layout", "scalar_layout", "token_layout",
-           "network_layout", "link_signature", "Hop", "StreamFIFO", "flagged_counter"]
+           "network_layout", "link_signature", "Hop", "StreamFIFO", "Counted", "flagged_counter",
+           "ahead_flag"]
 
 #: The networks, in the order every table in Tessera lists them.
 NETWORKS = ("vec", "scal", "ctrl")
@@ -105,35 +108,72 @@ class Hop(wiring.Component):
         return m
 
 
+class Counted(NamedTuple):
+    """What :func:`flagged_counter` returns: the count and its registered flags."""
+    count: Signal
+    nz: Signal       # count != 0
+    full: Signal     # count == limit
+    many: Signal     # count >= 2
+
+
 def flagged_counter(m: Module, name: str, limit: int, *, up, down, reset: int = 0,
-                    load=None):
-    """A 0..``limit`` up/down counter (a token count, an output's credits)
-    with two registered flags: ``nz`` (count != 0) and ``full`` (count ==
-    ``limit``). A decision that tests the flags starts at flops, with no
-    adder or comparator in front of it. ``up`` and ``down`` may both be 1 in
-    a cycle; the caller must keep the count within 0..limit. ``load`` =
-    ``(cond, value)`` replaces the count when ``cond`` (before up/down).
-    Returns ``(count, nz, full)``."""
+                    load=None) -> Counted:
+    """A 0..``limit`` up/down counter (a token count, an output's credits, a
+    FIFO's level) with three registered flags: ``nz`` (count != 0), ``full``
+    (count == ``limit``) and ``many`` (count >= 2). A decision that tests
+    the flags starts at flops, with no adder or comparator in front of it;
+    ``many`` lets a consumer compute ``nz`` one cycle ahead (:func:`ahead_flag`).
+    ``up`` and ``down`` may both be 1 in a cycle; the caller must keep the
+    count within 0..limit. ``load`` = ``(cond, value)`` replaces the count
+    when ``cond`` (before up/down)."""
     count = Signal(range(limit + 1), name=name, init=reset)
     nz = Signal(name=f"{name}_nz", init=int(reset != 0))
     full = Signal(name=f"{name}_full", init=int(reset == limit))
+    many = Signal(name=f"{name}_many", init=int(reset >= 2))
 
     def update():
         m.d.sync += count.eq(count + up - down)
         with m.If(up & ~down):
-            m.d.sync += [nz.eq(1), full.eq(count == limit - 1)]
+            m.d.sync += [nz.eq(1), full.eq(count == limit - 1), many.eq(nz)]
         with m.Elif(down & ~up):
-            m.d.sync += [nz.eq(count != 1), full.eq(0)]
+            m.d.sync += [nz.eq(many), full.eq(0), many.eq(many & (count != 2))]
 
     if load is None:
         update()
     else:
         cond, value = load
         with m.If(cond):
-            m.d.sync += [count.eq(value), nz.eq(value != 0), full.eq(value == limit)]
+            m.d.sync += [count.eq(value), nz.eq(value != 0), full.eq(value == limit),
+                         many.eq(value >= 2)]
         with m.Else():
             update()
-    return count, nz, full
+    return Counted(count, nz, full, many)
+
+
+def ahead_flag(m: Module, name: str, *, nz, many, up, fire, take, need_fire, need_hold,
+               load=None) -> Signal:
+    """A registered ``~need | count != 0`` for a firing decision: whether a
+    consumer that `need`s a counter's unit (a FIFO word, a token, a credit)
+    may fire, computed one cycle ahead so that the decision is one flop per
+    dependency, with the static enables folded in.
+
+    The counter, whose registered flags ``nz`` and ``many`` are those of
+    :func:`flagged_counter`, goes up on ``up`` and down when the consumer
+    fires (``fire``) and ``take`` holds. Which of the two next values the
+    flag loads is the last choice, made by ``fire``: ``need_fire`` and
+    ``need_hold`` are ``need`` in the next cycle if the consumer fires or
+    does not. ``load`` = ``(cond, value)`` sets the flag instead (the
+    counter being loaded), in a cycle in which the consumer does not fire.
+    The path from ``fire`` to the flag is that last choice alone; the rest
+    does not depend on ``fire``."""
+    if_fire = ~need_fire | Mux(take, Mux(up, nz, many), nz | up)
+    if_hold = ~need_hold | nz | up
+    if load is not None:
+        if_hold = Mux(load[0], load[1], if_hold)
+    flag = Signal(name=name, init=1)      # at reset the unit is unconfigured: no need
+    nxt = Mux(fire, if_fire, if_hold)
+    m.d.sync += flag.eq(nxt)
+    return flag
 
 
 class StreamFIFO(wiring.Component):
@@ -159,7 +199,11 @@ class StreamFIFO(wiring.Component):
     that many slices of the payload's bits, each read through its own copy
     of the read pointer (flops named ``r_ptr{i}_rep``, which synthesis keeps
     apart), so that no pointer flop drives the read address of every
-    distributed-RAM cell. The streams are the same as with one pointer."""
+    distributed-RAM cell. The streams are the same as with one pointer.
+
+    ``level`` is the number of words held and ``many`` is ``level >= 2``
+    (a registered flag in the ring, so that a consumer can compute its
+    firing flag a cycle ahead: :func:`ahead_flag`)."""
 
     def __init__(self, layout, depth: int, *, registered: bool = True, read_copies: int = 1):
         if not isinstance(depth, int) or depth < 1:
@@ -175,6 +219,7 @@ class StreamFIFO(wiring.Component):
             "i": In(stream.Signature(layout)),
             "o": Out(stream.Signature(layout)),
             "level": Out(range(depth + 1)),
+            "many": Out(1),
         })
 
     @property
@@ -198,6 +243,7 @@ class StreamFIFO(wiring.Component):
             self.o.valid.eq(q.r_rdy),
             q.r_en.eq(self.o.ready),
             self.level.eq(q.level),
+            self.many.eq(q.level >= 2),
         ]
         return m
 
@@ -215,8 +261,9 @@ class StreamFIFO(wiring.Component):
         # The level with registered "not empty" and "full" flags: valid and
         # ready come straight from flops (a decision that tests them, such as
         # a PCU's firing, has no compare of the level in front of it).
-        level, nonempty, full = flagged_counter(m, "ring_level", depth, up=push, down=pop)
+        level, nonempty, full, many = flagged_counter(m, "ring_level", depth, up=push, down=pop)
         m.d.comb += [
+            self.many.eq(many),
             self.i.ready.eq(~full),
             self.o.valid.eq(nonempty),
             push.eq(self.i.valid & self.i.ready),
@@ -238,7 +285,8 @@ class StreamFIFO(wiring.Component):
             dist = Mux(w_ptr >= r0, w_ptr - r0, depth + w_ptr - r0)
             inv = ((w_ptr < depth) & (r0 < depth)
                    & Mux(w_ptr == r0, (level == 0) | (level == depth), level == dist)
-                   & (nonempty == (level != 0)) & (full == (level == depth)))
+                   & (nonempty == (level != 0)) & (full == (level == depth))
+                   & (many == (level >= 2)))
             for r in r_ptrs[1:]:
                 inv = inv & (r == r0)
             with m.If(Initial()):

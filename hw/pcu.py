@@ -127,7 +127,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import Out
 
 from .counters import CounterChain
-from .links import NETWORKS, StreamFIFO, network_layout
+from .links import NETWORKS, StreamFIFO, ahead_flag, network_layout
 from .params import FabricParams
 from .sfu import SFU_LATENCY, SFULane
 from .switch import ECP5_MUXES, mux2, mux_tree, select4_gated, shift_right
@@ -489,14 +489,15 @@ class PCU(wiring.Component):
         for net in NETWORKS:
             fifos[net] = []
             for j in range(n_in[net]):
-                # Vector inputs are read combinationally: a pop moves a pointer,
-                # not a load enable on every bit of the head. Scalar heads stay
-                # registered: they feed the broadcast select before the operand
-                # selects, and read combinationally that path was the longer.
-                # (For place and route, each lane's slice of a vector FIFO
-                # has its own copy of the read pointer.)
+                # Vector and scalar inputs are read combinationally (the capture
+                # cycle registers what a firing reads): a pop moves a pointer, not
+                # a load enable on every bit of the head, and the ring's
+                # registered flags let the firing flags be computed ahead
+                # (`ahead_flag`). (For place and route, each lane's slice of a
+                # vector FIFO has its own copy of the read pointer.) Control
+                # inputs feed the token counters and stay registered.
                 copies = p.lanes if net == "vec" and LANE_COPIES.get() else 1
-                q = StreamFIFO(network_layout(p, net), p.fifo_depth, registered=(net != "vec"),
+                q = StreamFIFO(network_layout(p, net), p.fifo_depth, registered=(net == "ctrl"),
                                read_copies=copies)
                 m.submodules[f"in_{net}{j}"] = q
                 wiring.connect(m, wiring.flipped(getattr(self, f"i_{net}")[j]), q.i)
@@ -509,13 +510,18 @@ class PCU(wiring.Component):
         def reg(value, name):
             return self._static(m, value, 1, name)
 
-        # The enables that gate firing are decoded from the configuration into
-        # registers: the firing decision starts at flops.
-        enables = {}
+        def next_of(r, value):
+            """What `r` = reg(value) holds in the next cycle."""
+            return Mux(quiet, r, value)
+
+        # The enables of the inputs, decoded from the configuration into
+        # registers (and what they hold next, for the firing flags).
+        enables, enables_next = {}, {}
         for net in NETWORKS:
             for j in range(n_in[net]):
-                enables[(net, j)] = reg(getattr(cfg, f"{net}_in")[j].en & ~bypassed_in(net, j),
-                                        f"{net}_in{j}_en")
+                value = getattr(cfg, f"{net}_in")[j].en & ~bypassed_in(net, j)
+                enables[(net, j)] = reg(value, f"{net}_in{j}_en")
+                enables_next[(net, j)] = next_of(enables[(net, j)], value)
 
         def enabled_in(net, j):
             return enables[(net, j)]
@@ -533,15 +539,23 @@ class PCU(wiring.Component):
         def at_level(level, mask):
             return Cat(Const(1, 1), mask).bit_select(level, 1)
 
+        # -- the firing flags ----------------------------------------------------------
+        # The PCU fires when it runs and every input, token dependency and
+        # output it needs holds a word, a token or a credit. Each such test,
+        # with its static enable folded in, is one register computed a cycle
+        # ahead (`ahead_flag`), so the firing decision is an AND of about a
+        # dozen flops and its only fan-in from the next state is the choice
+        # between "fired" and "held" in front of each flag.
+        ok_in, ok_tok, ok_out = [], [], []
+
         # -- token counters (per dependency; start at `init`: N-buffer credits) -----------
         tok_need = Signal(max(nci, 1))
-        tok_ok = Const(1, 1)
         for j in range(nci):
             q = fifos["ctrl"][j].o
             take = Signal(name=f"tok{j}_take")
             used = Signal(name=f"tok{j}_used")
-            _, nz, full = flagged_counter(m, f"tok{j}", TOKEN_MAX, up=take, down=used,
-                                          load=(clear, cfg.ctrl_in[j].init))
+            _, nz, full, many = flagged_counter(m, f"tok{j}", TOKEN_MAX, up=take, down=used,
+                                                load=(clear, cfg.ctrl_in[j].init))
             # Whether the next firing starts a group at the dependency's level,
             # in a register (from the chain's flags after a step, loaded on
             # each firing), so no level select lies in the firing decision.
@@ -556,7 +570,13 @@ class PCU(wiring.Component):
                 tok_need[j].eq(enabled_in("ctrl", j) & starts),
                 used.eq(fire & tok_need[j]),
             ]
-            tok_ok = tok_ok & (~tok_need[j] | nz)
+            en_next = enables_next[("ctrl", j)]
+            level = cfg.ctrl_in[j].level
+            ok_tok.append(ahead_flag(
+                m, f"tok{j}_ok", nz=nz, many=many, up=take, fire=fire, take=tok_need[j],
+                need_fire=en_next & at_level(level, chain.first_next),
+                need_hold=en_next & starts,
+                load=(clear, ~en_next | (cfg.ctrl_in[j].init != 0))))
 
         # -- outputs: queues with credits ---------------------------------------------
         # Every output is a queue of `out_depth` words. A firing reserves a slot in
@@ -568,7 +588,6 @@ class PCU(wiring.Component):
         depth = PCU.out_depth(p)
         out_q = {}
         emits = []           # per output (in order): does this firing write it
-        out_ok = Const(1, 1)
         for net in NETWORKS:
             out_q[net] = []
             for k in range(n_out[net]):
@@ -576,27 +595,39 @@ class PCU(wiring.Component):
                 q = StreamFIFO(network_layout(p, net), depth)
                 m.submodules[f"out_{net}{k}"] = q
                 out_q[net].append(q)
-                en = ocfg.en & ~getattr(cfg.bypass, net).en if k == 0 else ocfg.en
-                en = reg(en, f"out_{net}{k}_en")
+                value = ocfg.en & ~getattr(cfg.bypass, net).en if k == 0 else ocfg.en
+                en = reg(value, f"out_{net}{k}_en")
                 emit = Signal(name=f"out_{net}{k}_emit")
-                m.d.comb += emit.eq(en & at_level(ocfg.level, lm))
+                freed = Signal(name=f"out_{net}{k}_freed")
+                m.d.comb += [emit.eq(en & at_level(ocfg.level, lm)),
+                             freed.eq(q.o.valid & q.o.ready)]
                 emits.append(emit)
-                _, credit, _ = flagged_counter(m, f"out_{net}{k}_credits", depth,
-                                               up=q.o.valid & q.o.ready, down=fire & emit,
-                                               reset=depth)
-                out_ok = out_ok & (~en | credit)
+                _, credit, _, many = flagged_counter(m, f"out_{net}{k}_credits", depth,
+                                                     up=freed, down=fire & emit, reset=depth)
+                en_next = next_of(en, value)
+                ok_out.append(ahead_flag(m, f"out_{net}{k}_ok", nz=credit, many=many, up=freed,
+                                         fire=fire, take=emit, need_fire=en_next,
+                                         need_hold=en_next))
 
         # -- issue --------------------------------------------------------------------
-        in_ok = Const(1, 1)
+        # An enabled input must hold a word at every firing; the firing at the
+        # end of a group at the input's level pops it.
         for net, n in (("vec", nvi), ("scal", nsi)):
             for j in range(n):
-                in_ok = in_ok & (~enabled_in(net, j) | fifos[net][j].o.valid)
-        m.d.comb += fire.eq(run & in_ok & tok_ok & out_ok)
-
-        for net, n in (("vec", nvi), ("scal", nsi)):
-            for j in range(n):
-                pop = fire & enabled_in(net, j) & at_level(getattr(cfg, f"{net}_in")[j].level, lm)
-                m.d.comb += fifos[net][j].o.ready.eq(pop)
+                q = fifos[net][j]
+                ends = Signal(name=f"{net}_in{j}_ends")
+                pushed = Signal(name=f"{net}_in{j}_pushed")
+                en_next = enables_next[(net, j)]
+                m.d.comb += [
+                    ends.eq(enabled_in(net, j) & at_level(getattr(cfg, f"{net}_in")[j].level, lm)),
+                    pushed.eq(q.i.valid & q.i.ready),
+                    q.o.ready.eq(fire & ends),
+                ]
+                ok_in.append(ahead_flag(m, f"{net}_in{j}_ok", nz=q.o.valid, many=q.many,
+                                        up=pushed, fire=fire, take=ends,
+                                        need_fire=en_next, need_hold=en_next))
+        out_ok = Cat(*ok_out).all()
+        m.d.comb += fire.eq(run & Cat(*ok_in, *ok_tok, *ok_out).all())
 
         # -- pipeline ---------------------------------------------------------------
         # Free-running: every stage register loads every cycle, and a valid bit

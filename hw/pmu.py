@@ -480,8 +480,8 @@ class PMU(wiring.Component):
         consumes = [Signal(name=f"tok{j}_consume") for j in range(nci)]
         tok_nz, tok_max = [], []
         for j in range(nci):
-            _, nz, mx = flagged_counter(m, f"tok{j}", TOKEN_MAX, up=takes[j], down=consumes[j],
-                                        load=(clear, cfg.ctrl_in[j].init))
+            _, nz, mx, _ = flagged_counter(m, f"tok{j}", TOKEN_MAX, up=takes[j], down=consumes[j],
+                                           load=(clear, cfg.ctrl_in[j].init))
             tok_nz.append(nz)
             tok_max.append(mx)
         dep = {side: [reg(cfg.ctrl_in[j].en & (cfg.ctrl_in[j].side == side)

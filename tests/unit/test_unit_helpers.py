@@ -1,13 +1,15 @@
-"""The shared unit helpers of hw/unit.py against Python models, on pysim:
+"""The shared unit helpers against Python models, on pysim:
 ``flagged_counter`` (the token and credit counters of the PCU and PMU) under
-random up/down/load, and ``settled_config`` (the registered configuration
-and its two quiet cycles after a change)."""
+random up/down/load, ``ahead_flag`` (the PCU's firing flags, computed a
+cycle ahead) beside it, and ``settled_config`` (the registered
+configuration and its two quiet cycles after a change)."""
 
 import random
 
 from amaranth import Elaboratable, Module, Signal
 from amaranth.lib import data
 
+from tessera.hw.links import ahead_flag
 from tessera.hw.unit import flagged_counter, settled_config
 
 from .streams import run_testbenches
@@ -16,42 +18,63 @@ LIMIT = 5
 
 
 class _Counter(Elaboratable):
+    """A flagged counter, and a consumer's flag ahead of it: the consumer
+    fires (``fire``) and takes one (``take``), and needs the counter in the
+    next cycle as ``need_fire`` or ``need_hold`` says."""
+
     def __init__(self, reset):
         self.reset = reset
         self.up, self.down, self.load, self.value = Signal(), Signal(), Signal(), Signal(3)
+        self.fire, self.take = Signal(), Signal()
+        self.need_fire, self.need_hold, self.need_load = Signal(), Signal(), Signal()
 
     def elaborate(self, platform):
         m = Module()
-        self.count, self.nz, self.full = flagged_counter(
+        self.count, self.nz, self.full, self.many = flagged_counter(
             m, "c", LIMIT, up=self.up, down=self.down, reset=self.reset,
             load=(self.load, self.value))
+        self.flag = ahead_flag(m, "ok", nz=self.nz, many=self.many, up=self.up, fire=self.fire,
+                               take=self.take, need_fire=self.need_fire,
+                               need_hold=self.need_hold,
+                               load=(self.load, ~self.need_load | (self.value != 0)))
         return m
 
 
-def test_flagged_counter_matches_its_model():
-    for reset in (0, LIMIT):
+def test_flagged_counter_and_its_ahead_flag_match_their_model():
+    """Every cycle: the count and its flags (nz, full, many) as the model
+    says, and the ahead flag equal to ``~need | count != 0`` for the need
+    the consumer chose a cycle before."""
+    for reset in (0, 1, LIMIT):
         dut = _Counter(reset)
         rng = random.Random(reset)
 
         async def bench(ctx):
-            count = reset
-            for _ in range(2000):
+            count, need = reset, False       # at reset the consumer needs nothing
+            for _ in range(3000):
                 assert ctx.get(dut.count) == count
                 assert ctx.get(dut.nz) == (count != 0)
                 assert ctx.get(dut.full) == (count == LIMIT)
+                assert ctx.get(dut.many) == (count >= 2)
+                assert ctx.get(dut.flag) == (not need or count != 0)
                 load = rng.random() < 0.05
                 value = rng.randrange(LIMIT + 1)
                 up = count < LIMIT and rng.random() < 0.5
-                down = count > 0 and rng.random() < 0.5
-                # up and down together keep the count, at either end too
-                if rng.random() < 0.1:
-                    up = down = True
-                ctx.set(dut.up, up)
-                ctx.set(dut.down, down)
-                ctx.set(dut.load, load)
-                ctx.set(dut.value, value)
+                # the consumer fires (never while loading) and may take one
+                fire = not load and rng.random() < 0.5
+                take = fire and count > 0 and rng.random() < 0.7
+                if rng.random() < 0.1 and count > 0 and count < LIMIT and not load:
+                    up = fire = take = True            # up and down together keep the count
+                need_fire, need_hold, need_load = (rng.random() < 0.7 for _ in range(3))
+                # `take` may hold without a firing (it is then not a take)
+                take_in = take if fire else rng.random() < 0.5
+                for sig, v in ((dut.up, up), (dut.down, take), (dut.load, load),
+                               (dut.value, value), (dut.fire, fire), (dut.take, take_in),
+                               (dut.need_fire, need_fire), (dut.need_hold, need_hold),
+                               (dut.need_load, need_load)):
+                    ctx.set(sig, v)
                 await ctx.tick()
-                count = value if load else count + up - down
+                count = value if load else count + up - take
+                need = need_load if load else need_fire if fire else need_hold
 
         run_testbenches(dut, bench)
 
