@@ -190,7 +190,7 @@ class StreamFIFO(wiring.Component):
     combinationally (as in Amaranth's SyncFIFO: on ECP5 distributed RAM,
     whose read address is the registered read pointer). A pop then drives only the
     pointer and the level, not a load enable on every bit of the head: the
-    PCU's vector inputs use it, so that its firing decision (which pops them)
+    PCU's vector and scalar inputs use it, so that its firing decision (which pops them)
     fans out to a few flops (docs/area.md, "Session 8"). A word is readable the cycle after it
     is written (one cycle earlier than registered), and depth 2 already
     sustains one word per cycle.

@@ -63,10 +63,13 @@ How a PCU runs (every number below is a field of :func:`pcu_config_layout`):
   output 0 (what :meth:`PCU.pass_config` sets); that input and output are then
   not used by the computation.
 
-Timing: the firing decision is the PCU's only enable, and it starts at
-flops: the input FIFOs' valid bits, the counter chain's registered "last
-value" flags (:class:`~.counters.CounterChain`), and registered "has a
-token" / "has a credit" flags (:func:`~.links.flagged_counter`). The PCU acts
+Timing: the firing decision is the PCU's only enable, and it is an AND of
+flops: ``run`` and one flag per enabled input ("holds a word"), token
+dependency ("has a token, or needs none now") and output ("has a credit"),
+each with its static enable folded in and computed a cycle ahead
+(:func:`~.links.ahead_flag`, from :func:`~.links.flagged_counter`'s
+registered ``nz`` and ``many``). The only logic between ``fire`` and those
+flags is the choice of each flag's "fired" or "held" next value. The PCU acts
 on a registered copy of its configuration (:func:`~.unit.settled_config`;
 a change reaches the copy two cycles later and holds the unit cleared for two
 cycles). The pipeline never stalls: its registers load every cycle and a
@@ -74,7 +77,7 @@ valid bit travels with each iteration.
 Instead, every output is a queue of :meth:`PCU.out_depth` words, and a
 firing reserves a slot in each queue its iteration will write (a credit,
 returned when the word leaves the queue), so no ready signal reaches the
-datapath and no enable fans out over it. The vector input FIFOs are read
+datapath and no enable fans out over it. The vector and scalar input FIFOs are read
 combinationally (``StreamFIFO(registered=False)``): a pop moves their read
 pointer, where a registered head would put the firing decision on the load
 enable of every bit of the head. A firing's cycle only registers what
