@@ -385,6 +385,19 @@ def _nonzero(file, regs, lanes):
     return Cat(*(Cat(*(file[j][lane].any() for lane in range(lanes))) for j in range(regs)))
 
 
+def _stored_layout(params, network):
+    """What a PCU input FIFO stores: the network's payload, and for data
+    words their zero tests (``nz``, a bit per lane), computed as the word
+    arrives so that the capture cycle and stage 0's decisions made a cycle
+    early read them instead of testing a word read from the FIFO."""
+    base = network_layout(params, network)
+    if network == "ctrl":
+        return base
+    fields = {name: field.shape for name, field in base}
+    fields["nz"] = params.lanes if network == "vec" else 1
+    return data.StructLayout(fields)
+
+
 def _sources(regs, bc, acc, xl, lane):
     """An operand select's options in the order of :func:`src_code`: the
     registers R0.., then BC, ACC, XL and LANE (words, or their zero tests)."""
@@ -500,10 +513,21 @@ class PCU(wiring.Component):
                 # vector FIFO has its own copy of the read pointer.) Control
                 # inputs feed the token counters and stay registered.
                 copies = p.lanes if net == "vec" and LANE_COPIES.get() else 1
-                q = StreamFIFO(network_layout(p, net), p.fifo_depth, registered=(net == "ctrl"),
+                q = StreamFIFO(_stored_layout(p, net), p.fifo_depth, registered=(net == "ctrl"),
                                read_copies=copies)
                 m.submodules[f"in_{net}{j}"] = q
-                wiring.connect(m, wiring.flipped(getattr(self, f"i_{net}")[j]), q.i)
+                port = getattr(self, f"i_{net}")[j]
+                if net == "ctrl":
+                    wiring.connect(m, wiring.flipped(port), q.i)
+                else:
+                    # A data word is stored with its zero tests (a bit per
+                    # lane), taken from the link's register as it arrives.
+                    words = ([port.payload.data[lane] for lane in range(L)] if net == "vec"
+                             else [port.payload.data])
+                    m.d.comb += [q.i.valid.eq(port.valid), port.ready.eq(q.i.ready),
+                                 q.i.payload.data.eq(port.payload.data),
+                                 q.i.payload.last.eq(port.payload.last),
+                                 q.i.payload.nz.eq(Cat(*(w.any() for w in words)))]
                 fifos[net].append(q)
 
         def bypassed_in(net, j):
@@ -667,11 +691,26 @@ class PCU(wiring.Component):
         # configuration selects (`_ahead`). Stage 0 then fetches from registers
         # as every other stage does: no FIFO read and no broadcast select lie in
         # front of its operand selects.
-        pre = self._ahead(m, cfg, 0, fire, ctx0, file0)
+        # Stage 0's early decisions read the heads as they are, with the
+        # inputs' enables folded into their selects (`_ahead`'s `heads`).
+        heads = {
+            "file": [[fifos["vec"][j].o.payload.data[lane] if j < nvi else Const(0, W)
+                      for lane in range(L)] for j in range(NR)],
+            "file_en": [enabled_in("vec", j) if j < nvi else Const(1, 1) for j in range(NR)],
+            "scal": [fifos["scal"][j].o.payload.data for j in range(nsi)],
+            "scal_nz": [fifos["scal"][j].o.payload.nz for j in range(nsi)],
+            "scal_en": [enabled_in("scal", j) for j in range(nsi)],
+        }
+        pre = self._ahead(m, cfg, 0, fire, ctx0, file0, heads=heads)
         v_in = _later(m, fire, 1, "cap_v")
         f_in = _later(m, file0, file_layout, "cap_file")
         c_in = _later(m, ctx0, ctx_layout, "cap_ctx")
-        nz_in = _later(m, _nonzero(file0, NR, L), _nz_layout(NR, L), "cap_nz")
+        nz0 = Signal(_nz_layout(NR, L))
+        for j in range(min(NR, nvi)):
+            for lane in range(L):
+                m.d.comb += nz0[j][lane].eq(enabled_in("vec", j)
+                                            & fifos["vec"][j].o.payload.nz[lane])
+        nz_in = _later(m, nz0, _nz_layout(NR, L), "cap_nz")
         for k in range(S):
             v_in, f_in, c_in, nz_in, pre = self._stage(m, cfg, k, v_in, f_in, c_in, nz_in, pre,
                                                        file_layout, ctx_layout)
@@ -753,9 +792,9 @@ class PCU(wiring.Component):
                 if k == 0:
                     src = fifos[net]
                     sel_valid = _pick(m, b.sel, [q.o.valid for q in src], 1, f"byp_{net}_valid")
-                    sel_payload = _pick(m, b.sel, [q.o.payload.as_value() for q in src],
-                                        Shape.cast(network_layout(p, net)).width,
-                                        f"byp_{net}_payload")
+                    width = Shape.cast(network_layout(p, net)).width
+                    sel_payload = _pick(m, b.sel, [q.o.payload.as_value()[:width] for q in src],
+                                        width, f"byp_{net}_payload")
                     with m.If(b.en):
                         m.d.comb += [outs[0].valid.eq(sel_valid),
                                      outs[0].payload.eq(sel_payload),
@@ -817,7 +856,7 @@ class PCU(wiring.Component):
         return self._lanes(lambda lane: _later(m, start, 1, f"s{k}_l{lane}_load_init_rep"),
                            lambda: _later(m, start, 1, f"s{k}_load_init"))
 
-    def _ahead(self, m, cfg, k, v, ctx, file):
+    def _ahead(self, m, cfg, k, v, ctx, file, heads=None):
         """What stage k reads through configuration selects, decided a cycle
         early, into registers, from the iteration (`v`, `ctx`, `file`) that
         enters the stage's fetch cycle next: its broadcast operand and that
@@ -826,18 +865,53 @@ class PCU(wiring.Component):
         is a register too and the wire between two lanes starts at one
         instead of after the partner's operand select; and, unless the
         stage has a multiplier (which decides it from its own inputs), its
-        `load_init`."""
+        `load_init`.
+
+        For stage 0 the iteration is the one being fired, read from the
+        input FIFOs: `heads` gives their words (``"file"``, ``"scal"``) as
+        read, unmasked, with their enables and the scalar words' stored
+        zero tests. A select that would read a disabled input (whose value
+        is 0) is then decoded into a register as a code past the options'
+        end, which reads 0: no enable's mask and no 32-bit zero test lie
+        between a FIFO's read and these registers."""
         p = self.params
         L, NR, W = p.lanes, p.pcu_regs, p.word_width
         st = cfg.stages[k]
-        bc = self._broadcast(m, st, ctx, f"s{k}_bc_next")
-        pre = {"bc": (_later(m, bc, W, f"s{k}_bc"),
-                      _later(m, bc.any(), 1, f"s{k}_bc_nz"))}
+        a_shape = Value.cast(st.a).shape()
+        if heads is None:
+            bc = self._broadcast(m, st, ctx, f"s{k}_bc_next")
+            bc_nz = bc.any()
+            a_code = st.a
+        else:
+            nsi, C = p.unit_scal_in, p.counters
+            opts = [st.const] + heads["scal"] + [ctx.ctr[i] for i in range(C)]
+            off = Const(len(opts), range(len(opts) + 1))        # reads 0
+            masked = Const(0, 1)
+            for j in range(nsi):
+                masked = masked | ((st.bc == 1 + j) & ~heads["scal_en"][j])
+            bc_sel = self._static(m, Mux(masked, off, st.bc), off.shape(), f"s{k}_bc_sel",
+                                  group=(k, None))
+            bc = _pick(m, bc_sel, opts, W, f"s{k}_bc_next")
+            bc_nz = _pick(m, bc_sel, [st.const.any()] + heads["scal_nz"]
+                          + [ctx.ctr[i].any() for i in range(C)], 1, f"s{k}_bc_nz_next")
+            file = heads["file"]
+            a_off = Const(NR + 4, range(NR + 5))                 # reads 0
+            masked = Const(0, 1)
+            for j in range(NR):
+                masked = masked | ((st.a == j) & ~heads["file_en"][j])
+            a_code = Mux(masked, a_off, st.a)
+            a_shape = a_off.shape()
+        pre = {"bc": (_later(m, bc, W, f"s{k}_bc"), _later(m, bc_nz, 1, f"s{k}_bc_nz"))}
         # Operand a, by the lane's select (its own copy for place and route).
+        if heads is None:
+            shared = lambda: st.a
+        else:
+            a_early = self._static(m, a_code, a_shape, f"s{k}_asel_early", group=(k, None))
+            shared = lambda: a_early
         a_sel = self._lanes(
-            lambda lane: self._static(m, st.a, Value.cast(st.a).shape(),
+            lambda lane: self._static(m, a_code, a_shape,
                                       f"s{k}_l{lane}_asel_early_rep", group=(k, lane)),
-            lambda: st.a)
+            shared)
         zero = Const(0, W)
         pre["a_sel"] = a_sel
         pre["a"] = [_later(m, _pick(m, a_sel[lane],
