@@ -379,12 +379,6 @@ def _nz_layout(regs, lanes):
     return data.ArrayLayout(data.ArrayLayout(1, lanes), regs)
 
 
-def _nonzero(file, regs, lanes):
-    """``file[j][lane] != 0`` for every register j and lane, as a value of
-    :func:`_nz_layout` (to be registered beside the file)."""
-    return Cat(*(Cat(*(file[j][lane].any() for lane in range(lanes))) for j in range(regs)))
-
-
 def _stored_layout(params, network):
     """What a PCU input FIFO stores: the network's payload, and for data
     words their zero tests (``nz``, a bit per lane), computed as the word
@@ -979,6 +973,7 @@ class PCU(wiring.Component):
         # registers (an operand that is ACC: a copy of the accumulator, below).
         e_file = _later(m, f_in, file_layout, f"s{k}_ffile")
         e_ctx = _later(m, c_in, ctx_layout, f"s{k}_fctx")
+        e_nz = _later(m, nz_in, _nz_layout(NR, L), f"s{k}_fnz")
 
         v_src = v_in
         if has_mul:
@@ -988,6 +983,7 @@ class PCU(wiring.Component):
             v_src = _later(m, v_src, 1, f"s{k}_fv")
             e_file = _later(m, e_file, file_layout, f"s{k}_mfile")
             e_ctx = _later(m, e_ctx, ctx_layout, f"s{k}_mctx")
+            e_nz = _later(m, e_nz, _nz_layout(NR, L), f"s{k}_mnz")
         e_v = _later(m, v_src, 1, f"s{k}_ev")
         # The accumulators' initial value: registered, like the decoding.
         init = mux_tree(st.acc_init, [Const(0, W), Const(1 << (W - 1), W),
@@ -1092,6 +1088,8 @@ class PCU(wiring.Component):
         o_v = Signal(name=f"s{k}_v")
         o_pass = Signal(file_layout, name=f"s{k}_pass")
         o_file = Signal(file_layout, name=f"s{k}_file")
+        o_pass_nz = _later(m, e_nz, _nz_layout(NR, L), f"s{k}_pass_nz")
+        o_nz = Signal(_nz_layout(NR, L), name=f"s{k}_nz")
         o_ctx = Signal(ctx_layout, name=f"s{k}_ctx")
         keeps = []
         for lane, (a, b, takes, sh, prod, early, qsum, acc_v) in enumerate(ops):
@@ -1104,8 +1102,10 @@ class PCU(wiring.Component):
             keeps.append(Mux(ld["acc_a"], a, r_acc) if p.pcu_rescale else r_acc)
             res = Signal(W, name=f"s{k}_res{lane}")
             m.d.sync += res.eq(r)
+            res_nz = res.any()
             for j in range(NR):
-                m.d.comb += o_file[j][lane].eq(Mux(ld[f"w{j}"], res, o_pass[j][lane]))
+                m.d.comb += [o_file[j][lane].eq(Mux(ld[f"w{j}"], res, o_pass[j][lane])),
+                             o_nz[j][lane].eq(Mux(ld[f"w{j}"], res_nz, o_pass_nz[j][lane]))]
 
         m.d.sync += [o_v.eq(e_v), o_pass.eq(e_file), o_ctx.eq(e_ctx)]
         # The transit cycle: the registers after the write select, which the
@@ -1115,7 +1115,9 @@ class PCU(wiring.Component):
         t_v = _later(m, o_v, 1, f"s{k}_tv")
         t_file = _later(m, o_file, file_layout, f"s{k}_tfile")
         t_ctx = _later(m, o_ctx, ctx_layout, f"s{k}_tctx")
-        t_nz = _later(m, _nonzero(o_file, NR, L), _nz_layout(NR, L), f"s{k}_tnz")
+        # Their zero tests: the result's, or those that travelled with the
+        # registers passed through (no 32-bit test after the write select).
+        t_nz = _later(m, o_nz, _nz_layout(NR, L), f"s{k}_tnz")
         # What the next stage reads of its input registers (`t_v`, `t_ctx`)
         # through configuration selects, selected here and registered beside them.
         o_pre = self._ahead(m, cfg, k + 1, o_v, o_ctx, o_file) if k + 1 < p.stages else None
