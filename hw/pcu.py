@@ -95,9 +95,13 @@ iteration starts an accumulator group) is chosen a cycle early, by the
 stage before (for stage 0, the capture cycle). So is each lane's operand
 ``a``: ``XL``, the partner lane's ``a``, is then a register, and the wire
 between two lanes starts at a flop instead of after the partner's operand
-select. The transit cycle (and the capture cycle) also registers the zero
-test of every register it loads, so SEL's fetched test ``c != 0`` is a
-select of flops, with no 32-bit test on the fetch path. An operand that is ``ACC`` is not selected
+select. The zero test of every register travels beside it, so SEL's
+fetched test ``c != 0`` is a select of flops, with no 32-bit test on the
+fetch path: an input FIFO stores each word's test as the word arrives, and
+the transit cycle registers the result's test or the one carried with a
+register passed through. Stage 0's early selects read the FIFO heads
+unmasked (a disabled input selects a code that reads 0), so no enable's
+mask lies between a FIFO's read and those registers. An operand that is ``ACC`` is not selected
 in the execute cycle at all: its register is a copy of the lane's
 accumulator (it loads what the accumulator loads), so an accumulation
 closes in one cycle. The accumulators load a short form of the result, that
