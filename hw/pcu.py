@@ -154,6 +154,12 @@ __all__ = ["Op", "AccInit", "ACC_OPERAND_OPS", "acc_readers", "PCU", "pcu_config
 #: the default GEMM).
 LANE_COPIES = contextvars.ContextVar("tessera_pcu_lane_copies", default=False)
 
+#: Copies of the PCU's firing decision under LANE_COPIES (tokens, outputs
+#: and pipeline; input FIFO pops; the counter chain's step), each from its
+#: own copies of the firing flags, so that no one net carries the decision
+#: across the unit's control.
+FIRE_GROUPS = 3
+
 #: Copies of each lane's `take` (MAX/MIN/PASS/SEL's select of `a`) under
 #: LANE_COPIES: half select the result, half the accumulators' short result,
 #: so that the one-cycle MAX/MIN loop's net after the compare drives 16 LUTs,
@@ -554,9 +560,16 @@ class PCU(wiring.Component):
         # -- counter chain ------------------------------------------------------------
         # Its "last value" flags are registers (hw/counters.py): no adder between
         # the chain and the firing decision.
-        fire = Signal()
+        # The firing decision (below), in FIRE_GROUPS copies for place and
+        # route, each the AND of its own copies of the firing flags: `fire`
+        # (tokens, outputs, the pipeline), `fire_pop` (the input FIFOs' pops)
+        # and `fire_step` (the counter chain's step).
+        groups = FIRE_GROUPS if LANE_COPIES.get() else 1
+        fires = [Signal(name=f"fire{g}_rep" if groups > 1 else "fire") for g in range(groups)]
+        fire, fire_pop, fire_step = fires[0], fires[min(1, groups - 1)], fires[-1]
         m.submodules.chain = chain = CounterChain(C, COUNTER_WIDTH)
-        m.d.comb += [chain.config.eq(cfg.counters), chain.clear.eq(clear), chain.step.eq(fire)]
+        m.d.comb += [chain.config.eq(cfg.counters), chain.clear.eq(clear),
+                     chain.step.eq(fire_step)]
         fm = chain.first    # counters 0..l at their first value
         lm = chain.wrap     # counters 0..l at their last value
         val = chain.values
@@ -571,7 +584,16 @@ class PCU(wiring.Component):
         # ahead (`ahead_flag`), so the firing decision is an AND of about a
         # dozen flops and its only fan-in from the next state is the choice
         # between "fired" and "held" in front of each flag.
-        ok_in, ok_tok, ok_out = [], [], []
+        oks = [[] for _ in fires]         # per copy of the decision: its flags
+
+        def firing_flag(name, **kw):
+            """One flag (`ahead_flag`) per copy of the firing decision, each
+            updated by its own copy; returns the first."""
+            for g, f in enumerate(fires):
+                oks[g].append(ahead_flag(m, f"{name}{g}_rep" if groups > 1 else name,
+                                         fire=f, **kw))
+            return oks[0][-1]
+        ok_out = []
 
         # -- token counters (per dependency; start at `init`: N-buffer credits) -----------
         tok_need = Signal(max(nci, 1))
@@ -597,11 +619,11 @@ class PCU(wiring.Component):
             ]
             en_next = enables_next[("ctrl", j)]
             level = cfg.ctrl_in[j].level
-            ok_tok.append(ahead_flag(
-                m, f"tok{j}_ok", nz=nz, many=many, up=take, fire=fire, take=tok_need[j],
+            firing_flag(
+                f"tok{j}_ok", nz=nz, many=many, up=take, take=tok_need[j],
                 need_fire=en_next & at_level(level, chain.first_next),
                 need_hold=en_next & starts,
-                load=(clear, ~en_next | (cfg.ctrl_in[j].init != 0))))
+                load=(clear, ~en_next | (cfg.ctrl_in[j].init != 0)))
 
         # -- outputs: queues with credits ---------------------------------------------
         # Every output is a queue of `out_depth` words. A firing reserves a slot in
@@ -630,9 +652,8 @@ class PCU(wiring.Component):
                 _, credit, _, many = flagged_counter(m, f"out_{net}{k}_credits", depth,
                                                      up=freed, down=fire & emit, reset=depth)
                 en_next = next_of(en, value)
-                ok_out.append(ahead_flag(m, f"out_{net}{k}_ok", nz=credit, many=many, up=freed,
-                                         fire=fire, take=emit, need_fire=en_next,
-                                         need_hold=en_next))
+                ok_out.append(firing_flag(f"out_{net}{k}_ok", nz=credit, many=many, up=freed,
+                                          take=emit, need_fire=en_next, need_hold=en_next))
 
         # -- issue --------------------------------------------------------------------
         # An enabled input must hold a word at every firing; the firing at the
@@ -646,13 +667,13 @@ class PCU(wiring.Component):
                 m.d.comb += [
                     ends.eq(enabled_in(net, j) & at_level(getattr(cfg, f"{net}_in")[j].level, lm)),
                     pushed.eq(q.i.valid & q.i.ready),
-                    q.o.ready.eq(fire & ends),
+                    q.o.ready.eq(fire_pop & ends),
                 ]
-                ok_in.append(ahead_flag(m, f"{net}_in{j}_ok", nz=q.o.valid, many=q.many,
-                                        up=pushed, fire=fire, take=ends,
-                                        need_fire=en_next, need_hold=en_next))
+                firing_flag(f"{net}_in{j}_ok", nz=q.o.valid, many=q.many, up=pushed, take=ends,
+                            need_fire=en_next, need_hold=en_next)
         out_ok = Cat(*ok_out).all()
-        m.d.comb += fire.eq(run & Cat(*ok_in, *ok_tok, *ok_out).all())
+        for f, flags in zip(fires, oks):
+            m.d.comb += f.eq(run & Cat(*flags).all())
 
         # -- pipeline ---------------------------------------------------------------
         # Free-running: every stage register loads every cycle, and a valid bit
