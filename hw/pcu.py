@@ -845,13 +845,17 @@ class PCU(wiring.Component):
             m.d.sync += r.eq(value)
         return r
 
-    def _broadcast(self, m, st, ctx, name):
-        """A stage's broadcast operand: its constant, a scalar input or a
-        counter value, chosen by `st.bc` from the context `ctx`."""
+    def _bc_options(self, st, ctx, scal=None):
+        """A stage's broadcast options in `bc_code` order: its constant, the
+        scalar inputs (`scal`, else the context's) and the counter values."""
         p = self.params
-        opts = [st.const] + [ctx.scal[j] for j in range(p.unit_scal_in)] + \
-               [ctx.ctr[i] for i in range(p.counters)]
-        return _pick(m, st.bc, opts, p.word_width, name)
+        if scal is None:
+            scal = [ctx.scal[j] for j in range(p.unit_scal_in)]
+        return [st.const] + list(scal) + [ctx.ctr[i] for i in range(p.counters)]
+
+    def _broadcast(self, m, st, ctx, name):
+        """A stage's broadcast operand, chosen by `st.bc` from the context `ctx`."""
+        return _pick(m, st.bc, self._bc_options(st, ctx), self.params.word_width, name)
 
     def _lanes(self, copy, shared):
         """Per lane, what the lane reads: for place and route (LANE_COPIES)
@@ -903,7 +907,7 @@ class PCU(wiring.Component):
             a_code = st.a
         else:
             nsi, C = p.unit_scal_in, p.counters
-            opts = [st.const] + heads["scal"] + [ctx.ctr[i] for i in range(C)]
+            opts = self._bc_options(st, ctx, heads["scal"])
             off = Const(len(opts), range(len(opts) + 1))        # reads 0
             masked = Const(0, 1)
             for j in range(nsi):
