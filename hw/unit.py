@@ -54,9 +54,9 @@ def pass_config_layout(params: FabricParams) -> data.StructLayout:
 _CHANGE_CHUNK = 8
 
 #: Cycles from a change of a unit's ``config`` to its registered copy
-#: (:func:`settled_config`'s two detection stages); the unit then stays
-#: cleared for two more.
-CONFIG_DELAY = 2
+#: (:func:`settled_config`'s two detection stages and its load stage); the
+#: unit then stays cleared for two more.
+CONFIG_DELAY = 3
 
 
 def settled_config(m: Module, config: data.View, name: str = "cfg_r", quiet_copies=()):
@@ -71,15 +71,20 @@ def settled_config(m: Module, config: data.View, name: str = "cfg_r", quiet_copi
 
     A change is found in two register stages: ``{name}_ne`` registers, per
     chunk of 8 bits, whether ``config`` differs from the copy, and
-    ``{name}_changed`` registers their OR; the copy loads ``config`` (its
-    value then) only when ``changed``, which also clears both stages. So a
-    new configuration reaches the copy two cycles after it appears (the old
-    program runs on until then, on a consistent copy), and no path runs
-    through a comparator as wide as the configuration.
-    Each signal of ``quiet_copies`` becomes a flop equal to ``quiet`` (for
+    ``{name}_changed`` registers their OR. One cycle later (``{name}_load``)
+    the copy loads ``config`` (its value then); ``changed`` and ``load``
+    both clear the two stages, whose findings against the old copy are then
+    stale. So a new configuration reaches the copy three cycles after it
+    appears (the old program runs on until then, on a consistent copy), and
+    no path runs through a comparator as wide as the configuration.
+
+    ``quiet`` needs no counter: it is ``{name}_calm`` (a flop, 0 in the
+    cycle after ``changed`` or ``load``) delayed by one flop. Each signal of
+    ``quiet_copies`` becomes another such flop loaded from ``calm`` (for
     place and route: a unit whose registers load while it settles can give
-    each group of them its own enable, instead of one flop that drives
-    them all; name them ``*_rep`` so that Yosys keeps them apart).
+    each group of them its own enable; name them ``*_rep`` so that Yosys
+    keeps them apart). Every copy is a flop fed by a flop, with no logic
+    between, however far apart place and route puts the groups.
     Returns ``(copy, quiet)``."""
     cfg = Signal(config.shape(), name=name)
     new, old = config.as_value(), cfg.as_value()
@@ -88,17 +93,18 @@ def settled_config(m: Module, config: data.View, name: str = "cfg_r", quiet_copi
     for i, lo in enumerate(chunks):
         m.d.sync += ne[i].eq(new[lo:lo + _CHANGE_CHUNK] != old[lo:lo + _CHANGE_CHUNK])
     changed = Signal(name=f"{name}_changed")
-    m.d.sync += changed.eq(ne.any())
-    settle = Signal(range(3), init=2, name=f"{name}_settle")
+    load = Signal(name=f"{name}_load")
+    m.d.sync += [changed.eq(ne.any()), load.eq(changed)]
+    with m.If(changed | load):
+        m.d.sync += [ne.eq(0), changed.eq(0)]
+    with m.If(load):
+        m.d.sync += cfg.eq(config)
+    # 0 in the cycles the copy loads and the one after (and after reset)
+    calm = Signal(name=f"{name}_calm")
+    m.d.sync += calm.eq(~changed & ~load)
     quiet = Signal(name=f"{name}_quiet")
-    with m.If(changed):
-        # the copy takes the latest value: what the stages found against the
-        # old copy is stale
-        m.d.sync += [cfg.eq(config), settle.eq(2), ne.eq(0), changed.eq(0)]
-    with m.Elif(settle != 0):
-        m.d.sync += settle.eq(settle - 1)
     for q in (quiet, *quiet_copies):
-        m.d.sync += q.eq(~changed & (settle <= 1))
+        m.d.sync += q.eq(calm)
     return cfg, quiet
 
 
