@@ -716,6 +716,8 @@ class PCU(wiring.Component):
             "file": [[fifos["vec"][j].o.payload.data[lane] if j < nvi else Const(0, W)
                       for lane in range(L)] for j in range(NR)],
             "file_en": [enabled_in("vec", j) if j < nvi else Const(1, 1) for j in range(NR)],
+            "file_nz": [[fifos["vec"][j].o.payload.nz[lane] if j < nvi else Const(0, 1)
+                         for lane in range(L)] for j in range(NR)],
             "scal": [fifos["scal"][j].o.payload.data for j in range(nsi)],
             "scal_nz": [fifos["scal"][j].o.payload.nz for j in range(nsi)],
             "scal_en": [enabled_in("scal", j) for j in range(nsi)],
@@ -879,14 +881,16 @@ class PCU(wiring.Component):
         return self._lanes(lambda lane: _later(m, start, 1, f"s{k}_l{lane}_load_init_rep"),
                            lambda: _later(m, start, 1, f"s{k}_load_init"))
 
-    def _ahead(self, m, cfg, k, v, ctx, file, heads=None):
+    def _ahead(self, m, cfg, k, v, ctx, file, nz=None, heads=None):
         """What stage k reads through configuration selects, decided a cycle
-        early, into registers, from the iteration (`v`, `ctx`, `file`) that
-        enters the stage's fetch cycle next: its broadcast operand and that
-        operand's zero test (``"bc"``); each lane's operand ``a`` (``"a"``;
-        0 where ``a`` is ACC or XL), so that ``XL``, the partner's ``a``,
-        is a register too and the wire between two lanes starts at one
-        instead of after the partner's operand select; and, unless the
+        early, into registers, from the iteration (`v`, `ctx`, `file` and its
+        zero tests `nz`) that enters the stage's fetch cycle next: its
+        broadcast operand and that operand's zero test (``"bc"``); each
+        lane's operand ``a`` (``"a"``; 0 where ``a`` is ACC or XL) and its
+        zero test (``"a_nz"``), so that ``XL``, the partner's ``a``, and
+        what SEL's test reads of it are registers too, and the wire between
+        two lanes starts at one instead of after the partner's operand
+        select; and, unless the
         stage has a multiplier (which decides it from its own inputs), its
         `load_init`.
 
@@ -917,7 +921,7 @@ class PCU(wiring.Component):
             bc = _pick(m, bc_sel, opts, W, f"s{k}_bc_next")
             bc_nz = _pick(m, bc_sel, [st.const.any()] + heads["scal_nz"]
                           + [ctx.ctr[i].any() for i in range(C)], 1, f"s{k}_bc_nz_next")
-            file = heads["file"]
+            file, nz = heads["file"], heads["file_nz"]
             a_off = Const(NR + 4, range(NR + 5))                 # reads 0
             masked = Const(0, 1)
             for j in range(NR):
@@ -936,11 +940,16 @@ class PCU(wiring.Component):
                                       f"s{k}_l{lane}_asel_early_rep", group=(k, lane)),
             shared)
         zero = Const(0, W)
-        pre["a_sel"] = a_sel
         pre["a"] = [_later(m, _pick(m, a_sel[lane],
                                     _sources((file[j][lane] for j in range(NR)), bc, zero, zero,
                                              Const(lane, W)), W, f"s{k}_a{lane}_next"),
                            W, f"s{k}_a{lane}") for lane in range(L)]
+        pre["a_nz"] = [_later(m, _pick(m, a_sel[lane],
+                                       _sources((nz[j][lane] for j in range(NR)), bc_nz,
+                                                Const(0, 1), Const(0, 1),
+                                                Const(int(lane != 0), 1)), 1,
+                                       f"s{k}_anz{lane}_next"),
+                              1, f"s{k}_anz{lane}") for lane in range(L)]
         if k not in mul_stages(p):
             pre["load_init"] = self._group_start(m, k, st, v, ctx)
         return pre
@@ -991,12 +1000,8 @@ class PCU(wiring.Component):
         xl = [a_base[q] if q < L else zero for q in partner]
         if not has_mul:
             # What SEL's test reads of XL: the zero test of the partner's
-            # operand a, selected from the registered zero tests (`nz_in`).
-            a_nz = [_pick(m, pre["a_sel"][q],
-                          _sources((nz_in[j][q] for j in range(NR)), bc_nz, Const(0, 1),
-                                   Const(0, 1), Const(int(q != 0), 1)),
-                          1, f"s{k}_anz{q}") for q in range(L)]
-            xl_nz = [a_nz[q] if q < L else Const(0, 1) for q in partner]
+            # operand a, selected with it a cycle early (`_ahead`).
+            xl_nz = [pre["a_nz"][q] if q < L else Const(0, 1) for q in partner]
 
         # Fetch cycle: the operands (and everything travelling with them) into
         # registers (an operand that is ACC: a copy of the accumulator, below).
@@ -1149,7 +1154,7 @@ class PCU(wiring.Component):
         t_nz = _later(m, o_nz, _nz_layout(NR, L), f"s{k}_tnz")
         # What the next stage reads of its input registers (`t_v`, `t_ctx`)
         # through configuration selects, selected here and registered beside them.
-        o_pre = self._ahead(m, cfg, k + 1, o_v, o_ctx, o_file) if k + 1 < p.stages else None
+        o_pre = self._ahead(m, cfg, k + 1, o_v, o_ctx, o_file, o_nz) if k + 1 < p.stages else None
         for lane in range(L):
             # The accumulator itself is the follower that is always ACC.
             for reg, is_acc, value in [(accs[lane], Const(1, 1), accs[lane])] + followers[lane]:

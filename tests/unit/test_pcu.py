@@ -27,7 +27,7 @@ from tessera.hw.config import config_words
 from tessera.hw.links import NETWORKS, network_layout
 from tessera.hw.params import PRESETS, preset
 from tessera.hw.pcu import (ACC_OPERAND_OPS, LANE_COPIES, PCU, AccInit, Op, bc_code, last_code, mul_stages,
-                            pcu_config_layout, src_code)
+                            pcu_config_layout, src_code, xl_level)
 from tessera.hw.sfu import SFU_EXP2, SFU_RECIP
 from tessera.hw.unit import CONFIG_DELAY, unit_port_counts, unit_signature_members
 from tessera.sim.harness import drive, run_streams
@@ -185,11 +185,15 @@ SPECIAL = [0, 1, MASK, 0x8000_0000, 0x7FFF_FFFF, 0xFFFF, 0x8000, 0x10000]
 
 def rand_word(rng, scale=None):
     """A data word: `scale` bits of magnitude (a program's data profile), a
-    special value now and then, full 32-bit noise when scale is None."""
+    special value now and then, 0 more often (so that SEL's test and the
+    zero tests that travel with the words see both answers), full 32-bit
+    noise when scale is None."""
     r = rng.random()
     if r < 0.08:
         return rng.choice(SPECIAL)
-    if scale is None or r < 0.15:
+    if r < 0.14:
+        return 0
+    if scale is None or r < 0.21:
         return rng.getrandbits(32)
     return rng.randrange(-(1 << scale), 1 << scale) & MASK
 
@@ -523,10 +527,13 @@ def test_sel_reads_acc_as_zero_in_c(p, k):
     """SEL tests c != 0 before its execute cycle, so c = ACC reads 0 (the
     programming model's rule, like MUL's a and b): SEL(a, b, ACC) is b even
     though the accumulator (initial value 5, then the results) is not 0;
-    SEL(a, b, r1) with r1 = a lane's value picks per lane."""
+    SEL(a, b, r0) with r0 = a lane's value picks per lane, and SEL(a, b, XL)
+    by the partner lane's value."""
     model = PCUModel(p)
     x = np.array([[3, 0, -2, 9]] * 6)[:, :p.lanes]
-    for c, want in (("acc", np.full_like(x, 7)), ("r0", np.where(x != 0, x, 7))):
+    partner = [lane ^ (1 << xl_level(p, k)) for lane in range(p.lanes)]
+    for c, want in (("acc", np.full_like(x, 7)), ("r0", np.where(x != 0, x, 7)),
+                    ("xl", np.where(x[:, partner] != 0, x, 7))):
         cfg = {"en": 1, "counters": [{"stop": 6, "stride": 1}], "vec_in": [{"en": 1}],
                "stages": [{"op": Op.PASS, "a": src_code(p, "r0"), "dst": 0}] * k +
                          [{"op": Op.SEL, "a": src_code(p, "r0"), "b": src_code(p, "bc"),
