@@ -160,6 +160,11 @@ LANE_COPIES = contextvars.ContextVar("tessera_pcu_lane_copies", default=False)
 #: across the unit's control.
 FIRE_GROUPS = 3
 
+#: Copies of each lane's operand selects (b, and c where it is a word) under
+#: LANE_COPIES, each selecting an equal run of the word's bits, so that no
+#: select flop drives the mux trees of all 32 bits.
+SELECT_COPIES = 2
+
 #: Copies of each lane's `take` (MAX/MIN/PASS/SEL's select of `a`) under
 #: LANE_COPIES: half select the result, half the accumulators' short result,
 #: so that the one-cycle MAX/MIN loop's net after the compare drives 16 LUTs,
@@ -413,6 +418,24 @@ def _split_mux(sels, a, b):
     the copies `sels` of one select (run j selected by ``sels[j]``)."""
     width = len(a)
     return Cat(*(Mux(sels[i * len(sels) // width], a[i], b[i]) for i in range(width)))
+
+
+def _slice(v, lo, hi):
+    """Bits lo..hi-1 of `v`, a Const where `v` is one (so that the mux trees
+    still see constant options)."""
+    if isinstance(v, Const):
+        return Const((v.value >> lo) & ((1 << (hi - lo)) - 1), hi - lo)
+    return v[lo:hi]
+
+
+def _pick_split(m, sels, options, width, name):
+    """`_pick` of `options` by the copies `sels` of one select, the bits
+    split into equal runs among them (run i selected by ``sels[i]``)."""
+    n = len(sels)
+    runs = [(i * width // n, (i + 1) * width // n) for i in range(n)]
+    return Cat(*(_pick(m, sel, [_slice(Value.cast(o), lo, hi) for o in options], hi - lo,
+                       f"{name}_{i}" if n > 1 else name)
+                 for i, (sel, (lo, hi)) in enumerate(zip(sels, runs))))
 
 
 def _pick(m, sel, options, width, name):
@@ -936,15 +959,15 @@ class PCU(wiring.Component):
             a_early = self._static(m, a_code, a_shape, f"s{k}_asel_early", group=(k, None))
             shared = lambda: a_early
         a_sel = self._lanes(
-            lambda lane: self._static(m, a_code, a_shape,
-                                      f"s{k}_l{lane}_asel_early_rep", group=(k, lane)),
-            shared)
+            lambda lane: [self._static(m, a_code, a_shape, f"s{k}_l{lane}_asel{i}_early_rep",
+                                       group=(k, lane)) for i in range(SELECT_COPIES)],
+            lambda: [shared()])
         zero = Const(0, W)
-        pre["a"] = [_later(m, _pick(m, a_sel[lane],
-                                    _sources((file[j][lane] for j in range(NR)), bc, zero, zero,
-                                             Const(lane, W)), W, f"s{k}_a{lane}_next"),
+        pre["a"] = [_later(m, _pick_split(m, a_sel[lane],
+                                          _sources((file[j][lane] for j in range(NR)), bc, zero,
+                                                   zero, Const(lane, W)), W, f"s{k}_a{lane}_next"),
                            W, f"s{k}_a{lane}") for lane in range(L)]
-        pre["a_nz"] = [_later(m, _pick(m, a_sel[lane],
+        pre["a_nz"] = [_later(m, _pick(m, a_sel[lane][0],
                                        _sources((nz[j][lane] for j in range(NR)), bc_nz,
                                                 Const(0, 1), Const(0, 1),
                                                 Const(int(lane != 0), 1)), 1,
@@ -979,18 +1002,20 @@ class PCU(wiring.Component):
         # the first iteration of an acc_level group.
         accs = [Signal(W, name=f"s{k}_acc{lane}") for lane in range(L)]
 
-        def mux(sel, lane, name, acc, xl):
+        def mux(sels, lane, name, acc, xl):
             opts = _sources((f_in[j][lane] for j in range(NR)), bc, acc, xl, Const(lane, W))
-            return _pick(m, sel, opts, W, f"s{k}_{name}{lane}")
+            return _pick_split(m, sels, opts, W, f"s{k}_{name}{lane}")
 
         # The selects of operands b and c (a: `_ahead`) come from the configuration; for place and route
-        # (LANE_COPIES) each lane reads its own copies, as it does the decoded
-        # control below, so that no configuration flop drives every lane.
+        # (LANE_COPIES) each lane reads its own copies (`SELECT_COPIES`, each
+        # for a run of the bits), as it does the decoded control below, so
+        # that no configuration flop drives every lane or a whole word.
         selects = self._lanes(
-            lambda lane: {x: self._static(m, getattr(st, x), Value.cast(getattr(st, x)).shape(),
-                                          f"s{k}_l{lane}_{x}sel_rep", group=(k, lane))
-                           for x in "bc"},
-            lambda: {x: getattr(st, x) for x in "bc"})
+            lambda lane: {x: [self._static(m, getattr(st, x), Value.cast(getattr(st, x)).shape(),
+                                           f"s{k}_l{lane}_{x}sel{i}_rep", group=(k, lane))
+                              for i in range(SELECT_COPIES)]
+                          for x in "bc"},
+            lambda: {x: [getattr(st, x)] for x in "bc"})
 
         # Operand a (0 if it is ACC or XL) was selected a cycle early into a
         # register (`_ahead`); XL is the partner lane's.
@@ -1066,7 +1091,7 @@ class PCU(wiring.Component):
                 # from the sources' zero tests, which the transit cycle (or
                 # the capture cycle) registered: no 32-bit test lies on the
                 # fetch path.
-                fc = _pick(m, selects[lane]["c"],
+                fc = _pick(m, selects[lane]["c"][0],
                            _sources((nz_in[j][lane] for j in range(NR)), bc_nz, Const(0, 1),
                                     xl_nz[lane], Const(int(lane != 0), 1)),
                            1, f"s{k}_fcnz{lane}")
