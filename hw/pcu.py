@@ -967,8 +967,11 @@ class PCU(wiring.Component):
                                           _sources((file[j][lane] for j in range(NR)), bc, zero,
                                                    zero, Const(lane, W)), W, f"s{k}_a{lane}_next"),
                            W, f"s{k}_a{lane}") for lane in range(L)]
+        # (where a is BC, its zero test is the registered broadcast's: the
+        # select below reads 0 for BC, so that the broadcast's 32-bit zero
+        # test ends at a register and is not also a leg of this select)
         pre["a_nz"] = [_later(m, _pick(m, a_sel[lane][0],
-                                       _sources((nz[j][lane] for j in range(NR)), bc_nz,
+                                       _sources((nz[j][lane] for j in range(NR)), Const(0, 1),
                                                 Const(0, 1), Const(0, 1),
                                                 Const(int(lane != 0), 1)), 1,
                                        f"s{k}_anz{lane}_next"),
@@ -1025,8 +1028,11 @@ class PCU(wiring.Component):
         xl = [a_base[q] if q < L else zero for q in partner]
         if not has_mul:
             # What SEL's test reads of XL: the zero test of the partner's
-            # operand a, selected with it a cycle early (`_ahead`).
-            xl_nz = [pre["a_nz"][q] if q < L else Const(0, 1) for q in partner]
+            # operand a, selected with it a cycle early (`_ahead`), or the
+            # broadcast's where a is BC.
+            a_bc = self._static(m, st.a == NR, 1, f"s{k}_a_bc", group=(k, None))
+            xl_nz = [(pre["a_nz"][q] | (a_bc & bc_nz)) if q < L else Const(0, 1)
+                     for q in partner]
 
         # Fetch cycle: the operands (and everything travelling with them) into
         # registers (an operand that is ACC: a copy of the accumulator, below).

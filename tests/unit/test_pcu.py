@@ -528,16 +528,22 @@ def test_sel_reads_acc_as_zero_in_c(p, k):
     programming model's rule, like MUL's a and b): SEL(a, b, ACC) is b even
     though the accumulator (initial value 5, then the results) is not 0;
     SEL(a, b, r0) with r0 = a lane's value picks per lane, and SEL(a, b, XL)
-    by the partner lane's value."""
+    by the partner lane's value (its operand a: r0, or BC = the constant,
+    0 or 7)."""
     model = PCUModel(p)
     x = np.array([[3, 0, -2, 9]] * 6)[:, :p.lanes]
     partner = [lane ^ (1 << xl_level(p, k)) for lane in range(p.lanes)]
-    for c, want in (("acc", np.full_like(x, 7)), ("r0", np.where(x != 0, x, 7)),
-                    ("xl", np.where(x[:, partner] != 0, x, 7))):
+    # (a, b, c, constant, result)
+    cases = [("r0", "bc", "acc", 7, np.full_like(x, 7)),
+             ("r0", "bc", "r0", 7, np.where(x != 0, x, 7)),
+             ("r0", "bc", "xl", 7, np.where(x[:, partner] != 0, x, 7)),
+             ("bc", "r0", "xl", 7, np.full_like(x, 7)),
+             ("bc", "r0", "xl", 0, x)]
+    for a, b, c, const, want in cases:
         cfg = {"en": 1, "counters": [{"stop": 6, "stride": 1}], "vec_in": [{"en": 1}],
                "stages": [{"op": Op.PASS, "a": src_code(p, "r0"), "dst": 0}] * k +
-                         [{"op": Op.SEL, "a": src_code(p, "r0"), "b": src_code(p, "bc"),
-                           "c": src_code(p, c), "dst": 1, "const": 7, "bc": 0,
+                         [{"op": Op.SEL, "a": src_code(p, a), "b": src_code(p, b),
+                           "c": src_code(p, c), "dst": 1, "const": const, "bc": 0,
                            "acc_level": 1, "acc_init": AccInit.CONST}],
                "vec_out": [{"en": 1, "src": 1}]}
         res, _, _ = run_program(p, cfg, {"i_vec[0]": [model.pack("vec", r) for r in x]})
