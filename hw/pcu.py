@@ -706,6 +706,8 @@ class PCU(wiring.Component):
         ctx_layout = data.StructLayout({
             "scal": data.ArrayLayout(W, max(nsi, 1)),
             "ctr": data.ArrayLayout(COUNTER_WIDTH, C),
+            # their zero tests (for a broadcast's: `_ahead`)
+            "scal_nz": max(nsi, 1), "ctr_nz": C,
             "fm": C, "lm": C,
             "lasts": max(nvi + nsi, 1),
             "emit": max(n_outs, 1),
@@ -718,13 +720,14 @@ class PCU(wiring.Component):
                 m.d.comb += file0[j][lane].eq(Mux(enabled_in("vec", j), q.payload.data[lane], 0))
         for j in range(nsi):
             q = fifos["scal"][j].o
-            m.d.comb += ctx0.scal[j].eq(Mux(enabled_in("scal", j), q.payload.data, 0))
+            m.d.comb += [ctx0.scal[j].eq(Mux(enabled_in("scal", j), q.payload.data, 0)),
+                         ctx0.scal_nz[j].eq(enabled_in("scal", j) & q.payload.nz)]
         lasts = [enabled_in("vec", j) & fifos["vec"][j].o.payload.last for j in range(nvi)]
         lasts += [enabled_in("scal", j) & fifos["scal"][j].o.payload.last for j in range(nsi)]
         m.d.comb += [ctx0.fm.eq(fm), ctx0.lm.eq(lm), ctx0.lasts.eq(Cat(*lasts)),
                      ctx0.emit.eq(Cat(*emits))]
         for i in range(C):
-            m.d.comb += ctx0.ctr[i].eq(val[i])
+            m.d.comb += [ctx0.ctr[i].eq(val[i]), ctx0.ctr_nz[i].eq(val[i].any())]
 
         # -- the capture cycle ------------------------------------------------------------
         # A firing registers what its iteration reads of the unit's inputs (the
@@ -928,9 +931,13 @@ class PCU(wiring.Component):
         L, NR, W = p.lanes, p.pcu_regs, p.word_width
         st = cfg.stages[k]
         a_shape = Value.cast(st.a).shape()
+        const_nz = self._static(m, st.const.any(), 1, f"s{k}_const_nz", group=(k, None))
         if heads is None:
             bc = self._broadcast(m, st, ctx, f"s{k}_bc_next")
-            bc_nz = bc.any()
+            # its zero test, selected from the options' (which travel in the
+            # context): no 32-bit test after the select
+            bc_nz = _pick(m, st.bc, [const_nz] + [ctx.scal_nz[j] for j in range(p.unit_scal_in)]
+                          + [ctx.ctr_nz[i] for i in range(p.counters)], 1, f"s{k}_bc_nz_next")
             a_code = st.a
         else:
             nsi, C = p.unit_scal_in, p.counters
@@ -942,8 +949,8 @@ class PCU(wiring.Component):
             bc_sel = self._static(m, Mux(masked, off, st.bc), off.shape(), f"s{k}_bc_sel",
                                   group=(k, None))
             bc = _pick(m, bc_sel, opts, W, f"s{k}_bc_next")
-            bc_nz = _pick(m, bc_sel, [st.const.any()] + heads["scal_nz"]
-                          + [ctx.ctr[i].any() for i in range(C)], 1, f"s{k}_bc_nz_next")
+            bc_nz = _pick(m, bc_sel, [const_nz] + heads["scal_nz"]
+                          + [ctx.ctr_nz[i] for i in range(C)], 1, f"s{k}_bc_nz_next")
             file, nz = heads["file"], heads["file_nz"]
             a_off = Const(NR + 4, range(NR + 5))                 # reads 0
             masked = Const(0, 1)

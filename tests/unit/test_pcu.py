@@ -552,6 +552,33 @@ def test_sel_reads_acc_as_zero_in_c(p, k):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("p,k", [(SMALL, 0), (SMALL, 1)], ids=["mul-stage", "stage"])
+@pytest.mark.parametrize("bc", ["s0", "c0"])
+def test_sel_reads_a_broadcast_in_c(p, k, bc):
+    """SEL(a, b, BC) with BC a scalar input or a counter value, some of them
+    0: the broadcast's zero test (selected from the tests that travel with
+    the scalars and counters) picks a or b for every lane."""
+    model = PCUModel(p)
+    rng = np.random.default_rng(k)
+    n = 8
+    x = rng.integers(-50, 50, (n, p.lanes))
+    scal = np.array([5, 0, -3, 0, 0, 9, 1, 0])
+    test = scal if bc == "s0" else np.arange(n) % 3     # counter 0 counts 0, 1, 2, 0, ...
+    cfg = {"en": 1, "counters": [{"stop": 3, "stride": 1}, {"stop": 3, "stride": 1}],
+           "vec_in": [{"en": 1}], "scal_in": [{"en": 1}],
+           "stages": [{"op": Op.PASS, "a": src_code(p, "r0"), "dst": 0}] * k +
+                     [{"op": Op.SEL, "a": src_code(p, "r0"), "b": src_code(p, "lane"),
+                       "c": src_code(p, "bc"), "bc": bc_code(p, bc), "dst": 1}],
+           "vec_out": [{"en": 1, "src": 1}]}
+    inputs = {"i_vec[0]": [model.pack("vec", r) for r in x],
+              "i_scal[0]": [model.pack("scal", int(v)) for v in scal]}
+    res, _, _ = run_program(p, cfg, inputs)
+    got = np.array([[s32(v) for v in row] for row, _ in
+                    unpack_all(model, "o_vec", res.outputs["o_vec[0]"])])
+    want = np.where(test[:, None] != 0, x, np.arange(p.lanes)[None, :])
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.fixture(params=[False, True], ids=["shared", "lane-copies"])
 def lane_copies(request):
     """The PCU as simulated, and as place and route sees it (LANE_COPIES:
