@@ -71,7 +71,7 @@ each with its static enable folded in and computed a cycle ahead
 registered ``nz`` and ``many``). The only logic between ``fire`` and those
 flags is the choice of each flag's "fired" or "held" next value. The PCU acts
 on a registered copy of its configuration (:func:`~.unit.settled_config`;
-a change reaches the copy two cycles later and holds the unit cleared for two
+a change reaches the copy three cycles later and holds the unit cleared for two
 cycles). The pipeline never stalls: its registers load every cycle and a
 valid bit travels with each iteration.
 Instead, every output is a queue of :meth:`PCU.out_depth` words, and a
@@ -93,13 +93,16 @@ fetch and execute (the DSP has registered inputs and output). What a stage reads
 select that is the same for every lane (its broadcast operand, whether an
 iteration starts an accumulator group) is chosen a cycle early, by the
 stage before (for stage 0, the capture cycle). So is each lane's operand
-``a``: ``XL``, the partner lane's ``a``, is then a register, and the wire
-between two lanes starts at a flop instead of after the partner's operand
-select. The zero test of every register travels beside it, so SEL's
-fetched test ``c != 0`` is a select of flops, with no 32-bit test on the
-fetch path: an input FIFO stores each word's test as the word arrives, and
-the transit cycle registers the result's test or the one carried with a
-register passed through. Stage 0's early selects read the FIFO heads
+``a`` and its zero test: ``XL``, the partner lane's ``a``, is then a
+register, and the wire between two lanes starts at a flop instead of after
+the partner's operand select. The zero test of every register travels
+beside it, so SEL's fetched test ``c != 0`` is a select of flops, with no
+32-bit test on the fetch path: an input FIFO stores each word's test as the
+word arrives, the transit cycle registers the result's test or the one
+carried with a register passed through, and the scalars and counter values
+carry theirs in the context, from which a broadcast's test is selected.
+Under LANE_COPIES each lane's operand selects have ``SELECT_COPIES`` copies,
+each for a run of the word's bits. Stage 0's early selects read the FIFO heads
 unmasked (a disabled input selects a code that reads 0), so no enable's
 mask lies between a FIFO's read and those registers. An operand that is ``ACC`` is not selected
 in the execute cycle at all: its register is a copy of the lane's

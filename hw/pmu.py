@@ -78,7 +78,7 @@ Bypass
 Program start
     ``en`` = 0 stops the program and clears its state (chains, buffers,
     token counters); the memory keeps its contents. The unit acts on a
-    registered copy of ``config``, which a change reaches two cycles later
+    registered copy of ``config``, which a change reaches three cycles later
     (``unit.CONFIG_DELAY``) and then clears the state for two cycles (while
     the registered values derived from it settle), so a newly committed
     program always starts clean.
