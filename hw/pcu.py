@@ -99,8 +99,8 @@ the partner's operand select. The zero test of every register travels
 beside it, so SEL's fetched test ``c != 0`` is a select of flops, with no
 32-bit test on the fetch path: an input FIFO stores each word's test as the
 word arrives, the transit cycle registers the result's test or the one
-carried with a register passed through, and the scalars and counter values
-carry theirs in the context, from which a broadcast's test is selected.
+carried with a register passed through, and a broadcast's test is
+registered beside it when it is chosen, a cycle early.
 Under LANE_COPIES each lane's operand selects have ``SELECT_COPIES`` copies,
 each for a run of the word's bits. Stage 0's early selects read the FIFO heads
 unmasked (a disabled input selects a code that reads 0), so no enable's
@@ -709,8 +709,6 @@ class PCU(wiring.Component):
         ctx_layout = data.StructLayout({
             "scal": data.ArrayLayout(W, max(nsi, 1)),
             "ctr": data.ArrayLayout(COUNTER_WIDTH, C),
-            # their zero tests (for a broadcast's: `_ahead`)
-            "scal_nz": max(nsi, 1), "ctr_nz": C,
             "fm": C, "lm": C,
             "lasts": max(nvi + nsi, 1),
             "emit": max(n_outs, 1),
@@ -723,14 +721,13 @@ class PCU(wiring.Component):
                 m.d.comb += file0[j][lane].eq(Mux(enabled_in("vec", j), q.payload.data[lane], 0))
         for j in range(nsi):
             q = fifos["scal"][j].o
-            m.d.comb += [ctx0.scal[j].eq(Mux(enabled_in("scal", j), q.payload.data, 0)),
-                         ctx0.scal_nz[j].eq(enabled_in("scal", j) & q.payload.nz)]
+            m.d.comb += ctx0.scal[j].eq(Mux(enabled_in("scal", j), q.payload.data, 0))
         lasts = [enabled_in("vec", j) & fifos["vec"][j].o.payload.last for j in range(nvi)]
         lasts += [enabled_in("scal", j) & fifos["scal"][j].o.payload.last for j in range(nsi)]
         m.d.comb += [ctx0.fm.eq(fm), ctx0.lm.eq(lm), ctx0.lasts.eq(Cat(*lasts)),
                      ctx0.emit.eq(Cat(*emits))]
         for i in range(C):
-            m.d.comb += [ctx0.ctr[i].eq(val[i]), ctx0.ctr_nz[i].eq(val[i].any())]
+            m.d.comb += ctx0.ctr[i].eq(val[i])
 
         # -- the capture cycle ------------------------------------------------------------
         # A firing registers what its iteration reads of the unit's inputs (the
@@ -934,13 +931,9 @@ class PCU(wiring.Component):
         L, NR, W = p.lanes, p.pcu_regs, p.word_width
         st = cfg.stages[k]
         a_shape = Value.cast(st.a).shape()
-        const_nz = self._static(m, st.const.any(), 1, f"s{k}_const_nz", group=(k, None))
         if heads is None:
             bc = self._broadcast(m, st, ctx, f"s{k}_bc_next")
-            # its zero test, selected from the options' (which travel in the
-            # context): no 32-bit test after the select
-            bc_nz = _pick(m, st.bc, [const_nz] + [ctx.scal_nz[j] for j in range(p.unit_scal_in)]
-                          + [ctx.ctr_nz[i] for i in range(p.counters)], 1, f"s{k}_bc_nz_next")
+            bc_nz = bc.any()
             a_code = st.a
         else:
             nsi, C = p.unit_scal_in, p.counters
@@ -952,8 +945,8 @@ class PCU(wiring.Component):
             bc_sel = self._static(m, Mux(masked, off, st.bc), off.shape(), f"s{k}_bc_sel",
                                   group=(k, None))
             bc = _pick(m, bc_sel, opts, W, f"s{k}_bc_next")
-            bc_nz = _pick(m, bc_sel, [const_nz] + heads["scal_nz"]
-                          + [ctx.ctr_nz[i] for i in range(C)], 1, f"s{k}_bc_nz_next")
+            bc_nz = _pick(m, bc_sel, [st.const.any()] + heads["scal_nz"]
+                          + [ctx.ctr[i].any() for i in range(C)], 1, f"s{k}_bc_nz_next")
             file, nz = heads["file"], heads["file_nz"]
             a_off = Const(NR + 4, range(NR + 5))                 # reads 0
             masked = Const(0, 1)
