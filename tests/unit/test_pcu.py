@@ -556,8 +556,8 @@ def test_sel_reads_acc_as_zero_in_c(p, k):
 @pytest.mark.parametrize("bc", ["s0", "c0"])
 def test_sel_reads_a_broadcast_in_c(p, k, bc):
     """SEL(a, b, BC) with BC a scalar input or a counter value, some of them
-    0: the broadcast's zero test (selected from the tests that travel with
-    the scalars and counters) picks a or b for every lane."""
+    0: the broadcast's zero test, chosen a cycle early (in stage 0 from the
+    scalar's test stored in its FIFO), picks a or b for every lane."""
     model = PCUModel(p)
     rng = np.random.default_rng(k)
     n = 8
