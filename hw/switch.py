@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from .links import NETWORKS, Hop, network_layout
 from .params import FabricParams
 
-__all__ = ["select_layout", "mux_tree", "mux2", "select4_gated", "shift_right", "ECP5_MUXES", "Crossbar", "Switch", "SIDES", "switch_ports", "switch_config_layout"]
+__all__ = ["select_layout", "mux_tree", "mux2", "select4_gated", "shift_right", "add_inverted", "ECP5_MUXES", "Crossbar", "Switch", "SIDES", "switch_ports", "switch_config_layout"]
 
 #: Sides of a switch in the order every port list uses.
 SIDES = ("N", "E", "S", "W")
@@ -250,6 +250,46 @@ def shift_right(x, amt, *, m=None, name="shr"):
                 new.append(prims.mux2(sel[0], d[0], d[1]))
         bits, k = new, k + g
     return Cat(*bits)
+
+
+#: INIT of a CCU2C half that adds a and b, b inverted where C is 1, with D
+#: tied to 1: the LUT4 (the carry's propagate) is A ^ B ^ C, and the LUT2
+#: (INIT[3:0], the carry where the propagate is 0) is A. Yosys' own $alu
+#: map (share/lattice/arith_map_ccu2c.v) uses the same INIT for its BI.
+CCU2C_ADD_INV = 0x96AA
+
+
+def add_inverted(a, b, inv, cin, *, m=None, name="add"):
+    """``a + (b ^ inv) + cin`` modulo 2**len(a): a per-bit inversion `inv`
+    of `b` (as wide as `a` and `b`) and a carry-in `cin` (1 bit), so that
+    ``inv = sub.replicate(n), cin = sub`` gives a + b or a - b.
+
+    When synthesizing for ECP5 (:data:`ECP5_MUXES`) and given the module
+    `m`, it is a chain of CCU2C cells (two bits each) whose LUTs invert b
+    themselves: from Amaranth's XOR and add, Yosys puts a LUT4 per bit in
+    front of the carry chain instead (a logic level and a routing hop on
+    the PCU's compare loop)."""
+    a, b, inv, cin = Value.cast(a), Value.cast(b), Value.cast(inv), Value.cast(cin)
+    n = len(a)
+    if not (len(b) == len(inv) == n and len(cin) == 1):
+        raise ValueError(f"add_inverted: a, b, inv must have one width and cin 1 bit "
+                         f"(got {len(a)}, {len(b)}, {len(inv)}, {len(cin)})")
+    if m is None or not ECP5_MUXES.get():
+        return (a + (b ^ inv) + cin)[:n]
+    zero, one = Const(0, 1), Const(1, 1)
+    bits, carry = [], cin
+    for i in range(0, n, 2):
+        half = [(a[j], b[j], inv[j]) if j < n else (zero, zero, zero) for j in (i, i + 1)]
+        s, cout = Signal(2, name=f"{name}_s{i // 2}"), Signal(name=f"{name}_co{i // 2}")
+        m.submodules[f"{name}_c{i // 2}"] = Instance(
+            "CCU2C", p_INIT0=Const(CCU2C_ADD_INV, 16), p_INIT1=Const(CCU2C_ADD_INV, 16),
+            p_INJECT1_0="NO", p_INJECT1_1="NO", i_CIN=carry,
+            i_A0=half[0][0], i_B0=half[0][1], i_C0=half[0][2], i_D0=one,
+            i_A1=half[1][0], i_B1=half[1][1], i_C1=half[1][2], i_D1=one,
+            o_S0=s[0], o_S1=s[1], o_COUT=cout)
+        bits += [s[0], s[1]]
+        carry = cout
+    return Cat(*bits[:n])
 
 
 class Crossbar(wiring.Component):

