@@ -163,10 +163,15 @@ LANE_COPIES = contextvars.ContextVar("tessera_pcu_lane_copies", default=False)
 #: across the unit's control.
 FIRE_GROUPS = 3
 
-#: Copies of each lane's operand selects (b, and c where it is a word) under
-#: LANE_COPIES, each selecting an equal run of the word's bits, so that no
-#: select flop drives the mux trees of all 32 bits.
+#: Copies of each lane's operand selects (a, b, and c where it is a word) and
+#: of its adder's subtract flag and QMUL's shifter-input flag under
+#: LANE_COPIES, each driving an equal run of the word's bits (:func:`_runs`),
+#: so that no flop drives the logic of all 32 bits.
 SELECT_COPIES = 2
+
+#: The decoded flags a lane reads per run of bits (`SELECT_COPIES` copies
+#: under LANE_COPIES; ``ld[name + "_runs"]``, the first also ``ld[name]``).
+RUN_FLAGS = ("sub", "qmul")
 
 #: Copies of each lane's `take` (MAX/MIN/PASS/SEL's select of `a`) under
 #: LANE_COPIES: half select the result, half the accumulators' short result,
@@ -416,11 +421,25 @@ def _sources(regs, bc, acc, xl, lane):
     return list(regs) + [bc, acc, xl, lane]
 
 
+def _runs(width, n):
+    """The `n` runs of bits, as (lo, hi), into which a `width`-bit word is
+    split among `n` copies of one control signal (place and route)."""
+    return [(i * width // n, (i + 1) * width // n) for i in range(n)]
+
+
+def _spread(copies, width):
+    """A `width`-bit word whose run i (:func:`_runs`) is ``copies[i]``
+    replicated: one flag, each run of bits read from its own copy."""
+    return Cat(*(c.replicate(hi - lo) for c, (lo, hi) in zip(copies, _runs(width, len(copies)))))
+
+
 def _split_mux(sels, a, b):
-    """``Mux(sel, a, b)`` bit by bit, the bits split into equal runs among
-    the copies `sels` of one select (run j selected by ``sels[j]``)."""
-    width = len(a)
-    return Cat(*(Mux(sels[i * len(sels) // width], a[i], b[i]) for i in range(width)))
+    """``Mux(sel, a, b)`` bit by bit, the bits split into runs (:func:`_runs`)
+    among the copies `sels` of one select."""
+    a, b = Value.cast(a), Value.cast(b)
+    assert len(a) == len(b), (len(a), len(b))
+    return Cat(*(Mux(sel, a[lo:hi], b[lo:hi])
+                 for sel, (lo, hi) in zip(sels, _runs(len(a), len(sels)))))
 
 
 def _slice(v, lo, hi):
@@ -433,12 +452,11 @@ def _slice(v, lo, hi):
 
 def _pick_split(m, sels, options, width, name):
     """`_pick` of `options` by the copies `sels` of one select, the bits
-    split into equal runs among them (run i selected by ``sels[i]``)."""
+    split into runs (:func:`_runs`) among them."""
     n = len(sels)
-    runs = [(i * width // n, (i + 1) * width // n) for i in range(n)]
     return Cat(*(_pick(m, sel, [_slice(Value.cast(o), lo, hi) for o in options], hi - lo,
                        f"{name}_{i}" if n > 1 else name)
-                 for i, (sel, (lo, hi)) in enumerate(zip(sels, runs))))
+                 for i, (sel, (lo, hi)) in enumerate(zip(sels, _runs(width, n)))))
 
 
 def _pick(m, sel, options, width, name):
@@ -738,17 +756,17 @@ class PCU(wiring.Component):
         # front of its operand selects.
         # Stage 0's early decisions read the heads as they are, with the
         # inputs' enables folded into their selects (`_ahead`'s `heads`).
+        head_file = [[fifos["vec"][j].o.payload.data[lane] if j < nvi else Const(0, W)
+                      for lane in range(L)] for j in range(NR)]
+        head_nz = [[fifos["vec"][j].o.payload.nz[lane] if j < nvi else Const(0, 1)
+                    for lane in range(L)] for j in range(NR)]
         heads = {
-            "file": [[fifos["vec"][j].o.payload.data[lane] if j < nvi else Const(0, W)
-                      for lane in range(L)] for j in range(NR)],
             "file_en": [enabled_in("vec", j) if j < nvi else Const(1, 1) for j in range(NR)],
-            "file_nz": [[fifos["vec"][j].o.payload.nz[lane] if j < nvi else Const(0, 1)
-                         for lane in range(L)] for j in range(NR)],
             "scal": [fifos["scal"][j].o.payload.data for j in range(nsi)],
             "scal_nz": [fifos["scal"][j].o.payload.nz for j in range(nsi)],
             "scal_en": [enabled_in("scal", j) for j in range(nsi)],
         }
-        pre = self._ahead(m, cfg, 0, fire, ctx0, file0, heads=heads)
+        pre = self._ahead(m, cfg, 0, fire, ctx0, head_file, head_nz, heads=heads)
         v_in = _later(m, fire, 1, "cap_v")
         f_in = _later(m, file0, file_layout, "cap_file")
         c_in = _later(m, ctx0, ctx_layout, "cap_ctx")
@@ -907,7 +925,7 @@ class PCU(wiring.Component):
         return self._lanes(lambda lane: _later(m, start, 1, f"s{k}_l{lane}_load_init_rep"),
                            lambda: _later(m, start, 1, f"s{k}_load_init"))
 
-    def _ahead(self, m, cfg, k, v, ctx, file, nz=None, heads=None):
+    def _ahead(self, m, cfg, k, v, ctx, file, nz, heads=None):
         """What stage k reads through configuration selects, decided a cycle
         early, into registers, from the iteration (`v`, `ctx`, `file` and its
         zero tests `nz`) that enters the stage's fetch cycle next: its
@@ -921,9 +939,9 @@ class PCU(wiring.Component):
         `load_init`.
 
         For stage 0 the iteration is the one being fired, read from the
-        input FIFOs: `heads` gives their words (``"file"``, ``"scal"``) as
-        read, unmasked, with their enables and the scalar words' stored
-        zero tests. A select that would read a disabled input (whose value
+        input FIFOs: `file` and `nz` are the vector FIFOs' heads as read,
+        unmasked, and `heads` gives the scalar heads (``"scal"``) with their
+        stored zero tests and every input's enable. A select that would read a disabled input (whose value
         is 0) is then decoded into a register as a code past the options'
         end, which reads 0: no enable's mask and no 32-bit zero test lie
         between a FIFO's read and these registers."""
@@ -947,7 +965,6 @@ class PCU(wiring.Component):
             bc = _pick(m, bc_sel, opts, W, f"s{k}_bc_next")
             bc_nz = _pick(m, bc_sel, [st.const.any()] + heads["scal_nz"]
                           + [ctx.ctr[i].any() for i in range(C)], 1, f"s{k}_bc_nz_next")
-            file, nz = heads["file"], heads["file_nz"]
             a_off = Const(NR + 4, range(NR + 5))                 # reads 0
             masked = Const(0, 1)
             for j in range(NR):
@@ -1016,10 +1033,11 @@ class PCU(wiring.Component):
         # (LANE_COPIES) each lane reads its own copies (`SELECT_COPIES`, each
         # for a run of the bits), as it does the decoded control below, so
         # that no configuration flop drives every lane or a whole word.
+        # (A stage without a multiplier selects only c's zero test: one copy.)
         selects = self._lanes(
             lambda lane: {x: [self._static(m, getattr(st, x), Value.cast(getattr(st, x)).shape(),
                                            f"s{k}_l{lane}_{x}sel{i}_rep", group=(k, lane))
-                              for i in range(SELECT_COPIES)]
+                              for i in range(SELECT_COPIES if has_mul or x == "b" else 1)]
                           for x in "bc"},
             lambda: {x: [getattr(st, x)] for x in "bc"})
 
@@ -1062,11 +1080,17 @@ class PCU(wiring.Component):
         own = set(dec) - ({"c_early", "qmul", "mulop", "c_early_acc"} if not has_mul else set()) \
                        - ({"rsa", "acc_a"} if not p.pcu_rescale else set())
         lane_v = self._lanes(lambda lane: _later(m, v_src, 1, f"s{k}_l{lane}_v_rep"), lambda: e_v)
-        lane_dec = self._lanes(
-            lambda lane: {name: self._static(m, dec[name], dec[name].shape(),
-                                             f"s{k}_l{lane}_{name}_rep", group=(k, lane))
-                           for name in sorted(own)},
-            lambda: dec)
+        def lane_copies(lane):
+            ld = {name: self._static(m, dec[name], dec[name].shape(),
+                                     f"s{k}_l{lane}_{name}_rep", group=(k, lane))
+                  for name in sorted(own - set(RUN_FLAGS))}
+            for name in own & set(RUN_FLAGS):
+                ld[name + "_runs"] = [self._static(m, dec[name], 1, f"s{k}_l{lane}_{name}{i}_rep",
+                                                   group=(k, lane))
+                                      for i in range(SELECT_COPIES)]
+                ld[name] = ld[name + "_runs"][0]
+            return ld
+        lane_dec = self._lanes(lane_copies, lambda: dec)
         lane_init = self._lanes(
             lambda lane: self._static(m, init, W, f"s{k}_l{lane}_init_rep", group=(k, lane)),
             lambda: self._static(m, init, W, f"s{k}_init", group=(k, None)))
@@ -1315,6 +1339,9 @@ class PCU(wiring.Component):
         sh_word, sh_b = sh                      # `_shifter_inputs`, or registers of them
         if p.pcu_rescale:
             sh_word = Mux(dec["rsa"], Cat(acc, acc[W - 1]), sh_word)
+        if share_qmul:
+            # QMUL shifts its rounded product (W + 1 bits when 2 * mw <= W)
+            sh_word = _split_mux(dec.get("qmul_runs", [dec["qmul"]]), qsum, sh_word[:W + 1])
         m.d.comb += [sh_in.eq(sh_word), sh_amt.eq(sh_b)]
         if has_mul:
             # the addend: `early`, formed in the multiply cycle (for a MAC that
@@ -1322,17 +1349,15 @@ class PCU(wiring.Component):
             mw1 = max(2 * mw, W) + 1
             madd = Signal(signed(mw1), name=f"{n}_madd")
             m.d.comb += madd.eq(prod + early)
-        if share_qmul:
-            with m.If(dec["qmul"]):
-                m.d.comb += sh_in.eq(qsum)
         shifted = Signal(W, name=f"{n}_shifted")
         m.d.comb += shifted.eq(shift_right(sh_in, sh_amt, m=m, name=f"{n}_shr"))
 
         # the adder: a + b, a - b, or RSA's a + (ACC >> b)
         addsub = Signal(W + 1, name=f"{n}_addsub")
-        sub = dec["sub"]
+        subs = dec.get("sub_runs", [dec["sub"]])
         bb = Mux(dec["rsa"], shifted, b) if p.pcu_rescale else b
-        m.d.comb += addsub.eq(Cat(a, a[W - 1]) + (Cat(bb, bb[W - 1]) ^ sub.replicate(W + 1)) + sub)
+        m.d.comb += addsub.eq(Cat(a, a[W - 1]) + (Cat(bb, bb[W - 1]) ^ _spread(subs, W + 1))
+                              + subs[0])
         lt = addsub[W]                                   # sign of a - b (no overflow in W+1 bits)
         eq = Signal(name=f"{n}_eq")                      # a - b == 0 (mod 2**W), beside the adder
         m.d.comb += eq.eq(a == b)
