@@ -925,32 +925,37 @@ class PCU(wiring.Component):
         return self._lanes(lambda lane: _later(m, start, 1, f"s{k}_l{lane}_load_init_rep"),
                            lambda: _later(m, start, 1, f"s{k}_load_init"))
 
-    def _ahead(self, m, cfg, k, v, ctx, file, nz, heads=None):
+    def _ahead(self, m, cfg, k, v, ctx, file, nz, heads=None, ctx_before=None):
         """What stage k reads through configuration selects, decided a cycle
         early, into registers, from the iteration (`v`, `ctx`, `file` and its
         zero tests `nz`) that enters the stage's fetch cycle next: its
-        broadcast operand and that operand's zero test (``"bc"``); each
-        lane's operand ``a`` (``"a"``; 0 where ``a`` is ACC or XL) and its
-        zero test (``"a_nz"``), so that ``XL``, the partner's ``a``, and
-        what SEL's test reads of it are registers too, and the wire between
-        two lanes starts at one instead of after the partner's operand
-        select; and, unless the
-        stage has a multiplier (which decides it from its own inputs), its
-        `load_init`.
+        broadcast operand and that operand's zero test (``"bc"``; for k >= 1
+        the broadcast is chosen from `ctx_before`, the same context a cycle
+        earlier); each lane's operand ``a`` (``"a"``; 0 where ``a`` is ACC
+        or XL) and its zero test (``"a_nz"``), so that ``XL``, the partner's
+        ``a``, and what SEL's test reads of it are registers too, and the
+        wire between two lanes starts at one instead of after the partner's
+        operand select; and, unless the stage has a multiplier (which
+        decides it from its own inputs), its `load_init`.
 
         For stage 0 the iteration is the one being fired, read from the
         input FIFOs: `file` and `nz` are the vector FIFOs' heads as read,
         unmasked, and `heads` gives the scalar heads (``"scal"``) with their
-        stored zero tests and every input's enable. A select that would read a disabled input (whose value
-        is 0) is then decoded into a register as a code past the options'
-        end, which reads 0: no enable's mask and no 32-bit zero test lie
-        between a FIFO's read and these registers."""
+        stored zero tests and every input's enable. A select that would read
+        a disabled input (whose value is 0) is then decoded into a register
+        as a code past the options' end, which reads 0: no enable's mask and
+        no 32-bit zero test lie between a FIFO's read and these registers."""
         p = self.params
         L, NR, W = p.lanes, p.pcu_regs, p.word_width
         st = cfg.stages[k]
         a_shape = Value.cast(st.a).shape()
         if heads is None:
-            bc = self._broadcast(m, st, ctx, f"s{k}_bc_next")
+            # The broadcast is chosen a cycle earlier still, from `ctx_before`
+            # (the context a cycle before `ctx`, which the stage before passes
+            # through unchanged), into a register: its 32-bit zero test and
+            # operand a's select then read a flop, not the broadcast's select.
+            bc = _later(m, self._broadcast(m, st, ctx_before, f"s{k}_bc_early_next"), W,
+                        f"s{k}_bc_early")
             bc_nz = bc.any()
             a_code = st.a
         else:
@@ -1212,7 +1217,8 @@ class PCU(wiring.Component):
         t_nz = _later(m, o_nz, _nz_layout(NR, L), f"s{k}_tnz")
         # What the next stage reads of its input registers (`t_v`, `t_ctx`)
         # through configuration selects, selected here and registered beside them.
-        o_pre = self._ahead(m, cfg, k + 1, o_v, o_ctx, o_file, o_nz) if k + 1 < p.stages else None
+        o_pre = (self._ahead(m, cfg, k + 1, o_v, o_ctx, o_file, o_nz, ctx_before=e_ctx)
+                 if k + 1 < p.stages else None)
         for lane in range(L):
             # The accumulator itself is the follower that is always ACC.
             for reg, is_acc, value in [(accs[lane], Const(1, 1), accs[lane])] + followers[lane]:
