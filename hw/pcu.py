@@ -140,7 +140,7 @@ from .counters import CounterChain
 from .links import NETWORKS, StreamFIFO, ahead_flag, network_layout
 from .params import FabricParams
 from .sfu import SFU_LATENCY, SFULane
-from .switch import ECP5_MUXES, mux2, mux_tree, select4_gated, shift_right
+from .switch import ECP5_MUXES, add_inverted, mux2, mux_tree, select4_gated, shift_right
 from .unit import (flagged_counter, pass_config_layout, settled_config, unit_port_counts,
                    unit_signature_members)
 
@@ -1362,8 +1362,8 @@ class PCU(wiring.Component):
         addsub = Signal(W + 1, name=f"{n}_addsub")
         subs = dec.get("sub_runs", [dec["sub"]])
         bb = Mux(dec["rsa"], shifted, b) if p.pcu_rescale else b
-        m.d.comb += addsub.eq(Cat(a, a[W - 1]) + (Cat(bb, bb[W - 1]) ^ _spread(subs, W + 1))
-                              + subs[0])
+        m.d.comb += addsub.eq(add_inverted(Cat(a, a[W - 1]), Cat(bb, bb[W - 1]),
+                                           _spread(subs, W + 1), subs[0], m=m, name=f"{n}_add"))
         lt = addsub[W]                                   # sign of a - b (no overflow in W+1 bits)
         eq = Signal(name=f"{n}_eq")                      # a - b == 0 (mod 2**W), beside the adder
         m.d.comb += eq.eq(a == b)
