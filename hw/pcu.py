@@ -1396,9 +1396,13 @@ class PCU(wiring.Component):
         cat = dec["cat"]
         rest = select4_gated(cat[0], cat[1], [arith, bitwise, shr_out, shifted[::-1]],
                              dec["arith"].replicate(W), m=m, name=f"{n}_result")
-        m.d.comb += r.eq(_split_mux(take_r, a, rest))
-        with m.If(dec["cmp"]):
-            m.d.comb += r[0].eq(Mux(dec["is_eq"], eq, lt))
+        # A compare's result is ORed into bit 0: a compare neither takes `a`
+        # nor enables the arithmetic unit, so the rest of its result is 0,
+        # and bit 0 is one LUT after the result select, as the other bits.
+        cmp_bit = Signal(name=f"{n}_cmp")
+        m.d.comb += cmp_bit.eq(dec["cmp"] & Mux(dec["is_eq"], eq, lt))
+        taken = _split_mux(take_r, a, rest)
+        m.d.comb += r.eq(Cat(taken[0] | cmp_bit, taken[1:]))
 
         # The result of the ops that may read ACC (`ACC_OPERAND_OPS`, MAC's c,
         # RSA), which is all the accumulators load: `a` where `take`, `b`
