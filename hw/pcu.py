@@ -99,10 +99,11 @@ the partner's operand select. The zero test of every register travels
 beside it, so SEL's fetched test ``c != 0`` is a select of flops, with no
 32-bit test on the fetch path: an input FIFO stores each word's test as the
 word arrives, the transit cycle registers the result's test or the one
-carried with a register passed through, and a broadcast's test is
-registered beside it when it is chosen, a cycle early.
-Under LANE_COPIES each lane's operand selects have ``SELECT_COPIES`` copies,
-each for a run of the word's bits. Stage 0's early selects read the FIFO heads
+carried with a register passed through, and a broadcast is chosen two
+cycles early, its test registered a cycle after it (stage 0 chooses its
+broadcast a cycle early, and the test from those stored with the heads).
+Under LANE_COPIES each lane's operand selects, subtract flag and QMUL flag
+have ``SELECT_COPIES`` copies, each for a run of the word's bits. Stage 0's early selects read the FIFO heads
 unmasked (a disabled input selects a code that reads 0), so no enable's
 mask lies between a FIFO's read and those registers. An operand that is ``ACC`` is not selected
 in the execute cycle at all: its register is a copy of the lane's
