@@ -689,6 +689,30 @@ def default_workdir(params: FabricParams, device: str, top: str = "fabric") -> P
     return Path.cwd() / ".tessera-cache" / "synth" / tag
 
 
+def keep_flops_commands(top: str) -> str:
+    """The Yosys commands (run before ``synth_*``) that set ``keep`` on the
+    flops that must stay apart from flops Yosys would merge them with."""
+    # Flops named `*_rep` are deliberate copies (e.g. the PCU's per-lane copies
+    # of its decoded control): `keep` stops opt_merge from merging them back
+    # into one flop that drives every lane.
+    #
+    # The harness's LFSRs are shift registers: bit i + 1 has the same input
+    # as any flop of the design that registers bit i. opt_merge would merge
+    # the two (it merges a flop into a kept one, never two kept flops), and
+    # in a unit top that made the unit's registered configuration (`cfg_r`,
+    # unit.settled_config) a link of the harness's shift chain, placed along
+    # it. Both are kept; in the fabric the configuration comes from the
+    # loader, and there `cfg_r` is left to Yosys (unused bits are removed).
+    #
+    # A unit's settle flag (`*_quiet`, unit.settled_config) is kept too: its
+    # copies are `_rep` flops loaded from the same flop, and opt_merge merged
+    # the unkept shared flag into one of them (the PCU's `s0_quiet_rep`), so
+    # that one copy drove stage 0 and the unit's control.
+    keep = ["w:*_rep", "w:*_quiet", "top.lfsr*/w:state"] + (
+        ["w:cfg_r"] if top in ("pcu", "pmu", "switch") else [])
+    return "".join(f"setattr -set keep 1 {name} %ci1:+$dff[Q] t:$dff %i\n" for name in keep)
+
+
 def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=print,
                timeout=None, nextpnr_args=(), route=True, pnr=True,
                route_timeout=None, speed=None, placer="static") -> dict:
@@ -784,22 +808,9 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     # WebAssembly Yosys.
     synth = "synth_ecp5 -abc9" if dev.family == "ecp5" else "synth_ice40 -dsp"
     ff_cells = "t:TRELLIS_FF" if dev.family == "ecp5" else "t:SB_DFF*"
-    # Flops named `*_rep` are deliberate copies (e.g. the PCU's per-lane copies
-    # of its decoded control): `keep` stops opt_merge from merging them back
-    # into one flop that drives every lane.
-    #
-    # The harness's LFSRs are shift registers: bit i + 1 has the same input
-    # as any flop of the design that registers bit i. opt_merge would merge
-    # the two (it merges a flop into a kept one, never two kept flops), and
-    # in a unit top that made the unit's registered configuration (`cfg_r`,
-    # unit.settled_config) a link of the harness's shift chain, placed along
-    # it. Both are kept; in the fabric the configuration comes from the
-    # loader, and there `cfg_r` is left to Yosys (unused bits are removed).
-    keep = ["w:*_rep", "top.lfsr*/w:state"] + (["w:cfg_r"] if top in ("pcu", "pmu", "switch")
-                                                else [])
     (workdir / "synth.ys").write_text(
         "read_rtlil top.il\n"
-        + "".join(f"setattr -set keep 1 {name} %ci1:+$dff[Q] t:$dff %i\n" for name in keep) +
+        + keep_flops_commands(top) +
         f"{synth} -top top -run :map_luts\n"
         "tee -q -o stat_ffs.json stat -json\n"
         + (f"select -assert-max {dev.ff_capacity} {ff_cells}\n" if pnr else "") +

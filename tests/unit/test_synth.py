@@ -338,6 +338,43 @@ def test_unit_config_register_is_not_merged_into_the_harness(tmp_path):
     assert r["ffs"] >= len(cfg) + len(lfsr)
 
 
+def test_settle_flag_is_not_merged_into_its_copies(tmp_path):
+    """A unit's settle flag and its `_rep` copies are flops loaded from one
+    flop: without `keep` on the shared flag (synth.keep_flops_commands),
+    opt_merge merged it into a copy (the PCU's `s0_quiet_rep`), which then
+    drove stage 0 and the unit's control."""
+    from amaranth import Cat, Module, Signal
+    from amaranth.back import rtlil
+    from amaranth.lib import data, wiring
+    from amaranth.lib.wiring import In, Out
+
+    from tessera.hw.synth import keep_flops_commands
+    from tessera.hw.unit import settled_config
+
+    from ..yosys import run_yosys_script
+
+    class Top(wiring.Component):
+        def __init__(self):
+            super().__init__({"config": In(data.StructLayout({"w": 8})), "enable": In(3),
+                              "o": Out(3)})
+
+        def elaborate(self, platform):
+            m = Module()
+            copies = [Signal(name=f"s{k}_quiet_rep") for k in range(2)]
+            _, quiet = settled_config(m, self.config, quiet_copies=copies)
+            # (through logic, as in a unit: a flop driving a port is named after it)
+            m.d.comb += self.o.eq(Cat(quiet, *copies) & self.enable)
+            return m
+
+    (tmp_path / "top.il").write_text(rtlil.convert(Top(), name="top"))
+    run_yosys_script(tmp_path, "read_rtlil top.il\nhierarchy -top top\nproc\n"
+                     + keep_flops_commands("pcu") + "opt_merge\nopt_clean\nwrite_json out.json\n")
+    nets = json.loads((tmp_path / "out.json").read_text())["modules"]["top"]["netnames"]
+    flops = [set(nets[name]["bits"]) for name in ("cfg_r_quiet", "s0_quiet_rep", "s1_quiet_rep")]
+    assert all(len(f) == 1 for f in flops)
+    assert len(set.union(*flops)) == 3, flops
+
+
 @needs_ecp5
 @pytest.mark.parametrize("speed", [None, 8])
 def test_hop_ecp5(tmp_path, speed):
