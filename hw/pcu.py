@@ -103,9 +103,10 @@ carried with a register passed through, and a broadcast is chosen two
 cycles early, its test registered a cycle after it (stage 0 chooses its
 broadcast a cycle early, and the test from those stored with the heads).
 Under LANE_COPIES each lane's operand selects, subtract flag and QMUL flag
-have ``SELECT_COPIES`` copies, each for a run of the word's bits. Stage 0's early selects read the FIFO heads
-unmasked (a disabled input selects a code that reads 0), so no enable's
-mask lies between a FIFO's read and those registers. An operand that is ``ACC`` is not selected
+have ``SELECT_COPIES`` copies, each for a run of the word's bits. Stage 0's
+early selects read the FIFO heads unmasked (a disabled input selects a code
+that reads 0), so no enable's mask lies between a FIFO's read and those
+registers. An operand that is ``ACC`` is not selected
 in the execute cycle at all: its register is a copy of the lane's
 accumulator (it loads what the accumulator loads), so an accumulation
 closes in one cycle. The accumulators load a short form of the result, that
