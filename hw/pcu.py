@@ -171,8 +171,9 @@ FIRE_GROUPS = 3
 #: so that no flop drives the logic of all 32 bits.
 SELECT_COPIES = 2
 
-#: The decoded flags a lane reads per run of bits (`SELECT_COPIES` copies
-#: under LANE_COPIES; ``ld[name + "_runs"]``, the first also ``ld[name]``).
+#: The decoded flags a lane reads per run of bits, ``ld[name + "_runs"]``:
+#: `SELECT_COPIES` copies under LANE_COPIES (the first also ``ld[name]``),
+#: else the one shared flag.
 RUN_FLAGS = ("sub", "qmul")
 
 #: Copies of each lane's `take` (MAX/MIN/PASS/SEL's select of `a`) under
@@ -951,6 +952,8 @@ class PCU(wiring.Component):
         L, NR, W = p.lanes, p.pcu_regs, p.word_width
         st = cfg.stages[k]
         a_shape = Value.cast(st.a).shape()
+        if (heads is None) == (ctx_before is None):
+            raise ValueError("_ahead needs the FIFO heads (stage 0) or ctx_before (k >= 1)")
         if heads is None:
             # The broadcast is chosen a cycle earlier still, from `ctx_before`
             # (the context a cycle before `ctx`, which the stage before passes
@@ -1097,7 +1100,8 @@ class PCU(wiring.Component):
                                       for i in range(SELECT_COPIES)]
                 ld[name] = ld[name + "_runs"][0]
             return ld
-        lane_dec = self._lanes(lane_copies, lambda: dec)
+        lane_dec = self._lanes(lane_copies,
+                               lambda: {**dec, **{f + "_runs": [dec[f]] for f in RUN_FLAGS}})
         lane_init = self._lanes(
             lambda lane: self._static(m, init, W, f"s{k}_l{lane}_init_rep", group=(k, lane)),
             lambda: self._static(m, init, W, f"s{k}_init", group=(k, None)))
@@ -1349,7 +1353,7 @@ class PCU(wiring.Component):
             sh_word = Mux(dec["rsa"], Cat(acc, acc[W - 1]), sh_word)
         if share_qmul:
             # QMUL shifts its rounded product (W + 1 bits when 2 * mw <= W)
-            sh_word = _split_mux(dec.get("qmul_runs", [dec["qmul"]]), qsum, sh_word[:W + 1])
+            sh_word = _split_mux(dec["qmul_runs"], qsum, sh_word[:W + 1])
         m.d.comb += [sh_in.eq(sh_word), sh_amt.eq(sh_b)]
         if has_mul:
             # the addend: `early`, formed in the multiply cycle (for a MAC that
@@ -1362,7 +1366,7 @@ class PCU(wiring.Component):
 
         # the adder: a + b, a - b, or RSA's a + (ACC >> b)
         addsub = Signal(W + 1, name=f"{n}_addsub")
-        subs = dec.get("sub_runs", [dec["sub"]])
+        subs = dec["sub_runs"]
         bb = Mux(dec["rsa"], shifted, b) if p.pcu_rescale else b
         m.d.comb += addsub.eq(add_inverted(Cat(a, a[W - 1]), Cat(bb, bb[W - 1]),
                                            _spread(subs, W + 1), subs[0], m=m, name=f"{n}_add"))
