@@ -715,7 +715,7 @@ def keep_flops_commands(top: str) -> str:
 
 def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=print,
                timeout=None, nextpnr_args=(), route=True, pnr=True,
-               route_timeout=None, speed=None, placer="static") -> dict:
+               route_timeout=None, speed=None, placer="static", seeds=None, jobs=1) -> dict:
     """Synthesize, place and route `top` ("fabric": :class:`SynthTop`, "pcu" /
     "pmu" / "switch": :class:`UnitTop`, "hop": :class:`HopTop`) for `device` and return
     the figures from nextpnr's report.
@@ -745,7 +745,16 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     default, as for ``tessera synth``; ``heap`` or ``sa``). The report names
     it (``placer``).
 
-    Raises ValueError (unknown device, top, preset, speed grade or placer), ToolNotFound, DesignDoesNotFit
+    `seeds` (several nextpnr seeds, e.g. ``[1, 2, 3]``) places and routes the
+    one Yosys netlist once per seed, each in ``workdir/seed<N>``, `jobs` of
+    them at a time (each nextpnr is single-threaded). The result is the best
+    seed's report plus ``seed_sweep``: every seed's Fmax, failing endpoints
+    and TNS, and their mean, min and max. One netlist's Fmax varies by
+    several MHz between seeds (docs/area.md), so a change is judged on the
+    mean. Without `seeds`, `seed` is the one seed.
+
+    Raises ValueError (unknown device, top, preset, speed grade or placer; an
+    empty or repeated seed list), ToolNotFound, DesignDoesNotFit
     (more flops than the device after Yosys' flop mapping, or nextpnr placement
     failed for lack of resources; ``.overflow`` has the figures) or SynthError
     (any other tool failure; the message names the log and quotes its tail).
@@ -765,6 +774,13 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
     elif speed not in dev.speed_grades:
         raise ValueError(f"device {device} has speed grades "
                          f"{', '.join(map(str, dev.speed_grades))}; not {speed!r}")
+    if seeds is not None:
+        seeds = [int(x) for x in seeds]
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be a non-empty list of distinct nextpnr seeds, "
+                             f"not {seeds!r}")
+    if int(jobs) < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs!r}")
     if placer not in PLACERS:
         raise ValueError(f"unknown nextpnr placer {placer!r}; choose one of {', '.join(PLACERS)}")
     if progress is None:
@@ -840,10 +856,11 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
 
     def report(**fields) -> dict:
         """The result: what every kind of run reports, around `fields`."""
+        sd = fields.pop("seed", seed)
         return {"device": device, "speed_grade": speed, "preset": params.name, "top": top,
                 "target_mhz": float(params.clock_mhz), **fields, "yosys_cells": cells,
                 "routed_nets": depth,
-                "harness": dict(design.harness_info), "seed": int(seed), "placer": placer,
+                "harness": dict(design.harness_info), "seed": int(sd), "placer": placer,
                 "nextpnr_args": [str(a) for a in nextpnr_args], "stage_seconds": stages, "wall_seconds": round(time.monotonic() - t0, 2),
                 "workdir": str(workdir)}
 
@@ -860,86 +877,130 @@ def synthesize(params, device, *, top="fabric", workdir=None, seed=1, progress=p
         stage(f"done (synthesis only): {luts} LUTs, {result['ffs']} FFs, {dsps} DSPs")
         return result
 
-    # 3. nextpnr.
-    argv = nextpnr + list(dev.nextpnr_args) + [
-        "--json", "synth.json", "--report", "report.json", "--log", "nextpnr.log",
-        "--freq", f"{params.clock_mhz:g}", "--seed", str(int(seed)),
-        "--timing-allow-fail", "--placer", placer,
-    ] + (["--speed", str(speed)] if speed is not None else [])
-    if dev.out_of_context:
-        argv.append("--out-of-context")
-    argv += list(dev.extra_args) + [str(a) for a in nextpnr_args]
-    if not route:
-        argv.append("--no-route")
-    if dev.family == "ice40":
-        argv.append("--pcf-allow-unconstrained")
-    (workdir / "nextpnr.cmd").write_text(" ".join(argv) + "\n")
-    t = stage(f"nextpnr ({dev.nextpnr} {' '.join(dev.nextpnr_args)}"
-              f"{'' if speed is None else f' --speed {speed}'}"
-              f"{'' if route else ', placement only'})")
-    nlog = workdir / "nextpnr.log"
+    # 3. nextpnr, once per seed (each seed in a directory of its own when
+    # there are several; they share the Yosys netlist).
+    seeds = [int(seed)] if seeds is None else [int(x) for x in seeds]
     limit = min((x for x in (timeout, route_timeout) if x is not None), default=None)
-    with _nextpnr_slot(progress):
+
+    def place_and_route(sd: int) -> dict:
+        rundir = workdir if len(seeds) == 1 else workdir / f"seed{sd}"
+        rundir.mkdir(exist_ok=True)
+        for stale in ("report.json", "nextpnr.log"):
+            (rundir / stale).unlink(missing_ok=True)
+        argv = nextpnr + list(dev.nextpnr_args) + [
+            "--json", "synth.json" if rundir == workdir else "../synth.json", "--report", "report.json",
+            "--log", "nextpnr.log", "--freq", f"{params.clock_mhz:g}", "--seed", str(sd),
+            "--timing-allow-fail", "--placer", placer,
+        ] + (["--speed", str(speed)] if speed is not None else [])
+        if dev.out_of_context:
+            argv.append("--out-of-context")
+        argv += list(dev.extra_args) + [str(a) for a in nextpnr_args]
+        if not route:
+            argv.append("--no-route")
+        if dev.family == "ice40":
+            argv.append("--pcf-allow-unconstrained")
+        (rundir / "nextpnr.cmd").write_text(" ".join(argv) + "\n")
+        key = "nextpnr" if len(seeds) == 1 else f"nextpnr_seed{sd}"
+        t = stage(f"nextpnr ({dev.nextpnr} {' '.join(dev.nextpnr_args)}"
+                  f"{'' if speed is None else f' --speed {speed}'}"
+                  f"{'' if len(seeds) == 1 else f' --seed {sd}'}"
+                  f"{'' if route else ', placement only'})")
+        nlog = rundir / "nextpnr.log"
         try:
-            r = _run(argv, cwd=workdir, log=workdir / "nextpnr.out", what=dev.nextpnr,
+            r = _run(argv, cwd=rundir, log=rundir / "nextpnr.out", what=dev.nextpnr,
                      timeout=limit)
         except ToolTimeout:
             late = unrouted_figures(nlog.read_text(errors="replace")) \
                 if route and route_timeout is not None and nlog.exists() else None
             if late is None:
                 raise
-            stages["nextpnr"] = round(time.monotonic() - t, 2)
-            return _unrouted_result(dev, late, cells, limit, report, stage)
-    stages["nextpnr"] = round(time.monotonic() - t, 2)
-    if r.returncode != 0 or not (workdir / "report.json").exists():
-        log = nlog if nlog.exists() else workdir / "nextpnr.out"
-        over = _overflow_from_log(log)
-        if over:
-            what = ", ".join(f"{k} {u}/{a} ({100 * u // max(a, 1)}%)"
-                             for k, (u, a) in over.items())
-            raise DesignDoesNotFit(
-                f"{params.name} ({top}) does not fit {device}: {what}; log: {log}", over)
-        out = _tail(log)
-        if "Unable to place cell" in out or "no BELs remaining" in out:
-            raise DesignDoesNotFit(f"{params.name} ({top}) does not fit {device}: "
-                                   f"placement failed; log: {log}\n{out}")
-        raise SynthError(f"{dev.nextpnr} failed (exit {r.returncode}); log: {log}\n{out}")
+            stages[key] = round(time.monotonic() - t, 2)
+            return _unrouted_result(dev, late, cells, limit, report, stage, sd)
+        stages[key] = round(time.monotonic() - t, 2)
+        if r.returncode != 0 or not (rundir / "report.json").exists():
+            log = nlog if nlog.exists() else rundir / "nextpnr.out"
+            over = _overflow_from_log(log)
+            if over:
+                what = ", ".join(f"{k} {u}/{a} ({100 * u // max(a, 1)}%)"
+                                 for k, (u, a) in over.items())
+                raise DesignDoesNotFit(
+                    f"{params.name} ({top}) does not fit {device}: {what}; log: {log}", over)
+            out = _tail(log)
+            if "Unable to place cell" in out or "no BELs remaining" in out:
+                raise DesignDoesNotFit(f"{params.name} ({top}) does not fit {device}: "
+                                       f"placement failed; log: {log}\n{out}")
+            raise SynthError(f"{dev.nextpnr} failed (exit {r.returncode}); log: {log}\n{out}")
 
-    rep = json.loads((workdir / "report.json").read_text())
-    util = rep.get("utilization", {})
-    fmax = rep.get("fmax", {})
-    if dev.family == "ecp5":
-        fields = {k: _pick(util, v) for k, v in _ECP5_MAP.items()}
-        ffs_source = "nextpnr:TRELLIS_FF"
-    else:
-        fields = {k: _pick(util, v) for k, v in _ICE40_MAP.items()}
-        # nextpnr-ice40 reports logic cells, not how many of them use their flop.
-        fields["ffs"] = _flops(cells)
-        ffs_source = "yosys:stat SB_DFF*"
-    achieved = [v["achieved"] for v in fmax.values() if "achieved" in v]
-    constraints = [v["constraint"] for v in fmax.values() if "constraint" in v]
-    extra = {}
-    if not route:
-        # nextpnr writes no fmax into --report without routing; its placer's
-        # timing estimate is only in the log. Kept apart, and named as such.
-        est = re.findall(r"Max frequency for clock '[^']*': ([0-9.]+) MHz", nlog.read_text())
-        extra["placement_fmax_estimate_mhz"] = float(est[-1]) if est else None
-    target = min(constraints) if constraints else float(params.clock_mhz)
-    result = report(
-        source="nextpnr", luts=fields["luts"], ffs=fields["ffs"], ffs_source=ffs_source,
-        dsps=fields["dsps"], brams=fields["brams"],
-        fmax_mhz=round(min(achieved), 2) if achieved else None, target_mhz=target,
-        timing_met=min(achieved) >= target if achieved else None,
-        fmax_kind="post-route" if route else "none (not routed)", routed=bool(route),
-        fmax=fmax, utilization=util, **extra)
-    if route:
-        result["slack"] = slack_summary(nlog.read_text(errors="replace"))
-    stage(f"done: {result['luts']} LUTs, {result['ffs']} FFs, "
-          f"fmax {result['fmax_mhz']} MHz")
-    return result
+        rep = json.loads((rundir / "report.json").read_text())
+        util = rep.get("utilization", {})
+        fmax = rep.get("fmax", {})
+        if dev.family == "ecp5":
+            fields = {k: _pick(util, v) for k, v in _ECP5_MAP.items()}
+            ffs_source = "nextpnr:TRELLIS_FF"
+        else:
+            fields = {k: _pick(util, v) for k, v in _ICE40_MAP.items()}
+            # nextpnr-ice40 reports logic cells, not how many of them use their flop.
+            fields["ffs"] = _flops(cells)
+            ffs_source = "yosys:stat SB_DFF*"
+        achieved = [v["achieved"] for v in fmax.values() if "achieved" in v]
+        constraints = [v["constraint"] for v in fmax.values() if "constraint" in v]
+        extra = {}
+        if not route:
+            # nextpnr writes no fmax into --report without routing; its placer's
+            # timing estimate is only in the log. Kept apart, and named as such.
+            est = _PLACE_FMAX.findall(nlog.read_text())
+            extra["placement_fmax_estimate_mhz"] = float(est[-1]) if est else None
+        target = min(constraints) if constraints else float(params.clock_mhz)
+        result = report(
+            source="nextpnr", luts=fields["luts"], ffs=fields["ffs"], ffs_source=ffs_source,
+            dsps=fields["dsps"], brams=fields["brams"],
+            fmax_mhz=round(min(achieved), 2) if achieved else None, target_mhz=target,
+            timing_met=min(achieved) >= target if achieved else None,
+            fmax_kind="post-route" if route else "none (not routed)", routed=bool(route),
+            fmax=fmax, utilization=util, seed=sd, **extra)
+        if route:
+            result["slack"] = slack_summary(nlog.read_text(errors="replace"))
+        if len(seeds) > 1:
+            result["workdir"] = str(rundir)
+        stage(f"done{'' if len(seeds) == 1 else f' (seed {sd})'}: {result['luts']} LUTs, "
+              f"{result['ffs']} FFs, fmax {result['fmax_mhz']} MHz")
+        return result
+
+    with _nextpnr_slot(progress):
+        if len(seeds) == 1 or jobs <= 1:
+            runs = [place_and_route(sd) for sd in seeds]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                runs = list(pool.map(place_and_route, seeds))
+    if len(seeds) == 1:
+        return runs[0]
+    return _seed_sweep(runs, workdir, stages, t0)
 
 
-def _unrouted_result(dev, late: dict, cells: dict, limit: float, report, stage) -> dict:
+def _seed_sweep(runs: list, workdir: Path, stages: dict, t0: float) -> dict:
+    """The report of one netlist placed and routed with several seeds: the
+    best seed's report (its figures, its ``seed``), with ``seed_sweep``
+    giving every seed's Fmax, failing endpoints and TNS and their mean, min
+    and max. Placement and routing of one netlist vary by several MHz from
+    seed to seed (docs/area.md), so a design change is judged on the mean
+    over seeds and a bitstream is taken from the best one."""
+    timed = [r for r in runs if r["fmax_mhz"] is not None]
+    best = max(timed, key=lambda r: r["fmax_mhz"]) if timed else runs[0]
+    per_seed = [{"seed": r["seed"], "fmax_mhz": r["fmax_mhz"], "luts": r["luts"],
+                 "placement_fmax_estimate_mhz": r.get("placement_fmax_estimate_mhz"),
+                 "failing_endpoints": (r.get("slack") or {}).get("failing_endpoints"),
+                 "tns_ns": (r.get("slack") or {}).get("tns_ns"), "workdir": r["workdir"]}
+                for r in runs]
+    f = [r["fmax_mhz"] for r in timed]
+    sweep = {"seeds": per_seed, "best_seed": best["seed"],
+             "fmax_mhz_mean": round(sum(f) / len(f), 2) if f else None,
+             "fmax_mhz_min": min(f) if f else None, "fmax_mhz_max": max(f) if f else None}
+    return {**best, "seed_sweep": sweep, "stage_seconds": stages,
+            "wall_seconds": round(time.monotonic() - t0, 2), "workdir": str(workdir)}
+
+
+def _unrouted_result(dev, late: dict, cells: dict, limit: float, report, stage, seed) -> dict:
     """The report of a run whose routing was stopped after `limit` seconds:
     the figures nextpnr's log had (`late`, :func:`unrouted_figures`), no Fmax."""
     util = late["utilization"]
@@ -954,7 +1015,7 @@ def _unrouted_result(dev, late: dict, cells: dict, limit: float, report, stage) 
         dsps=fields["dsps"], brams=fields["brams"], fmax_mhz=None, timing_met=None,
         fmax_kind=f"none (not routed: stopped after {limit:g} s, {status})", routed=False,
         placement_fmax_estimate_mhz=late["placement_fmax_estimate_mhz"], router=router,
-        fmax={}, utilization=util)
+        fmax={}, utilization=util, seed=seed)
     stage(f"stopped routing after {limit:g} s ({status}): {result['luts']} LUTs, "
           f"placement estimate {result['placement_fmax_estimate_mhz']} MHz")
     return result
@@ -980,6 +1041,12 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="the device's speed grade (ECP5: 6, 7 or 8; default 6, the "
                              "slowest, as on the ULX3S; timing is that grade's)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                        help="place and route the one netlist with each of these seeds "
+                             "(each in workdir/seed<N>) and report every seed's Fmax, their "
+                             "mean, min and max, and the best seed's figures")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="with --seeds: how many nextpnr runs at a time (default 1)")
     parser.add_argument("--placer", default="static", choices=PLACERS,
                         help="nextpnr's placer (default static, its electrostatic placer: with it "
                              "small routes on an LFE5U-85F, with heap router2 does not converge; "
@@ -1029,6 +1096,13 @@ def format_report(r: dict) -> str:
            + ", ".join(f"{n}: {c}" for n, c in dn["histogram"].items())
            + " (endpoints by the routed nets on their deepest path, before placement)"]
           if (dn := r.get("routed_nets")) else []),
+        *([f"  {'seeds':<16} " + " / ".join(
+            f"{x['seed']}: " + (f"{x['fmax_mhz']:.2f}" if x["fmax_mhz"] is not None else "n/a")
+            for x in sw["seeds"])
+           + (f" MHz; mean {sw['fmax_mhz_mean']:.2f}, min {sw['fmax_mhz_min']:.2f}, "
+              f"max {sw['fmax_mhz_max']:.2f} (the figures above are seed {sw['best_seed']}'s)"
+              if sw["fmax_mhz_mean"] is not None else " (none routed)")]
+          if (sw := r.get("seed_sweep")) else []),
         f"  {'wall time':<16} {r['wall_seconds']:>7.1f} s",
         "nextpnr utilization:",
         *util_rows,
@@ -1048,6 +1122,7 @@ def main_synth(args) -> int:
         result = synthesize(params, getattr(args, "device", "ecp5-85k"),
                             top=getattr(args, "top", "fabric"),
                             seed=getattr(args, "seed", 1), route=getattr(args, "route", True),
+                            seeds=getattr(args, "seeds", None), jobs=getattr(args, "jobs", 1),
                             speed=getattr(args, "speed", None),
                             pnr=getattr(args, "pnr", True), progress=progress,
                             route_timeout=getattr(args, "route_timeout", None) or None,

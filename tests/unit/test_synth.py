@@ -42,7 +42,10 @@ def _check_report(r, device, speed=None):
     assert r["wall_seconds"] > 0
     # nextpnr's static placer unless told otherwise, from the API as from the CLI
     assert r["placer"] == "static"
-    assert "--placer static" in (Path(r["workdir"]) / "nextpnr.cmd").read_text()
+    d = Path(r["workdir"])
+    if "seed_sweep" in r:                           # the best seed's run
+        d = d / f"seed{r['seed']}"
+    assert "--placer static" in (d / "nextpnr.cmd").read_text()
     # The raw nextpnr utilization is passed through as {bel: {used, available}}.
     for bel, u in r["utilization"].items():
         assert set(u) >= {"used", "available"}, bel
@@ -385,6 +388,41 @@ def test_hop_ecp5(tmp_path, speed):
     assert r["ffs"] >= 68
     assert r["ffs"] == r["utilization"]["TRELLIS_FF"]["used"]
     assert r["slack"]["endpoints"] > 0 and r["slack"]["failing_endpoints"] == 0
+
+
+@needs_ecp5
+def test_seed_sweep_routes_one_netlist_per_seed(tmp_path):
+    """--seeds: one Yosys netlist, nextpnr once per seed in its own
+    directory; the report is the best seed's, with every seed's figures and
+    their mean, min and max."""
+    r = synthesize(preset("tiny"), "ecp5-25k", top="hop", workdir=tmp_path, progress=None,
+                   seeds=[1, 2, 5], jobs=2)
+    _check_report(r, "ecp5-25k")
+    sw = r["seed_sweep"]
+    assert [x["seed"] for x in sw["seeds"]] == [1, 2, 5]
+    got = {}
+    for x in sw["seeds"]:
+        d = tmp_path / f"seed{x['seed']}"
+        assert x["workdir"] == str(d)
+        assert f"--seed {x['seed']} " in (d / "nextpnr.cmd").read_text()
+        rep = json.loads((d / "report.json").read_text())
+        got[x["seed"]] = round(rep["fmax"]["clk"]["achieved"], 2)
+        assert x["fmax_mhz"] == got[x["seed"]]
+        assert x["failing_endpoints"] == 0
+    f = list(got.values())
+    assert (sw["fmax_mhz_min"], sw["fmax_mhz_max"]) == (min(f), max(f))
+    assert sw["fmax_mhz_mean"] == round(sum(f) / 3, 2)
+    assert r["fmax_mhz"] == max(f) and got[r["seed"]] == max(f) == got[sw["best_seed"]]
+    assert not (tmp_path / "report.json").exists()        # no single-seed leftovers
+    text = synth.format_report(r)
+    assert f"mean {sw['fmax_mhz_mean']:.2f}" in text and "1: " in text and "5: " in text
+
+
+@pytest.mark.parametrize("seeds,jobs", [([], 1), ([1, 1], 1), ([1, 2], 0)])
+def test_bad_seed_sweep_is_refused(tmp_path, seeds, jobs):
+    with pytest.raises(ValueError, match="seeds|jobs"):
+        synthesize(preset("tiny"), "ecp5-25k", top="hop", workdir=tmp_path, progress=None,
+                   seeds=seeds, jobs=jobs)
 
 
 @needs_ice40
