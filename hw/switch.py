@@ -71,12 +71,6 @@ def _lut_init(f) -> int:
     return sum(1 << i for i in range(16) if f(i & 1, (i >> 1) & 1, (i >> 2) & 1, (i >> 3) & 1))
 
 
-#: Z = A ? C : B, a 2:1 mux with select A (D unused).
-LUT4_MUX2 = _lut_init(lambda a, b, c, d: c if a else b)
-#: Z = A ? C : (B & D): the same with a gate on the B input.
-LUT4_MUX2_GATED = _lut_init(lambda a, b, c, d: c if a else b & d)
-
-
 class _Prims:
     """ECP5 mux cells, one Instance per bit, behind `m.submodules`."""
 
@@ -87,21 +81,38 @@ class _Prims:
         self.m.submodules[f"{self.name}_p{self.n}"] = inst
         self.n += 1
 
-    def mux2(self, s, d0, d1):
+    def lut(self, f, ins):
+        """One LUT4 computing ``f(*ins)`` (up to four one-bit inputs, on A,
+        B, C, D in order). A constant input is folded into INIT and its pin
+        tied to 0."""
+        ins = list(ins) + [Const(0, 1)] * (4 - len(ins))
+        fixed = [v.value if _is_const(v) else None for v in ins]
+        init = _lut_init(lambda *bits: f(*(b if c is None else c
+                                            for b, c in zip(bits, fixed))))
+        pins = [Const(0, 1) if c is not None else v for v, c in zip(ins, fixed)]
         z = Signal()
-        self._add(Instance("LUT4", p_INIT=Const(LUT4_MUX2, 16), i_A=s, i_B=d0, i_C=d1,
-                           i_D=Const(0, 1), o_Z=z))
+        self._add(Instance("LUT4", p_INIT=Const(init, 16), i_A=pins[0], i_B=pins[1],
+                           i_C=pins[2], i_D=pins[3], o_Z=z))
         return z
+
+    def pair(self, s0, d0, d1, force=None):
+        """``s0 ? d1 : d0`` in one LUT4 (d0, d1 signals or constants). With
+        `force` = (t, v, inv), the LUT gives the constant v instead where
+        ``t ^ inv`` is 1."""
+        if force is None:
+            return self.lut(lambda s, a, b, _: b if s else a, [s0, d0, d1])
+        t, v, inv = force
+        return self.lut(lambda s, a, b, u: v if u ^ inv else (b if s else a), [s0, d0, d1, t])
+
+    def mux2(self, s, d0, d1):
+        return self.pair(s, d0, d1)
 
     def mux2_gated(self, s, d0, g, d1):
         """s ? d1 : (d0 & g), one LUT4."""
-        z = Signal()
-        self._add(Instance("LUT4", p_INIT=Const(LUT4_MUX2_GATED, 16), i_A=s, i_B=d0, i_C=d1,
-                           i_D=g, o_Z=z))
-        return z
+        return self.lut(lambda s, a, b, g: b if s else a & g, [s, d0, d1, g])
 
-    def mux4(self, s0, s1, d):
-        lo, hi = self.mux2(s0, d[0], d[1]), self.mux2(s0, d[2], d[3])
+    def mux4(self, s0, s1, d, force=None):
+        lo, hi = self.pair(s0, d[0], d[1], force), self.pair(s0, d[2], d[3], force)
         z = Signal()
         # PFUMX: Z = C0 ? ALUT : BLUT, fed by the two LUT4s of its slice.
         self._add(Instance("PFUMX", i_ALUT=hi, i_BLUT=lo, i_C0=s1, o_Z=z))
@@ -128,8 +139,10 @@ def mux_tree(sel, options, *, m=None, name="mux"):
     every group of 8 (or 4) options that are all signals is built per bit from
     LUT4s, PFUMXs and an L6MUX21: 4 LUT4s per bit for 8:1 and 2 for 4:1, where
     ABC9 maps the same logic to about 6 and 3 (it cannot use the slice's wide
-    muxes for a function of more than five inputs). Groups with constants and
-    the levels above a group stay ordinary muxes."""
+    muxes for a function of more than five inputs). Constant options are
+    folded into the LUTs (:func:`_select_bit`), so a select with constant
+    options is as shallow as one without; the levels above a group stay
+    ordinary muxes."""
     sel = Value.cast(sel)
     opts = [Value.cast(v) for v in options]
     width = max(len(v) for v in opts)
@@ -139,46 +152,42 @@ def mux_tree(sel, options, *, m=None, name="mux"):
     if m is not None and ECP5_MUXES.get() and len(sel) >= 2:
         group = 3 if len(sel) >= 3 else 2
         prims = _Prims(m, name)
-
-        def behavioural(chunk, levels):
-            for b in range(levels):
-                chunk = [Mux(sel[b], chunk[i + 1], chunk[i]) for i in range(0, len(chunk), 2)]
-            return chunk[0]
-
-        def bit_of(v, i):
-            return v[i] if i < len(v) else Const(0, 1)
-
-        def quad(chunk):
-            # 4:1 by sel[0:2]: LUT4 + LUT4 + PFUMX per bit (bits fed by a
-            # constant stay ordinary logic, which Yosys simplifies)
-            if any(_is_const(v) for v in chunk):
-                return behavioural(chunk, 2)
-            out = []
-            for i in range(width):
-                d = [bit_of(v, i) for v in chunk]
-                out.append(behavioural(d, 2) if any(_is_const(x) for x in d)
-                           else prims.mux4(sel[0], sel[1], d))
-            return Cat(*out)
-
         grouped = []
         for g in range(0, n, 1 << group):
             chunk = opts[g:g + (1 << group)]
-            if group == 2:
-                grouped.append(quad(chunk))
-            elif any(_is_const(v) for v in chunk):
-                lo, hi = quad(chunk[:4]), quad(chunk[4:])
-                grouped.append(Mux(sel[2], hi, lo))
-            else:
-                out = []
-                for i in range(width):
-                    d = [bit_of(v, i) for v in chunk]
-                    out.append(behavioural(d, 3) if any(_is_const(x) for x in d)
-                               else prims.mux8(sel[:3], d))
-                grouped.append(Cat(*out))
+            grouped.append(Cat(*(_select_bit(prims, sel[:group], [_bit(v, i) for v in chunk])
+                                 for i in range(width))))
         opts, bit = grouped, group
     for b in range(bit, len(sel)):
         opts = [Mux(sel[b], opts[i + 1], opts[i]) for i in range(0, len(opts), 2)]
     return opts[0]
+
+
+def _bit(v, i):
+    """Bit i of `v` (zero-extended), a one-bit Const where `v` is constant."""
+    if _is_const(v):
+        return Const((v.value >> i) & 1 if i < len(v) else 0, 1)
+    return v[i] if i < len(v) else Const(0, 1)
+
+
+def _select_bit(prims, sel, d):
+    """``d[sel]`` for one bit of 4 or 8 options (`sel` 2 or 3 bits wide), the
+    options signals or constants, from ECP5 cells: an 8:1 is 4 LUT4s, 2
+    PFUMXs and an L6MUX21, a 4:1 2 LUT4s and a PFUMX, the constants folded
+    into the LUTs' INIT. Where one half of an 8:1 is a single constant, the
+    other half's LUTs give it themselves (their spare input is sel[2]): 2
+    LUT4s and a PFUMX. Where every option is constant, the bit is a function
+    of `sel` alone, left to Yosys (ordinary logic)."""
+    if all(_is_const(x) for x in d):
+        for b in range(len(sel)):
+            d = [Mux(sel[b], d[i + 1], d[i]) for i in range(0, len(d), 2)]
+        return d[0]
+    if len(d) == 4:
+        return prims.mux4(sel[0], sel[1], d)
+    for half, other, inv in ((d[4:], d[:4], 0), (d[:4], d[4:], 1)):
+        if all(_is_const(x) for x in half) and len({x.value for x in half}) == 1:
+            return prims.mux4(sel[0], sel[1], other, force=(sel[2], half[0].value, inv))
+    return prims.mux8(sel, d)
 
 
 def mux2(s, d0, d1, *, m=None, name="mux2"):

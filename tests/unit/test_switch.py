@@ -146,7 +146,8 @@ def _ecp5_cell_models():
 def _prove_ecp5_form(tmp_path, ports, body, cell="PFUMX"):
     """Build a component with `ports` (name -> (direction, width)) whose
     logic is ``body(m, self)``, once plainly and once with ECP5_MUXES set,
-    and have Yosys' SAT solver prove the two equal for every input."""
+    and have Yosys' SAT solver prove the two equal for every input. Returns
+    the ECP5 form's RTLIL."""
     from amaranth import Module
     from amaranth.back import rtlil
     from amaranth.lib import wiring
@@ -175,6 +176,7 @@ def _prove_ecp5_form(tmp_path, ports, body, cell="PFUMX"):
     (tmp_path / "gold.il").write_text(gold)
     (tmp_path / "gate.il").write_text(gate)
     run_yosys_script(tmp_path, _EQUIV_SCRIPT)
+    return gate
 
 
 @pytest.mark.parametrize("n, width, consts", [
@@ -196,6 +198,31 @@ def test_mux_tree_ecp5_cells_are_equivalent(tmp_path, n, width, consts):
 
     _prove_ecp5_form(tmp_path, {"i": ("i", n * width), "sel": ("i", sel_w), "o": ("o", width)},
                      body)
+
+
+@pytest.mark.parametrize("pattern", ["xxxx0000", "7777xxxx", "xxxx5555", "x5x0x300",
+                                     "01234567", "xx"])
+def test_mux_tree_constant_options_are_folded(tmp_path, pattern):
+    """Constant options (a digit in `pattern`; x is a signal) are folded into
+    the LUTs: an 8:1 whose one half is a single constant per bit is that
+    half's value forced by sel[2] in the other half's LUTs, a mixed 8:1 the
+    full LUT4/PFUMX/L6MUX21 form, an all-constant group ordinary logic. Each
+    equals the plain mux tree for every input."""
+    from amaranth import Const
+
+    from tessera.hw.switch import mux_tree
+    width, n = 3, len(pattern)
+    sel_w = 3
+
+    def body(m, top):
+        opts = [top.i[j * width:(j + 1) * width] if c == "x" else Const(int(c), width)
+                for j, c in enumerate(pattern)]
+        m.d.comb += top.o.eq(mux_tree(top.sel, opts, m=m, name="t"))
+
+    ports = {"i": ("i", n * width), "sel": ("i", sel_w), "o": ("o", width)}
+    mixed = "x" in pattern[:4] and "x" in pattern[4:]
+    gate = _prove_ecp5_form(tmp_path, ports, body, cell="PFUMX" if "x" in pattern else "")
+    assert ("L6MUX21" in gate) == mixed     # no 8:1 cells where a half is constant
 
 
 def test_select4_gated_ecp5_cells_are_equivalent(tmp_path):
