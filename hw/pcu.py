@@ -545,10 +545,15 @@ class PCU(wiring.Component):
                 self._quiet[(k, None)] = Signal(name=f"s{k}_quiet_rep")
                 for lane in range(L):
                     self._quiet[(k, lane)] = Signal(name=f"s{k}_l{lane}_quiet_rep")
-        cfg, quiet = settled_config(m, self.config, quiet_copies=self._quiet.values())
+        # `run` (settled and enabled) is a flop of its own (unit.settled_config);
+        # for place and route each copy of the firing decision has its own
+        # copy, and the last one clears the control (counters, tokens).
+        n_runs = FIRE_GROUPS + 1 if LANE_COPIES.get() else 1
+        runs = [Signal(name=f"run{g}_rep" if n_runs > 1 else "run") for g in range(n_runs)]
+        cfg, quiet = settled_config(m, self.config, quiet_copies=self._quiet.values(),
+                                    runs=runs, run_enable=lambda c: c.en)
         self._quiet[None] = quiet
-        run = Signal()
-        m.d.comb += run.eq(quiet & cfg.en)
+        run = runs[-1]
         clear = ~run
 
         # -- input FIFOs and bypass ------------------------------------------------
@@ -719,8 +724,8 @@ class PCU(wiring.Component):
                 firing_flag(f"{net}_in{j}_ok", nz=q.o.valid, many=q.many, up=pushed, take=ends,
                             need_fire=en_next, need_hold=en_next)
         out_ok = Cat(*ok_out).all()
-        for f, flags in zip(fires, oks):
-            m.d.comb += f.eq(run & Cat(*flags).all())
+        for f, flags, r in zip(fires, oks, runs):
+            m.d.comb += f.eq(r & Cat(*flags).all())
 
         # -- pipeline ---------------------------------------------------------------
         # Free-running: every stage register loads every cycle, and a valid bit

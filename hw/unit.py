@@ -59,7 +59,8 @@ _CHANGE_CHUNK = 8
 CONFIG_DELAY = 3
 
 
-def settled_config(m: Module, config: data.View, name: str = "cfg_r", quiet_copies=()):
+def settled_config(m: Module, config: data.View, name: str = "cfg_r", quiet_copies=(),
+                   runs=(), run_enable=None):
     """A unit's registered copy of its ``config``, and ``quiet``: a flop that
     is 0 for the two cycles after any change of the copy.
 
@@ -85,7 +86,16 @@ def settled_config(m: Module, config: data.View, name: str = "cfg_r", quiet_copi
     each group of them its own enable; name them ``*_rep`` so that Yosys
     keeps them apart). Every copy is a flop fed by a flop, with no logic
     between, however far apart place and route puts the groups.
+
+    Each signal of ``runs`` becomes a flop equal in every cycle to ``quiet &
+    run_enable(copy)`` (a unit's "running": settled and enabled), loaded a
+    cycle early from ``calm`` and the copy: where ``calm`` is 1, neither
+    ``changed`` nor ``load`` was set in the cycle before, so the copy does not
+    change in the next one. A unit's control then reads its own flop rather
+    than an AND of two flops that drive the whole unit.
     Returns ``(copy, quiet)``."""
+    if runs and run_enable is None:
+        raise ValueError("settled_config: runs need run_enable (the copy's enable)")
     cfg = Signal(config.shape(), name=name)
     new, old = config.as_value(), cfg.as_value()
     chunks = range(0, len(new), _CHANGE_CHUNK)
@@ -105,6 +115,8 @@ def settled_config(m: Module, config: data.View, name: str = "cfg_r", quiet_copi
     quiet = Signal(name=f"{name}_quiet")
     for q in (quiet, *quiet_copies):
         m.d.sync += q.eq(calm)
+    for r in runs:
+        m.d.sync += r.eq(calm & run_enable(cfg))
     return cfg, quiet
 
 

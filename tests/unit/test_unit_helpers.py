@@ -6,6 +6,7 @@ configuration and its two quiet cycles after a change)."""
 
 import random
 
+import pytest
 from amaranth import Elaboratable, Module, Signal
 from amaranth.lib import data
 
@@ -89,7 +90,9 @@ class _Settle(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         self.copies = [Signal(name=f"quiet{i}_rep") for i in range(2)]
-        self.cfg, self.quiet = settled_config(m, self.config, quiet_copies=self.copies)
+        self.runs = [Signal(name=f"run{i}_rep") for i in range(2)]
+        self.cfg, self.quiet = settled_config(m, self.config, quiet_copies=self.copies,
+                                              runs=self.runs, run_enable=lambda c: c.en)
         return m
 
 
@@ -98,12 +101,13 @@ def test_settled_config_is_quiet_for_two_cycles_after_a_change():
     catches up within four cycles of the configuration holding still, and
     quiet is 0 in the two cycles after the copy changes and 1 once the copy
     has held still for two and the configuration has equalled it for four.
-    Its copies (`quiet_copies`) equal it in every cycle."""
+    Its copies (`quiet_copies`) equal it in every cycle, and each of `runs`
+    (flops loaded a cycle early) equals ``quiet & copy.en`` in every cycle."""
     dut = _Settle()
     rng = random.Random(4)
 
     async def bench(ctx):
-        configs, copies, quiets = [], [], []
+        configs, copies, quiets, runs = [], [], [], []
         for cycle in range(600):
             value = (configs[-1] if configs and rng.random() < 0.85
                      else rng.getrandbits(8))
@@ -113,6 +117,9 @@ def test_settled_config_is_quiet_for_two_cycles_after_a_change():
             copies.append(ctx.get(dut.cfg.as_value()))   # after the edge ending `cycle`
             quiets.append(ctx.get(dut.quiet))
             assert [ctx.get(c) for c in dut.copies] == [quiets[-1]] * 2, cycle
+            running = quiets[-1] & ctx.get(dut.cfg.en)
+            assert [ctx.get(r) for r in dut.runs] == [running] * 2, cycle
+            runs.append(running)
             if len(copies) >= 2 and copies[-1] != copies[-2]:
                 assert copies[-1] == configs[-1], cycle        # loaded at this edge
             if len(configs) >= 4 and configs[-4:] == [configs[-1]] * 4:
@@ -125,5 +132,11 @@ def test_settled_config_is_quiet_for_two_cycles_after_a_change():
                     configs[-4:] == [copies[-1]] * 4:
                 assert quiets[-1] == 1, cycle
         assert 0 < sum(quiets) < len(quiets)
+        assert 0 < sum(runs) < sum(quiets)
 
     run_testbenches(dut, bench)
+
+
+def test_settled_config_runs_need_the_enable():
+    with pytest.raises(ValueError, match="run_enable"):
+        settled_config(None, Signal(LAYOUT), runs=[Signal()])
