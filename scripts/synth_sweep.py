@@ -6,6 +6,7 @@
     python scripts/synth_sweep.py --top hop --out hop.json
     python scripts/synth_sweep.py --top pcu --presets small default --devices ecp5-85k
     python scripts/synth_sweep.py --presets default --devices ecp5-85k --synth-only
+    python scripts/synth_sweep.py --top pcu --presets small --devices ecp5-85k --seeds 1 2 3 --jobs 2
 
 A combination that does not fit its device is listed with the overflowing
 resource instead of figures; a tool failure is listed with its message (the
@@ -29,6 +30,8 @@ def _row(r: dict) -> list:
         return [r["preset"], r["device"], "-", "-", "-", "-", "-", f"{r['status']}: {r['reason']}"]
     if r["fmax_mhz"] is not None:
         fmax = f"{r['fmax_mhz']:.1f}"
+        if r.get("seed_sweep"):            # the best seed's, and the mean over seeds
+            fmax += f" (mean {r['seed_sweep']['fmax_mhz_mean']:.1f})"
     elif r.get("placement_fmax_estimate_mhz") is not None:
         fmax = f"~{r['placement_fmax_estimate_mhz']:.1f}"      # placement estimate
     else:
@@ -55,6 +58,10 @@ def main(argv=None) -> int:
     ap.add_argument("--devices", nargs="+", default=list(DEVICES), choices=list(DEVICES))
     ap.add_argument("--top", default="fabric", choices=list(TOPS))
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                    help="place and route each netlist with each of these nextpnr seeds; "
+                         "Fmax is the best seed's, with the mean over seeds")
+    ap.add_argument("--jobs", type=int, default=1, help="with --seeds: nextpnr runs at a time")
     ap.add_argument("--timeout", type=float, default=None,
                     help="per-tool timeout in seconds (default: none)")
     ap.add_argument("--no-route", dest="route", action="store_false",
@@ -76,7 +83,7 @@ def main(argv=None) -> int:
             try:
                 r = synthesize(preset(pname), dname, top=args.top, seed=args.seed,
                                progress=progress, timeout=args.timeout, route=args.route,
-                               pnr=args.pnr)
+                               pnr=args.pnr, seeds=args.seeds, jobs=args.jobs)
                 results.append(r)
             except DesignDoesNotFit as e:
                 reason = ", ".join(f"{k} {u}/{a}" for k, (u, a) in e.overflow.items()) \
