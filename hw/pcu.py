@@ -142,7 +142,8 @@ from .counters import CounterChain
 from .links import NETWORKS, StreamFIFO, ahead_flag, network_layout
 from .params import FabricParams
 from .sfu import SFU_LATENCY, SFULane
-from .switch import ECP5_MUXES, add_inverted, mux2, mux_tree, select4_gated, shift_right
+from .switch import (ECP5_MUXES, add_inverted, mux2, mux_tree, select4_gated, select_late,
+                     shift_right)
 from .unit import (flagged_counter, pass_config_layout, settled_config, unit_port_counts,
                    unit_signature_members)
 
@@ -1383,13 +1384,13 @@ class PCU(wiring.Component):
         # MAX/MIN's compare; 0 for the other ops): that choice is made last,
         # after the result select, so that a compare's carry chain reaches the
         # result through one select.
-        take = []
-        for j, (fixed, minmax, is_max) in enumerate(takes):
+        # (the first half of the copies of `take` select the result, the
+        # second the accumulators' short result, below)
+        take_r = []
+        for j, (fixed, minmax, is_max) in enumerate(takes[:len(takes) // 2] or takes):
             t = Signal(name=f"{n}_take{j}")
             m.d.comb += t.eq(fixed | (minmax & (lt ^ is_max)))
-            take.append(t)
-        half = len(take) // 2
-        take_r, take_acc = (take[:half], take[half:]) if half else (take, take)
+            take_r.append(t)
         g1, g0 = dec["g1"], dec["g0"]
         bitwise = Signal(W, name=f"{n}_bitwise")
         m.d.comb += bitwise.eq(Mux(g1, Mux(g0, a ^ b, a | b), Mux(g0, a & b, b)))
@@ -1421,6 +1422,17 @@ class PCU(wiring.Component):
         # accumulation's loop is then the adder, `take` and one select: the
         # shifter, the bitwise unit, the compares and the result select stay
         # off it.
+        # `take` is fixed | (minmax & (lt ^ is_max)), so the select is one of
+        # two known a cycle early (registers), by `lt`: on ECP5 `lt` drives
+        # the wide mux that joins them (`select_late`), so the compare's sign
+        # reaches the accumulators' selects through no LUT.
         r_acc = Signal(W, name=f"{n}_racc")
-        m.d.comb += r_acc.eq(_split_mux(take_acc, a, Mux(dec["acc_b"], b, arith)))
+        triples = takes[len(takes) // 2:]
+        parts = []
+        for j, ((fixed, minmax, is_max), (lo, hi)) in enumerate(zip(triples,
+                                                                    _runs(W, len(triples)))):
+            sels = [Cat(dec["acc_b"], fixed | (minmax & (Const(x, 1) ^ is_max))) for x in (0, 1)]
+            parts.append(select_late(lt, sels, [arith[lo:hi], b[lo:hi], a[lo:hi], a[lo:hi]],
+                                     m=m, name=f"{n}_racc{j}"))
+        m.d.comb += r_acc.eq(Cat(*parts))
         return r, r_acc

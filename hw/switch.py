@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from .links import NETWORKS, Hop, network_layout
 from .params import FabricParams
 
-__all__ = ["select_layout", "mux_tree", "mux2", "select4_gated", "shift_right", "add_inverted", "ECP5_MUXES", "Crossbar", "Switch", "SIDES", "switch_ports", "switch_config_layout"]
+__all__ = ["select_layout", "mux_tree", "mux2", "select4_gated", "select_late", "shift_right", "add_inverted", "ECP5_MUXES", "Crossbar", "Switch", "SIDES", "switch_ports", "switch_config_layout"]
 
 #: Sides of a switch in the order every port list uses.
 SIDES = ("N", "E", "S", "W")
@@ -223,6 +223,38 @@ def select4_gated(s0, s1, options, gate, *, m=None, name="sel4"):
         hi = prims.mux2(s0, d[2], d[3])
         z = Signal()
         prims._add(Instance("PFUMX", i_ALUT=hi, i_BLUT=lo, i_C0=s1, o_Z=z))
+        bits.append(z)
+    return Cat(*bits)
+
+
+def select_late(late, sels, options, *, m=None, name="late"):
+    """``options[sels[1]] if late else options[sels[0]]``: one of 4 options
+    (words, or constants) by one of two 2-bit selects, chosen by `late`, a
+    bit that arrives last (a carry chain's sign). On ECP5
+    (:data:`ECP5_MUXES`, given the module `m`) each bit is two 4:1 muxes
+    (two LUT4s and a PFUMX each, by its own select) into an L6MUX21 whose
+    select is `late`: `late` passes one wide mux and no LUT, where the
+    plain form computes the select from it first and then selects."""
+    opts = [Value.cast(v) for v in options]
+    s0, s1 = (Value.cast(x) for x in sels)
+    if len(opts) != 4 or len(s0) != 2 or len(s1) != 2:
+        raise ValueError(f"select_late: 4 options and two 2-bit selects "
+                         f"(got {len(opts)} options, selects of {len(s0)} and {len(s1)} bits)")
+    width = max(len(v) for v in opts)
+
+    def quad(sel, d):
+        return Mux(sel[1], Mux(sel[0], d[3], d[2]), Mux(sel[0], d[1], d[0]))
+
+    if m is None or not ECP5_MUXES.get():
+        return Mux(late, quad(s1, opts), quad(s0, opts))
+    prims = _Prims(m, name)
+    bits = []
+    for i in range(width):
+        d = [_bit(v, i) for v in opts]
+        lo, hi = prims.mux4(s0[0], s0[1], d), prims.mux4(s1[0], s1[1], d)
+        z = Signal()
+        # L6MUX21: Z = SD ? D1 : D0, fed by the PFUMXs of two slices.
+        prims._add(Instance("L6MUX21", i_D0=lo, i_D1=hi, i_SD=late, o_Z=z))
         bits.append(z)
     return Cat(*bits)
 

@@ -225,6 +225,36 @@ def test_mux_tree_constant_options_are_folded(tmp_path, pattern):
     assert ("L6MUX21" in gate) == mixed     # no 8:1 cells where a half is constant
 
 
+@pytest.mark.parametrize("consts", [False, True])
+def test_select_late_ecp5_cells_are_equivalent(tmp_path, consts):
+    """select_late's two 4:1 muxes into an L6MUX21 (the late bit on its
+    select) equal the plain form, options equal or constant included (as the
+    PCU gives it: the sum, b, a and a again)."""
+    from amaranth import Const
+
+    from tessera.hw.switch import select_late
+    w = 3
+
+    def body(m, top):
+        x = [top.i[j * w:(j + 1) * w] for j in range(3)]
+        opts = [x[0], Const(5, w), x[2], x[2]] if consts else [x[0], x[1], x[2], x[2]]
+        m.d.comb += top.o.eq(select_late(top.late, [top.s[:2], top.s[2:]], opts, m=m,
+                                         name="t"))
+
+    _prove_ecp5_form(tmp_path, {"i": ("i", 3 * w), "s": ("i", 4), "late": ("i", 1),
+                                "o": ("o", w)}, body, cell="L6MUX21")
+
+
+def test_select_late_rejects_wrong_shapes():
+    from amaranth import Signal
+
+    from tessera.hw.switch import select_late
+    with pytest.raises(ValueError, match="4 options"):
+        select_late(Signal(), [Signal(2), Signal(2)], [Signal(3)] * 3)
+    with pytest.raises(ValueError, match="2-bit selects"):
+        select_late(Signal(), [Signal(2), Signal(3)], [Signal(3)] * 4)
+
+
 def test_select4_gated_ecp5_cells_are_equivalent(tmp_path):
     """select4_gated's LUT4/PFUMX form equals its plain form."""
     from tessera.hw.switch import select4_gated
