@@ -112,7 +112,10 @@ accumulator (it loads what the accumulator loads), so an accumulation
 closes in one cycle. The accumulators load a short form of the result, that
 of the ops that may read ACC (the adder or multiply-add, then ``a`` or
 ``b`` by the compare): the shifter, the bitwise unit and the result select
-are off the loop. The stage's op decoding is
+are off the loop. That select is one of two known a cycle early, chosen by
+the compare's sign (:func:`~.switch.select_late`: on ECP5 the sign drives
+the wide mux that joins them, so no LUT lies between the carry chain and
+the accumulators' selects). The stage's op decoding is
 registered from the configuration. A stage's accumulators load only for
 valid iterations (so ``ACC`` is the previous iteration's result, bubbles or
 not). Under continuous flow the PCU fires every cycle and retires one
@@ -178,9 +181,9 @@ SELECT_COPIES = 2
 RUN_FLAGS = ("sub", "qmul")
 
 #: Copies of each lane's `take` (MAX/MIN/PASS/SEL's select of `a`) under
-#: LANE_COPIES: half select the result, half the accumulators' short result,
-#: so that the one-cycle MAX/MIN loop's net after the compare drives 16 LUTs,
-#: not 64.
+#: LANE_COPIES: half select the result, half the accumulators' short result
+#: (whose copies are the two selects of `select_late`, per run of bits), so
+#: that no flop after the decoding drives all 64 selects.
 TAKE_COPIES = 4
 
 COUNTER_WIDTH = 16
