@@ -112,8 +112,8 @@ accumulator (it loads what the accumulator loads), so an accumulation
 closes in one cycle. The accumulators load a short form of the result, that
 of the ops that may read ACC (the adder or multiply-add, then ``a`` or
 ``b`` by the compare): the shifter, the bitwise unit and the result select
-are off the loop. That select is one of two known a cycle early, chosen by
-the compare's sign (:func:`~.switch.select_late`: on ECP5 the sign drives
+are off the loop. That select is one of two that registers give before the
+compare ends, chosen by the compare's sign (:func:`~.switch.select_late`: on ECP5 the sign drives
 the wide mux that joins them, so no LUT lies between the carry chain and
 the accumulators' selects). The stage's op decoding is
 registered from the configuration. A stage's accumulators load only for
@@ -1426,9 +1426,10 @@ class PCU(wiring.Component):
         # shifter, the bitwise unit, the compares and the result select stay
         # off it.
         # `take` is fixed | (minmax & (lt ^ is_max)), so the select is one of
-        # two known a cycle early (registers), by `lt`: on ECP5 `lt` drives
-        # the wide mux that joins them (`select_late`), so the compare's sign
-        # reaches the accumulators' selects through no LUT.
+        # two that registers give before the compare ends (one per value of
+        # `lt`), chosen by `lt`: on ECP5 `lt` drives the wide mux that joins
+        # them (`select_late`), so the compare's sign reaches the
+        # accumulators' selects through no LUT.
         r_acc = Signal(W, name=f"{n}_racc")
         triples = takes[len(takes) // 2:]
         parts = []
