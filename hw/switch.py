@@ -111,19 +111,25 @@ class _Prims:
         """s ? d1 : (d0 & g), one LUT4."""
         return self.lut(lambda s, a, b, g: b if s else a & g, [s, d0, d1, g])
 
+    def pfumx(self, c0, lo, hi):
+        """PFUMX: ``c0 ? hi : lo``, fed by the two LUT4s of its slice."""
+        z = Signal()
+        self._add(Instance("PFUMX", i_ALUT=hi, i_BLUT=lo, i_C0=c0, o_Z=z))
+        return z
+
+    def l6mux(self, sd, lo, hi):
+        """L6MUX21: ``sd ? hi : lo``, fed by the PFUMXs of two slices."""
+        z = Signal()
+        self._add(Instance("L6MUX21", i_D0=lo, i_D1=hi, i_SD=sd, o_Z=z))
+        return z
+
     def mux4(self, s0, s1, d, force=None):
         lo, hi = self.pair(s0, d[0], d[1], force), self.pair(s0, d[2], d[3], force)
-        z = Signal()
-        # PFUMX: Z = C0 ? ALUT : BLUT, fed by the two LUT4s of its slice.
-        self._add(Instance("PFUMX", i_ALUT=hi, i_BLUT=lo, i_C0=s1, o_Z=z))
-        return z
+        return self.pfumx(s1, lo, hi)
 
     def mux8(self, s, d):
         lo, hi = self.mux4(s[0], s[1], d[0:4]), self.mux4(s[0], s[1], d[4:8])
-        z = Signal()
-        # L6MUX21: Z = SD ? D1 : D0, fed by the PFUMXs of two slices.
-        self._add(Instance("L6MUX21", i_D0=lo, i_D1=hi, i_SD=s[2], o_Z=z))
-        return z
+        return self.l6mux(s[2], lo, hi)
 
 
 def _is_const(v) -> bool:
@@ -220,10 +226,7 @@ def select4_gated(s0, s1, options, gate, *, m=None, name="sel4"):
     for i in range(width):
         d = [v[i] if i < len(v) else Const(0, 1) for v in opts]
         lo = prims.mux2_gated(s0, d[0], gate[i], d[1])
-        hi = prims.mux2(s0, d[2], d[3])
-        z = Signal()
-        prims._add(Instance("PFUMX", i_ALUT=hi, i_BLUT=lo, i_C0=s1, o_Z=z))
-        bits.append(z)
+        bits.append(prims.pfumx(s1, lo, prims.mux2(s0, d[2], d[3])))
     return Cat(*bits)
 
 
@@ -251,11 +254,7 @@ def select_late(late, sels, options, *, m=None, name="late"):
     bits = []
     for i in range(width):
         d = [_bit(v, i) for v in opts]
-        lo, hi = prims.mux4(s0[0], s0[1], d), prims.mux4(s1[0], s1[1], d)
-        z = Signal()
-        # L6MUX21: Z = SD ? D1 : D0, fed by the PFUMXs of two slices.
-        prims._add(Instance("L6MUX21", i_D0=lo, i_D1=hi, i_SD=late, o_Z=z))
-        bits.append(z)
+        bits.append(prims.l6mux(late, prims.mux4(s0[0], s0[1], d), prims.mux4(s1[0], s1[1], d)))
     return Cat(*bits)
 
 
