@@ -404,6 +404,13 @@ def fixed_take(dec, c_nz):
     return dec["is_pass"] | (dec["is_sel"] & c_nz)
 
 
+def _by_sign(fixed, minmax, is_max):
+    """A lane's `take` (``fixed | (minmax & (lt ^ is_max))``) for each value
+    of the compare's sign `lt`, 0 then 1: two bits that registers give before
+    the compare ends, for :func:`~.switch.select_late`."""
+    return [fixed | (minmax & (Const(x, 1) ^ is_max)) for x in (0, 1)]
+
+
 def _nz_layout(regs, lanes):
     """The zero tests of a register file: a bit per register and lane."""
     return data.ArrayLayout(data.ArrayLayout(1, lanes), regs)
@@ -1296,8 +1303,8 @@ class PCU(wiring.Component):
         sig("rsa", (op == Op.RSA) if rescale else Const(0, 1))   # adder: a + (ACC >> b)
         # NOP keeps 0, as without acc_a
         sig("acc_a", (st.acc_a & (op != Op.NOP)) if rescale else Const(0, 1))
-        sig("cmp", any_of(Op.LT, Op.EQ))
-        sig("is_eq", op == Op.EQ)
+        sig("cmp_lt", op == Op.LT)
+        sig("cmp_eq", op == Op.EQ)
         sig("arith", any_of(Op.ADD, Op.SUB, *((Op.RSA,) if rescale else ()),
                             *mul_ops))                   # full-width adder output
         sig("mulop", any_of(*mul_ops) if has_mul else Const(0, 1))
@@ -1385,15 +1392,11 @@ class PCU(wiring.Component):
 
         # The bitwise unit is g(a, b), or `a` when `take` (PASS, SEL's test,
         # MAX/MIN's compare; 0 for the other ops): that choice is made last,
-        # after the result select, so that a compare's carry chain reaches the
-        # result through one select.
-        # (the first half of the copies of `take` select the result, the
-        # second the accumulators' short result, below)
-        take_r = []
-        for j, (fixed, minmax, is_max) in enumerate(takes[:len(takes) // 2] or takes):
-            t = Signal(name=f"{n}_take{j}")
-            m.d.comb += t.eq(fixed | (minmax & (lt ^ is_max)))
-            take_r.append(t)
+        # after the result select, on the compare's sign (below).
+        # The first half of the copies of `take` select the result, the
+        # second the accumulators' short result.
+        takes_r = takes[:len(takes) // 2] or takes
+        takes_acc = takes[len(takes) // 2:]
         g1, g0 = dec["g1"], dec["g0"]
         bitwise = Signal(W, name=f"{n}_bitwise")
         m.d.comb += bitwise.eq(Mux(g1, Mux(g0, a ^ b, a | b), Mux(g0, a & b, b)))
@@ -1411,13 +1414,24 @@ class PCU(wiring.Component):
         cat = dec["cat"]
         rest = select4_gated(cat[0], cat[1], [arith, bitwise, shr_out, shifted[::-1]],
                              dec["arith"].replicate(W), m=m, name=f"{n}_result")
-        # A compare's result is ORed into bit 0: a compare neither takes `a`
-        # nor enables the arithmetic unit, so the rest of its result is 0,
-        # and bit 0 is one LUT after the result select, as the other bits.
-        cmp_bit = Signal(name=f"{n}_cmp")
-        m.d.comb += cmp_bit.eq(dec["cmp"] & Mux(dec["is_eq"], eq, lt))
-        taken = _split_mux(take_r, a, rest)
-        m.d.comb += r.eq(Cat(taken[0] | cmp_bit, taken[1:]))
+        # `take` is fixed | (minmax & (lt ^ is_max)), so the result is one of
+        # two that registers choose before the compare ends (`by_sign`: one
+        # per value of `lt`), chosen by `lt`: on ECP5 `lt` drives the wide mux
+        # that joins them (`select_late`), so the compare's sign reaches the
+        # result register through no LUT. A compare's result is bit 0's: a
+        # compare neither takes `a` nor enables the arithmetic unit (`rest`
+        # is 0), so bit 0 is rest, 1 (LT, where lt), `a` or EQ's test.
+        cmp_eq, cmp_lt = dec["cmp_eq"], dec["cmp_lt"]
+        parts = []
+        for j, (triple, (lo, hi)) in enumerate(zip(takes_r, _runs(W, len(takes_r)))):
+            t = _by_sign(*triple)
+            if lo == 0:
+                sels = [Cat(cmp_eq | (cmp_lt & x), t[x] | cmp_eq) for x in (0, 1)]
+                parts.append(select_late(lt, sels, [rest[0], Const(1, 1), a[0], eq],
+                                         m=m, name=f"{n}_res{j}b0"))
+                lo = 1
+            parts.append(select_late(lt, t, [rest[lo:hi], a[lo:hi]], m=m, name=f"{n}_res{j}"))
+        m.d.comb += r.eq(Cat(*parts))
 
         # The result of the ops that may read ACC (`ACC_OPERAND_OPS`, MAC's c,
         # RSA), which is all the accumulators load: `a` where `take`, `b`
@@ -1425,17 +1439,11 @@ class PCU(wiring.Component):
         # accumulation's loop is then the adder, `take` and one select: the
         # shifter, the bitwise unit, the compares and the result select stay
         # off it.
-        # `take` is fixed | (minmax & (lt ^ is_max)), so the select is one of
-        # two that registers give before the compare ends (one per value of
-        # `lt`), chosen by `lt`: on ECP5 `lt` drives the wide mux that joins
-        # them (`select_late`), so the compare's sign reaches the
-        # accumulators' selects through no LUT.
+        # As the result, it is chosen on the compare's sign (`select_late`).
         r_acc = Signal(W, name=f"{n}_racc")
-        triples = takes[len(takes) // 2:]
         parts = []
-        for j, ((fixed, minmax, is_max), (lo, hi)) in enumerate(zip(triples,
-                                                                    _runs(W, len(triples)))):
-            sels = [Cat(dec["acc_b"], fixed | (minmax & (Const(x, 1) ^ is_max))) for x in (0, 1)]
+        for j, (triple, (lo, hi)) in enumerate(zip(takes_acc, _runs(W, len(takes_acc)))):
+            sels = [Cat(dec["acc_b"], t) for t in _by_sign(*triple)]
             parts.append(select_late(lt, sels, [arith[lo:hi], b[lo:hi], a[lo:hi], a[lo:hi]],
                                      m=m, name=f"{n}_racc{j}"))
         m.d.comb += r_acc.eq(Cat(*parts))

@@ -231,30 +231,39 @@ def select4_gated(s0, s1, options, gate, *, m=None, name="sel4"):
 
 
 def select_late(late, sels, options, *, m=None, name="late"):
-    """``options[sels[1]] if late else options[sels[0]]``: one of 4 options
-    (words, or constants) by one of two 2-bit selects, chosen by `late`, a
-    bit that arrives last (a carry chain's sign). On ECP5
-    (:data:`ECP5_MUXES`, given the module `m`) each bit is two 4:1 muxes
-    (two LUT4s and a PFUMX each, by its own select) into an L6MUX21 whose
-    select is `late`: `late` passes one wide mux and no LUT, where the
-    plain form computes the select from it first and then selects."""
+    """``options[sels[1]] if late else options[sels[0]]``: one of 2 or 4
+    options (words, or constants) by one of two selects (1 or 2 bits),
+    chosen by `late`, a bit that arrives last (a carry chain's sign). On
+    ECP5 (:data:`ECP5_MUXES`, given the module `m`) each bit of 2 options
+    is two LUT4s (one 2:1 per select) into a PFUMX whose select is `late`;
+    of 4 options, two 4:1 muxes (two LUT4s and a PFUMX each) into an
+    L6MUX21 whose select is `late`. Either way `late` passes one wide mux
+    and no LUT, where the plain form computes the select from it first and
+    then selects."""
     opts = [Value.cast(v) for v in options]
     s0, s1 = (Value.cast(x) for x in sels)
-    if len(opts) != 4 or len(s0) != 2 or len(s1) != 2:
-        raise ValueError(f"select_late: 4 options and two 2-bit selects "
-                         f"(got {len(opts)} options, selects of {len(s0)} and {len(s1)} bits)")
+    bits_sel = {2: 1, 4: 2}.get(len(opts))
+    if bits_sel is None or len(s0) != bits_sel or len(s1) != bits_sel:
+        raise ValueError(f"select_late takes 2 options with 1-bit selects or 4 options with 2-bit "
+                         f"selects (got {len(opts)} options, selects of {len(s0)} and {len(s1)} bits)")
     width = max(len(v) for v in opts)
 
-    def quad(sel, d):
+    def pick(sel, d):
+        if len(d) == 2:
+            return Mux(sel[0], d[1], d[0])
         return Mux(sel[1], Mux(sel[0], d[3], d[2]), Mux(sel[0], d[1], d[0]))
 
     if m is None or not ECP5_MUXES.get():
-        return Mux(late, quad(s1, opts), quad(s0, opts))
+        return Mux(late, pick(s1, opts), pick(s0, opts))
     prims = _Prims(m, name)
     bits = []
     for i in range(width):
         d = [_bit(v, i) for v in opts]
-        bits.append(prims.l6mux(late, prims.mux4(s0[0], s0[1], d), prims.mux4(s1[0], s1[1], d)))
+        if len(d) == 2:
+            bits.append(prims.pfumx(late, prims.pair(s0[0], *d), prims.pair(s1[0], *d)))
+        else:
+            bits.append(prims.l6mux(late, prims.mux4(s0[0], s0[1], d),
+                                    prims.mux4(s1[0], s1[1], d)))
     return Cat(*bits)
 
 

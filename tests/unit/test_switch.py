@@ -225,11 +225,12 @@ def test_mux_tree_constant_options_are_folded(tmp_path, pattern):
     assert ("L6MUX21" in gate) == mixed     # no 8:1 cells where a half is constant
 
 
-@pytest.mark.parametrize("consts", [False, True])
-def test_select_late_ecp5_cells_are_equivalent(tmp_path, consts):
-    """select_late's two 4:1 muxes into an L6MUX21 (the late bit on its
-    select) equal the plain form, options equal or constant included (as the
-    PCU gives it: the sum, b, a and a again)."""
+@pytest.mark.parametrize("form", ["4", "4c", "2"])
+def test_select_late_ecp5_cells_are_equivalent(tmp_path, form):
+    """select_late's two 4:1 muxes into an L6MUX21, or two 2:1 LUTs into a
+    PFUMX (the late bit on the wide mux's select), equal the plain form,
+    options equal or constant included (as the PCU gives them: the sum, b,
+    a and a again; a result's bit 0, with a compare's 1; rest and a)."""
     from amaranth import Const
 
     from tessera.hw.switch import select_late
@@ -237,12 +238,15 @@ def test_select_late_ecp5_cells_are_equivalent(tmp_path, consts):
 
     def body(m, top):
         x = [top.i[j * w:(j + 1) * w] for j in range(3)]
-        opts = [x[0], Const(5, w), x[2], x[2]] if consts else [x[0], x[1], x[2], x[2]]
-        m.d.comb += top.o.eq(select_late(top.late, [top.s[:2], top.s[2:]], opts, m=m,
-                                         name="t"))
+        if form == "2":
+            opts, sels = [x[0], x[1]], [top.s[0], top.s[1]]
+        else:
+            opts = [x[0], Const(5, w), x[2], x[2]] if form == "4c" else [x[0], x[1], x[2], x[2]]
+            sels = [top.s[:2], top.s[2:]]
+        m.d.comb += top.o.eq(select_late(top.late, sels, opts, m=m, name="t"))
 
     _prove_ecp5_form(tmp_path, {"i": ("i", 3 * w), "s": ("i", 4), "late": ("i", 1),
-                                "o": ("o", w)}, body, cell="L6MUX21")
+                                "o": ("o", w)}, body, cell="PFUMX" if form == "2" else "L6MUX21")
 
 
 def test_select_late_rejects_wrong_shapes():
@@ -253,6 +257,8 @@ def test_select_late_rejects_wrong_shapes():
         select_late(Signal(), [Signal(2), Signal(2)], [Signal(3)] * 3)
     with pytest.raises(ValueError, match="2-bit selects"):
         select_late(Signal(), [Signal(2), Signal(3)], [Signal(3)] * 4)
+    with pytest.raises(ValueError, match="1-bit selects"):
+        select_late(Signal(), [Signal(2), Signal(1)], [Signal(3)] * 2)
 
 
 def test_select4_gated_ecp5_cells_are_equivalent(tmp_path):
