@@ -392,12 +392,12 @@ class PMU(wiring.Component):
         # persists). The control decodes of the configuration (which input
         # feeds the writer, which dependency gates which side, ...) are
         # registered bits too, so the fire decisions start at flops.
-        cfg, quiet = settled_config(m, self.config)
-        run = Signal()
+        # `run` (settled and enabled) is a flop of its own (`settled_config`).
+        run = Signal(name="run")
+        cfg, _quiet = settled_config(m, self.config, runs=(run,), run_enable=lambda c: c.en)
         wr_on = Signal()
         rd_on = Signal()
-        m.d.comb += [run.eq(quiet & cfg.en),
-                     wr_on.eq(run & cfg.wr.en),
+        m.d.comb += [wr_on.eq(run & cfg.wr.en),
                      rd_on.eq(run & cfg.rd.en)]
         clear = ~run
 
