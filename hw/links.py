@@ -176,14 +176,21 @@ def ahead_flag(m: Module, name: str, *, nz, many, up, fire, take, need_fire, nee
     return flag
 
 
+#: A registered StreamFIFO's head is split into slices of about this many
+#: bits, each loaded by its own enable (:meth:`StreamFIFO._buffered`).
+HEAD_SLICE_BITS = 32
+
+
 class StreamFIFO(wiring.Component):
     """A stream FIFO: a buffered synchronous FIFO of ``depth`` entries whose
     read side is registered (first-word fall-through). It buffers every unit
     input (``fifo_depth`` entries) and is each PCU output's queue
     (``PCU.out_depth`` entries, drained against credits).
 
-    Depth 3 or more sustains one word per cycle; at depth 1 or 2 the
-    underlying SyncFIFOBuffered moves one word every other cycle (proved in
+    Registered, it is Amaranth's SyncFIFOBuffered cycle for cycle (a ring
+    of ``depth - 1`` words and a head register, :meth:`_buffered`; at depth 1
+    SyncFIFOBuffered itself). Depth 3 or more sustains one word per cycle; at
+    depth 1 or 2 it moves one word every other cycle (proved in
     tests/formal), which is why FabricParams requires fifo_depth >= 3.
 
     With ``registered=False`` the head is read from the storage
@@ -234,9 +241,13 @@ class StreamFIFO(wiring.Component):
         if not self._registered:
             self._ring(m, width, platform)
             return m
+        if self._depth >= 2:
+            self._buffered(m, width, platform)
+            return m
+        # depth 1: SyncFIFOBuffered's own single register (alternating)
         m.submodules.fifo = q = fifo.SyncFIFOBuffered(width=width, depth=self._depth)
         m.d.comb += [
-            q.w_data.eq(self.i.payload.as_value()),
+            q.w_data.eq(Value.cast(self.i.payload)),
             q.w_en.eq(self.i.valid),
             self.i.ready.eq(q.w_rdy),
             self.o.payload.eq(q.r_data),
@@ -246,6 +257,52 @@ class StreamFIFO(wiring.Component):
             self.many.eq(q.level >= 2),
         ]
         return m
+
+    def _buffered(self, m, width, platform):
+        """Amaranth's SyncFIFOBuffered, cycle for cycle (tests/unit/test_links.py
+        compares them): a ring of ``depth - 1`` words (:meth:`_ring`, read
+        combinationally) and the head register, which loads the ring's head
+        when it is empty or being read (``r_rdy`` marks it full).
+
+        Unlike SyncFIFOBuffered, whose ring level is a counter compared
+        with 0, the ring's "not empty" is a flop, so the head's load enable
+        is one LUT after flops; and the head is split into slices of about
+        32 bits, each with its own copy of ``r_rdy`` (``r_rdy{i}_rep``) and
+        so its own enable: no net enables every bit of a wide head."""
+        m.submodules.ring = ring = StreamFIFO(self._layout, self._depth - 1, registered=False)
+        n = max(1, min(width // HEAD_SLICE_BITS, width))
+        r_rdys = [Signal(name="r_rdy")] + [Signal(name=f"r_rdy{i}_rep") for i in range(1, n)]
+        r_rdy = r_rdys[0]
+        m.d.comb += [
+            ring.i.payload.eq(self.i.payload),
+            ring.i.valid.eq(self.i.valid),
+            self.i.ready.eq(ring.i.ready),
+            ring.o.ready.eq(~r_rdy | self.o.ready),
+            self.o.valid.eq(r_rdy),
+            self.level.eq(ring.level + r_rdy),
+            self.many.eq(ring.level + r_rdy >= 2),
+        ]
+        data_in = Value.cast(ring.o.payload)
+        head = []
+        bounds = [width * i // n for i in range(n + 1)]
+        for i, r in enumerate(r_rdys):
+            load = Signal(name=f"head_load{i}")
+            m.d.comb += load.eq(ring.o.valid & (~r | self.o.ready))
+            with m.If(load):
+                m.d.sync += r.eq(1)
+            with m.Elif(self.o.ready):
+                m.d.sync += r.eq(0)
+            part = Signal(bounds[i + 1] - bounds[i], name=f"head{i}")
+            with m.If(load):
+                m.d.sync += part.eq(data_in[bounds[i]:bounds[i + 1]])
+            head.append(part)
+        m.d.comb += self.o.payload.eq(Cat(*head))
+        if platform == "formal":
+            inv = Cat(*(r == r_rdy for r in r_rdys)).all()
+            with m.If(Initial()):
+                m.d.comb += Assume(inv)
+            with m.Else():
+                m.d.comb += Assert(inv)
 
     def _ring(self, m, width, platform):
         """Amaranth's SyncFIFO, cycle for cycle (tests/unit/test_links.py
@@ -293,7 +350,7 @@ class StreamFIFO(wiring.Component):
                 m.d.comb += Assume(inv)
             with m.Else():
                 m.d.comb += Assert(inv)
-        data_in = self.i.payload.as_value()
+        data_in = Value.cast(self.i.payload)
         out = []
         bounds = [width * i // n for i in range(n + 1)]
         for i, r_ptr in enumerate(r_ptrs):

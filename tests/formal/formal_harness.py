@@ -293,21 +293,19 @@ class FIFOHarness(Harness):
         return m
 
     def _strengthen(self, m, frag, snk, width):
-        # SyncFIFOBuffered: an inner SyncFIFO-like ring of depth - 1 entries in
-        # `storage`, read into the output register (r_rdy marks it full).
-        # registered=False (StreamFIFO's own ring, as Amaranth's SyncFIFO): the
-        # ring is all `depth` entries in `storage0` and its head is the output.
+        # registered (StreamFIFO._buffered, as SyncFIFOBuffered): a ring of
+        # depth - 1 entries (`ring`, its storage `storage0`), read into the head
+        # register (r_rdy marks it full). registered=False (StreamFIFO's own
+        # ring, as Amaranth's SyncFIFO): the ring is all `depth` entries in
+        # `storage0` and its head is the output.
         if self.dut.registered:
-            q = frag.find_subfragment("fifo")
-            produce, consume, inner_level, r_rdy = internal_signals(
-                q, "produce", "consume", "inner_level", "r_rdy")
+            ring = frag.find_subfragment("ring")
+            (r_rdy,) = internal_signals(frag, "r_rdy")
             inner = self.depth - 1
-            storage = q.find_subfragment("storage")
         else:
-            produce, consume, inner_level = internal_signals(frag, "w_ptr", "r_ptr", "ring_level")
-            r_rdy = C(0, 1)
-            inner = self.depth
-            storage = frag.find_subfragment("storage0")
+            ring, r_rdy, inner = frag, C(0, 1), self.depth
+        produce, consume, inner_level = internal_signals(ring, "w_ptr", "r_ptr", "ring_level")
+        storage = ring.find_subfragment("storage0")
         assert isinstance(storage, MemoryInstance), storage
         addr_width = len(produce)
         # Comb read ports on the memory, one per row, for the invariants.

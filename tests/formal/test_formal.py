@@ -77,7 +77,7 @@ def test_hop_prove(tmp_path):
     assert_proved(HopHarness(), tmp_path)
 
 
-# StreamFIFO is Amaranth's SyncFIFOBuffered: a ring of depth-1 entries plus an
+# StreamFIFO behaves as Amaranth's SyncFIFOBuffered: a ring of depth-1 entries plus an
 # output register. At depth 1 it alternates (one word every other cycle). At
 # depth 2 its one-entry ring is full while the first word moves to the output
 # register, so it refuses a second word for a cycle although not full, and its
