@@ -1415,7 +1415,7 @@ class PCU(wiring.Component):
         rest = select4_gated(cat[0], cat[1], [arith, bitwise, shr_out, shifted[::-1]],
                              dec["arith"].replicate(W), m=m, name=f"{n}_result")
         # `take` is fixed | (minmax & (lt ^ is_max)), so the result is one of
-        # two that registers choose before the compare ends (`by_sign`: one
+        # two that registers choose before the compare ends (`_by_sign`: one
         # per value of `lt`), chosen by `lt`: on ECP5 `lt` drives the wide mux
         # that joins them (`select_late`), so the compare's sign reaches the
         # result register through no LUT. A compare's result is bit 0's: a
