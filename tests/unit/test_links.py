@@ -59,6 +59,42 @@ def test_fifo_depth_is_validated():
         StreamFIFO(LAYOUT, 4, read_copies=2)          # registered: one head register
 
 
+def _equals_amaranth_fifo(ref, dut, width, *, seed, cycles):
+    """Drive Amaranth's FIFO `ref` and the StreamFIFO `dut` with the same
+    random pushes and pops; every port must agree in every cycle (the head
+    where valid). Returns how many words left both."""
+    from amaranth import Elaboratable, Module, Value
+
+    class Pair(Elaboratable):
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.a, m.submodules.b = ref, dut
+            return m
+
+    rng = random.Random(seed)
+    moved = []
+
+    async def bench(ctx):
+        for cycle in range(cycles):
+            valid, word, ready = rng.random() < 0.6, rng.getrandbits(width), rng.random() < 0.6
+            ctx.set(ref.w_en, valid)
+            ctx.set(ref.w_data, word)
+            ctx.set(ref.r_en, ready)
+            ctx.set(dut.i.valid, valid)
+            ctx.set(Value.cast(dut.i.payload), word)
+            ctx.set(dut.o.ready, ready)
+            assert [ctx.get(x) for x in (ref.w_rdy, ref.r_rdy, ref.level)] == \
+                [ctx.get(x) for x in (dut.i.ready, dut.o.valid, dut.level)], cycle
+            assert ctx.get(dut.many) == (ctx.get(ref.level) >= 2), cycle
+            if ctx.get(ref.r_rdy):
+                assert ctx.get(ref.r_data) == ctx.get(Value.cast(dut.o.payload)), cycle
+                moved.append(ready)
+            await ctx.tick()
+
+    run_testbenches(Pair(), bench)
+    return sum(moved)
+
+
 @pytest.mark.parametrize("width", [17, 70])
 @pytest.mark.parametrize("depth", [1, 2, 3, 5])
 def test_registered_fifo_equals_syncfifobuffered_cycle_by_cycle(depth, width):
@@ -66,43 +102,13 @@ def test_registered_fifo_equals_syncfifobuffered_cycle_by_cycle(depth, width):
     into enable slices when wide: 70 bits are two) equals Amaranth's
     SyncFIFOBuffered in every port in every cycle, under the same random
     pushes and pops."""
-    from amaranth import Elaboratable, Module, unsigned
+    from amaranth import unsigned
     from amaranth.lib import fifo
 
-    class Pair(Elaboratable):
-        def __init__(self):
-            self.a = fifo.SyncFIFOBuffered(width=width, depth=depth)
-            self.b = StreamFIFO(unsigned(width), depth)
-
-        def elaborate(self, platform):
-            m = Module()
-            m.submodules.a, m.submodules.b = self.a, self.b
-            return m
-
-    dut = Pair()
-    a, b = dut.a, dut.b
-    rng = random.Random(depth * 100 + width)
-    flow = []
-
-    async def bench(ctx):
-        for cycle in range(800):
-            valid, word, ready = rng.random() < 0.6, rng.getrandbits(width), rng.random() < 0.6
-            ctx.set(a.w_en, valid)
-            ctx.set(a.w_data, word)
-            ctx.set(a.r_en, ready)
-            ctx.set(b.i.valid, valid)
-            ctx.set(b.i.payload, word)
-            ctx.set(b.o.ready, ready)
-            assert [ctx.get(x) for x in (a.w_rdy, a.r_rdy, a.level)] == \
-                [ctx.get(x) for x in (b.i.ready, b.o.valid, b.level)], cycle
-            assert ctx.get(b.many) == (ctx.get(a.level) >= 2), cycle
-            if ctx.get(a.r_rdy):
-                assert ctx.get(a.r_data) == ctx.get(b.o.payload), cycle
-                flow.append(ready)
-            await ctx.tick()
-
-    run_testbenches(dut, bench)
-    assert sum(flow) > 200                       # words really flowed through both
+    moved = _equals_amaranth_fifo(fifo.SyncFIFOBuffered(width=width, depth=depth),
+                                  StreamFIFO(unsigned(width), depth), width,
+                                  seed=depth * 100 + width, cycles=800)
+    assert moved > 200                           # words really flowed through both
 
 
 @pytest.mark.parametrize("copies", [1, 3])
@@ -111,36 +117,10 @@ def test_comb_read_fifo_equals_syncfifo_cycle_by_cycle(depth, copies):
     """A combinationally read StreamFIFO (one read pointer, or `copies` of it
     over slices of the storage) equals Amaranth's SyncFIFO in every port in
     every cycle, under the same random pushes and pops."""
-    from amaranth import Elaboratable, Module
     from amaranth.lib import fifo
 
-    class Pair(Elaboratable):
-        def __init__(self):
-            self.a = fifo.SyncFIFO(width=17, depth=depth)
-            self.b = StreamFIFO(LAYOUT, depth, registered=False, read_copies=copies)
-
-        def elaborate(self, platform):
-            m = Module()
-            m.submodules.a, m.submodules.b = self.a, self.b
-            return m
-
-    dut = Pair()
-    a, b = dut.a, dut.b
-    rng = random.Random(depth)
-
-    async def bench(ctx):
-        for cycle in range(600):
-            valid, word, ready = rng.random() < 0.6, rng.getrandbits(17), rng.random() < 0.6
-            ctx.set(a.w_en, valid)
-            ctx.set(a.w_data, word)
-            ctx.set(a.r_en, ready)
-            ctx.set(b.i.valid, valid)
-            ctx.set(b.i.payload.as_value(), word)
-            ctx.set(b.o.ready, ready)
-            assert [ctx.get(x) for x in (a.w_rdy, a.r_rdy, a.level)] == \
-                [ctx.get(x) for x in (b.i.ready, b.o.valid, b.level)], cycle
-            if ctx.get(a.r_rdy):
-                assert ctx.get(a.r_data) == ctx.get(b.o.payload.as_value()), cycle
-            await ctx.tick()
-
-    run_testbenches(dut, bench)
+    moved = _equals_amaranth_fifo(fifo.SyncFIFO(width=17, depth=depth),
+                                  StreamFIFO(LAYOUT, depth, registered=False,
+                                             read_copies=copies),
+                                  17, seed=depth, cycles=600)
+    assert moved > 150                           # words really flowed through both
