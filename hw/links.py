@@ -23,7 +23,7 @@ from .params import FabricParams
 
 __all__ = ["NETWORKS", "vector_layout", "scalar_layout", "token_layout",
            "network_layout", "link_signature", "Hop", "StreamFIFO", "Counted", "flagged_counter",
-           "ahead_flag"]
+           "ahead_flag", "bit_runs"]
 
 #: The networks, in the order every table in Tessera lists them.
 NETWORKS = ("vec", "scal", "ctrl")
@@ -176,6 +176,12 @@ def ahead_flag(m: Module, name: str, *, nz, many, up, fire, take, need_fire, nee
     return flag
 
 
+def bit_runs(width, n):
+    """The `n` runs of bits, as (lo, hi), into which a `width`-bit word is
+    split among `n` copies of one control signal (place and route)."""
+    return [(i * width // n, (i + 1) * width // n) for i in range(n)]
+
+
 #: A registered StreamFIFO's head is split into slices of about this many
 #: bits, each loaded by its own enable (:meth:`StreamFIFO._buffered`).
 HEAD_SLICE_BITS = 32
@@ -270,7 +276,7 @@ class StreamFIFO(wiring.Component):
         32 bits, each with its own copy of ``r_rdy`` (``r_rdy{i}_rep``) and
         so its own enable: no net enables every bit of a wide head."""
         m.submodules.ring = ring = StreamFIFO(self._layout, self._depth - 1, registered=False)
-        n = max(1, min(width // HEAD_SLICE_BITS, width))
+        n = max(1, width // HEAD_SLICE_BITS)
         r_rdys = [Signal(name="r_rdy")] + [Signal(name=f"r_rdy{i}_rep") for i in range(1, n)]
         r_rdy = r_rdys[0]
         m.d.comb += [
@@ -280,21 +286,20 @@ class StreamFIFO(wiring.Component):
             ring.o.ready.eq(~r_rdy | self.o.ready),
             self.o.valid.eq(r_rdy),
             self.level.eq(ring.level + r_rdy),
-            self.many.eq(ring.level + r_rdy >= 2),
+            self.many.eq(self.level >= 2),
         ]
         data_in = Value.cast(ring.o.payload)
         head = []
-        bounds = [width * i // n for i in range(n + 1)]
-        for i, r in enumerate(r_rdys):
+        for i, (r, (lo, hi)) in enumerate(zip(r_rdys, bit_runs(width, n))):
             load = Signal(name=f"head_load{i}")
             m.d.comb += load.eq(ring.o.valid & (~r | self.o.ready))
             with m.If(load):
                 m.d.sync += r.eq(1)
             with m.Elif(self.o.ready):
                 m.d.sync += r.eq(0)
-            part = Signal(bounds[i + 1] - bounds[i], name=f"head{i}")
+            part = Signal(hi - lo, name=f"head{i}")
             with m.If(load):
-                m.d.sync += part.eq(data_in[bounds[i]:bounds[i + 1]])
+                m.d.sync += part.eq(data_in[lo:hi])
             head.append(part)
         m.d.comb += self.o.payload.eq(Cat(*head))
         if platform == "formal":
@@ -352,9 +357,7 @@ class StreamFIFO(wiring.Component):
                 m.d.comb += Assert(inv)
         data_in = Value.cast(self.i.payload)
         out = []
-        bounds = [width * i // n for i in range(n + 1)]
-        for i, r_ptr in enumerate(r_ptrs):
-            lo, hi = bounds[i], bounds[i + 1]
+        for i, (r_ptr, (lo, hi)) in enumerate(zip(r_ptrs, bit_runs(width, n))):
             mem = memory.Memory(shape=hi - lo, depth=depth, init=[])
             m.submodules[f"storage{i}"] = mem
             wp = mem.write_port()

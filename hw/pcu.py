@@ -142,7 +142,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import Out
 
 from .counters import CounterChain
-from .links import NETWORKS, StreamFIFO, ahead_flag, network_layout
+from .links import NETWORKS, StreamFIFO, ahead_flag, bit_runs, network_layout
 from .params import FabricParams
 from .sfu import SFU_LATENCY, SFULane
 from .switch import (ECP5_MUXES, add_inverted, mux2, mux_tree, select4_gated, select_late,
@@ -171,7 +171,7 @@ FIRE_GROUPS = 3
 
 #: Copies of each lane's operand selects (a, b, and c where it is a word) and
 #: of its adder's subtract flag and QMUL's shifter-input flag under
-#: LANE_COPIES, each driving an equal run of the word's bits (:func:`_runs`),
+#: LANE_COPIES, each driving an equal run of the word's bits (:func:`~.links.bit_runs`),
 #: so that no flop drives the logic of all 32 bits.
 SELECT_COPIES = 2
 
@@ -435,25 +435,19 @@ def _sources(regs, bc, acc, xl, lane):
     return list(regs) + [bc, acc, xl, lane]
 
 
-def _runs(width, n):
-    """The `n` runs of bits, as (lo, hi), into which a `width`-bit word is
-    split among `n` copies of one control signal (place and route)."""
-    return [(i * width // n, (i + 1) * width // n) for i in range(n)]
-
-
 def _spread(copies, width):
-    """A `width`-bit word whose run i (:func:`_runs`) is ``copies[i]``
+    """A `width`-bit word whose run i (:func:`~.links.bit_runs`) is ``copies[i]``
     replicated: one flag, each run of bits read from its own copy."""
-    return Cat(*(c.replicate(hi - lo) for c, (lo, hi) in zip(copies, _runs(width, len(copies)))))
+    return Cat(*(c.replicate(hi - lo) for c, (lo, hi) in zip(copies, bit_runs(width, len(copies)))))
 
 
 def _split_mux(sels, a, b):
-    """``Mux(sel, a, b)`` bit by bit, the bits split into runs (:func:`_runs`)
+    """``Mux(sel, a, b)`` bit by bit, the bits split into runs (:func:`~.links.bit_runs`)
     among the copies `sels` of one select."""
     a, b = Value.cast(a), Value.cast(b)
     assert len(a) == len(b), (len(a), len(b))
     return Cat(*(Mux(sel, a[lo:hi], b[lo:hi])
-                 for sel, (lo, hi) in zip(sels, _runs(len(a), len(sels)))))
+                 for sel, (lo, hi) in zip(sels, bit_runs(len(a), len(sels)))))
 
 
 def _slice(v, lo, hi):
@@ -466,11 +460,11 @@ def _slice(v, lo, hi):
 
 def _pick_split(m, sels, options, width, name):
     """`_pick` of `options` by the copies `sels` of one select, the bits
-    split into runs (:func:`_runs`) among them."""
+    split into runs (:func:`~.links.bit_runs`) among them."""
     n = len(sels)
     return Cat(*(_pick(m, sel, [_slice(Value.cast(o), lo, hi) for o in options], hi - lo,
                        f"{name}_{i}" if n > 1 else name)
-                 for i, (sel, (lo, hi)) in enumerate(zip(sels, _runs(width, n)))))
+                 for i, (sel, (lo, hi)) in enumerate(zip(sels, bit_runs(width, n)))))
 
 
 def _pick(m, sel, options, width, name):
@@ -1423,7 +1417,7 @@ class PCU(wiring.Component):
         # is 0), so bit 0 is rest, 1 (LT, where lt), `a` or EQ's test.
         cmp_eq, cmp_lt = dec["cmp_eq"], dec["cmp_lt"]
         parts = []
-        for j, (triple, (lo, hi)) in enumerate(zip(takes_r, _runs(W, len(takes_r)))):
+        for j, (triple, (lo, hi)) in enumerate(zip(takes_r, bit_runs(W, len(takes_r)))):
             t = _by_sign(*triple)
             if lo == 0:
                 sels = [Cat(cmp_eq | (cmp_lt & x), t[x] | cmp_eq) for x in (0, 1)]
@@ -1442,7 +1436,7 @@ class PCU(wiring.Component):
         # As the result, it is chosen on the compare's sign (`select_late`).
         r_acc = Signal(W, name=f"{n}_racc")
         parts = []
-        for j, (triple, (lo, hi)) in enumerate(zip(takes_acc, _runs(W, len(takes_acc)))):
+        for j, (triple, (lo, hi)) in enumerate(zip(takes_acc, bit_runs(W, len(takes_acc)))):
             sels = [Cat(dec["acc_b"], t) for t in _by_sign(*triple)]
             parts.append(select_late(lt, sels, [arith[lo:hi], b[lo:hi], a[lo:hi], a[lo:hi]],
                                      m=m, name=f"{n}_racc{j}"))
