@@ -88,8 +88,9 @@ a fetch cycle selects the operands into registers, an execute cycle runs
 the ALU into a result register per lane, and a transit cycle applies the
 stage's write select (which pipeline register takes the result; static)
 into the registers the next stage reads, so the wires between two stages
-are a path of their own; a multiplier stage has a multiply cycle between
-fetch and execute (the DSP has registered inputs and output). What a stage reads through a configuration
+are a path of their own; a multiplier stage has a multiply cycle (the DSP,
+between its own input and output registers) and a round cycle (the product
+out of the DSP, QMUL's rounding) between fetch and execute. What a stage reads through a configuration
 select that is the same for every lane (its broadcast operand, whether an
 iteration starts an accumulator group) is chosen a cycle early, by the
 stage before (for stage 0, the capture cycle). So is each lane's operand
@@ -249,14 +250,15 @@ def mul_stages(params: FabricParams) -> frozenset:
 def stage_latency(params: FabricParams, k: int) -> int:
     """Cycles of stage k: a fetch cycle (the operand selects, into
     registers), in a multiplier stage a multiply cycle (the DSP between its
-    input and output registers), an execute cycle (the ALU, into the result
+    input and output registers) and a round cycle (the product out of the
+    DSP, QMUL's rounding), an execute cycle (the ALU, into the result
     registers) and a transit cycle (the write select, into the registers the
-    next stage reads): 3, or 4 in a multiplier stage. Registering the
+    next stage reads): 3, or 5 in a multiplier stage. Registering the
     operands of every stage, not only of the multiplier stages, takes the
     operand selects off the path through the ALU, and the transit registers
     take the wires between two stages off both, at the cost of flops only
     (docs/area.md)."""
-    return 4 if k in mul_stages(params) else 3
+    return 5 if k in mul_stages(params) else 3
 
 
 def xl_level(params: FabricParams, k: int) -> int:
@@ -358,18 +360,20 @@ def _later(m, value, shape, name):
 def _registered_multiply(m, a, b, a_reg, b_reg, width, name):
     """The signed product of `a_reg` and `b_reg`, which are registers of `a`
     and `b` (loaded every cycle, reset to 0): ``width`` x ``width`` ->
-    ``2 * width`` bits.
+    ``2 * width`` bits, in a register (reset to 0) that loads every cycle:
+    the product of the operands fetched two cycles before.
 
     When synthesizing for ECP5 (:data:`~.switch.ECP5_MUXES`) and ``width <=
-    18``, the product comes from a MULT18X18D whose own input registers
-    (clock CLK0, synchronous reset RST0 = the domain's reset) hold copies of
-    `a` and `b`: the operands' routing into the DSP block then lies before
-    the registers, in the fetch cycle, not in the multiply cycle. nextpnr
-    times the registered mode from its DSP timing database. Elsewhere it is
-    `a_reg * b_reg`."""
+    18``, the product comes from a MULT18X18D whose own input registers hold
+    copies of `a` and `b` and whose own output register holds the product
+    (clock CLK0, synchronous reset RST0 = the domain's reset): the operands'
+    routing into the DSP block lies before its input registers, in the fetch
+    cycle, and the routing out of it after its output register, so the
+    multiply cycle is the DSP alone. nextpnr times the registered modes from
+    its DSP timing database. Elsewhere it is a register of ``a_reg * b_reg``."""
     out = Signal(signed(2 * width), name=name)
     if not (ECP5_MUXES.get() and width <= 18):
-        m.d.comb += out.eq(a_reg[:width].as_signed() * b_reg[:width].as_signed())
+        m.d.sync += out.eq(a_reg[:width].as_signed() * b_reg[:width].as_signed())
         return out
     ext_a = Signal(18, name=f"{name}_a")
     ext_b = Signal(18, name=f"{name}_b")
@@ -388,7 +392,8 @@ def _registered_multiply(m, a, b, a_reg, b_reg, width, name):
         "MULT18X18D",
         p_REG_INPUTA_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",
         p_REG_INPUTB_CLK="CLK0", p_REG_INPUTB_CE="CE0", p_REG_INPUTB_RST="RST0",
-        p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE", p_REG_OUTPUT_CLK="NONE",
+        p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE",
+        p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0", p_REG_OUTPUT_RST="RST0",
         p_CLK0_DIV="ENABLED", p_CLK1_DIV="ENABLED", p_CLK2_DIV="ENABLED",
         p_CLK3_DIV="ENABLED", p_HIGHSPEED_CLK="NONE", p_GSR="ENABLED",
         p_CAS_MATCH_REG="FALSE", p_SOURCEB_MODE="B_INPUT", p_MULT_BYPASS="DISABLED",
@@ -1083,13 +1088,20 @@ class PCU(wiring.Component):
 
         v_src = v_in
         if has_mul:
-            # A multiplier stage has a multiply cycle between fetch and execute
-            # (the DSP's input and output registers): what travels with the
-            # iteration waits a cycle beside it.
+            # A multiplier stage has a multiply cycle (the DSP, between its
+            # input and output registers) and a round cycle (the product out of
+            # the DSP, QMUL's rounding) between fetch and execute: what travels
+            # with the iteration waits two cycles beside it.
             v_src = _later(m, v_src, 1, f"s{k}_fv")
-            e_file = _later(m, e_file, file_layout, f"s{k}_mfile")
-            e_ctx = _later(m, e_ctx, ctx_layout, f"s{k}_mctx")
-            e_nz = _later(m, e_nz, _nz_layout(NR, L), f"s{k}_mnz")
+            m_ctx = e_ctx
+            for c in "mr":
+                e_file = _later(m, e_file, file_layout, f"s{k}_{c}file")
+                e_ctx = _later(m, e_ctx, ctx_layout, f"s{k}_{c}ctx")
+                e_nz = _later(m, e_nz, _nz_layout(NR, L), f"s{k}_{c}nz")
+            load_init = self._group_start(m, k, st, v_src, m_ctx)
+            v_src = _later(m, v_src, 1, f"s{k}_mv")
+        else:
+            load_init = pre["load_init"]
         e_v = _later(m, v_src, 1, f"s{k}_ev")
         # The accumulators' initial value: registered, like the decoding.
         init = mux_tree(st.acc_init, [Const(0, W), Const(1 << (W - 1), W),
@@ -1118,13 +1130,10 @@ class PCU(wiring.Component):
         # An accumulator register holds what the next executed iteration reads:
         # the initial value is loaded when that iteration (`v_src`) starts a
         # group, so the execute cycle reads the register itself, with no
-        # select in front of the ALU. Whether it does is decided a cycle
-        # earlier, into registers: in a multiplier stage from the stage's own
-        # inputs, otherwise by the stage before (`pre`).
-        if has_mul:
-            load_init = self._group_start(m, k, st, v_in, c_in)
-        else:
-            load_init = pre["load_init"]
+        # select in front of the ALU. Whether it does (`load_init`, above) is
+        # decided a cycle earlier, into registers: in a multiplier stage from
+        # the iteration in its multiply cycle, otherwise by the stage before
+        # (`pre`).
 
         # An operand that is ACC is not selected in the execute cycle: the
         # operand's register is itself a copy of the accumulator (it loads what
@@ -1152,27 +1161,32 @@ class PCU(wiring.Component):
             prod = early = qsum = None
             ld = lane_dec[lane]
             flags = [ld["a_acc"], ld["b_acc"]]
+            qsum_next = None
             if has_mul:
                 # The multiply cycle: the product of the fetched operands (so
-                # the multiplier reads ACC as 0), registered; operand c, for
-                # MAC only (its addend; 0 for the other ops), in a register
-                # that is ACC's copy when c is ACC; SEL's test c != 0 of the
-                # fetched c (so SEL reads ACC as 0), registered; and QMUL's
-                # rounded sum, product + 2^(shift-1) (its addend is never ACC),
-                # so that QMUL's execute cycle only shifts and MUL/MAC's only
-                # adds.
+                # the multiplier reads ACC as 0) forms in the DSP, between its
+                # registers, while the fetched operands wait beside it. The
+                # round cycle: the product out of the DSP into a register;
+                # operand c, for MAC only (its addend; 0 for the other ops),
+                # into a register that is ACC's copy when c is ACC; SEL's test
+                # c != 0 of the fetched c (so SEL reads ACC as 0), registered;
+                # and QMUL's rounded sum, product + 2^(shift-1) (its addend is
+                # never ACC), so that QMUL's execute cycle only shifts and
+                # MUL/MAC's only adds.
                 m.d.sync += [r.eq(v) for r, v in zip(regs, (fa, fb, fc))]
-                takes = self._take_inputs(m, k, lane, dec, ld, fixed_take(ld, regs[2].any()))
                 mw = p.mul_width
                 mw1 = max(2 * mw, W) + 1
                 product = _registered_multiply(m, fa, fb, regs[0], regs[1], mw, f"s{k}_mul{lane}")
+                regs = [_later(m, r, W, f"{r.name}_d") for r in regs]
+                takes = self._take_inputs(m, k, lane, dec, ld, fixed_take(ld, regs[2].any()))
                 prod = _later(m, product, signed(2 * mw), f"s{k}_prod{lane}")
                 rnd = ((Const(1, 2 * mw + 1) << ld["shift"]) >> 1)[:2 * mw + 1]
-                qsum = _later(m, product + rnd, signed(mw1), f"s{k}_qsum{lane}")
+                qsum_next = Signal(signed(mw1), name=f"s{k}_qsum{lane}_d")
+                m.d.comb += qsum_next.eq(product + rnd)
                 early = Signal(mw1, name=f"s{k}_addend{lane}")
                 followers[lane].append((early, ld["c_early_acc"],
                                         Mux(ld["c_early"], regs[2], 0)))
-                # what a and b load when not ACC: the fetch registers
+                # what a and b load when not ACC: the fetched operands, delayed
                 ab_src, regs = regs[:2], [Signal.like(r, name=f"{r.name}_m") for r in regs[:2]]
             else:
                 ab_src = (fa, fb)
@@ -1180,17 +1194,22 @@ class PCU(wiring.Component):
             followers[lane] += zip(regs[:2], flags, ab_src)
             a, b = regs[0], regs[1]
             sh = self._shifter_inputs(ld, a, b, has_mul)
+            share_qmul = has_mul and 2 * p.mul_width <= W
             if LANE_COPIES.get():
                 # For place and route, the shifter reads registers of its own,
                 # which load its input word and amount already selected (SHL's
-                # bit reversal, QMUL's static amount) from the fetched
-                # operands: the operand registers' fanout and the amount's
-                # select were the first and longest hops of the shifter's
+                # bit reversal, QMUL's rounded sum and static amount) from the
+                # fetched operands: the operand registers' fanout and the
+                # selects were the first and longest hops of the shifter's
                 # paths. No shift reads ACC (`ACC_OPERAND_OPS`), so they hold
                 # the fetched operands (ACC fetched as 0), never the result.
-                sh_next = self._shifter_inputs(ld, *ab_src, has_mul)
-                sh = (_later(m, sh_next[0], signed(W + 1), f"s{k}_fa{lane}_sh_rep"),
-                      _later(m, sh_next[1], 5, f"s{k}_fb{lane}_sh_rep"))
+                sh_word, sh_amt = self._shifter_inputs(ld, *ab_src, has_mul)
+                if share_qmul:
+                    sh_word = _split_mux(ld["qmul_runs"], qsum_next, sh_word[:W + 1])
+                sh = (_later(m, sh_word, signed(W + 1), f"s{k}_fa{lane}_sh_rep"),
+                      _later(m, sh_amt, 5, f"s{k}_fb{lane}_sh_rep"))
+            if qsum_next is not None and not (LANE_COPIES.get() and share_qmul):
+                qsum = _later(m, qsum_next, signed(mw1), f"s{k}_qsum{lane}")
             ops.append((a, b, takes, sh, prod, early, qsum, accs[lane]))
 
         # Pipeline registers of this stage: the registers passed through, and
@@ -1342,7 +1361,7 @@ class PCU(wiring.Component):
         """One lane of stage k, written with explicit sharing: one adder for
         ADD/SUB/RSA and the compares (LT from its sign, EQ from a zero
         difference), one adder for the multiplier (MUL adds 0, MAC adds c;
-        QMUL's rounding constant was added in the multiply cycle: `qsum`), one
+        QMUL's rounding constant was added in the round cycle: `qsum`), one
         shifter for SHL, SHR, RSA's rescale of `acc` and QMUL's rounding shift,
         and one bitwise unit for PASS/AND/OR/XOR/MAX/MIN/SEL. `fixed` is the
         part of `take` that needs no compare, a register: 1 for PASS, SEL's
@@ -1361,12 +1380,13 @@ class PCU(wiring.Component):
         sh_word, sh_b = sh                      # `_shifter_inputs`, or registers of them
         if p.pcu_rescale:
             sh_word = Mux(dec["rsa"], Cat(acc, acc[W - 1]), sh_word)
-        if share_qmul:
-            # QMUL shifts its rounded product (W + 1 bits when 2 * mw <= W)
+        if share_qmul and qsum is not None:
+            # QMUL shifts its rounded product (W + 1 bits when 2 * mw <= W),
+            # unless `sh` holds it already
             sh_word = _split_mux(dec["qmul_runs"], qsum, sh_word[:W + 1])
         m.d.comb += [sh_in.eq(sh_word), sh_amt.eq(sh_b)]
         if has_mul:
-            # the addend: `early`, formed in the multiply cycle (for a MAC that
+            # the addend: `early`, formed in the round cycle (for a MAC that
             # accumulates, the register is a copy of ACC)
             mw1 = max(2 * mw, W) + 1
             madd = Signal(signed(mw1), name=f"{n}_madd")
