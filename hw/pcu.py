@@ -1248,12 +1248,13 @@ class PCU(wiring.Component):
             # read ACC (`r_acc`, the short form of the result), or operand a
             # (a delay).
             keeps.append(Mux(ld["acc_a"], a, r_acc) if p.pcu_rescale else r_acc)
-            res = Signal(W, name=f"s{k}_res{lane}")
-            m.d.sync += res.eq(r)
             # The result's zero test (for the next stage's SEL) reads, for
             # place and route, a copy of the result register of its own, which
-            # can lie beside the OR tree while `res` lies beside the selects.
-            res_nz = (_later(m, r, W, f"s{k}_res{lane}_z_rep") if LANE_COPIES.get() else res).any()
+            # can lie beside the OR tree while `res` lies beside the selects
+            # (both `_rep`: hw/synth.py keeps them apart).
+            rep = "_rep" if LANE_COPIES.get() else ""
+            res = _later(m, r, W, f"s{k}_res{lane}{rep}")
+            res_nz = (_later(m, r, W, f"s{k}_res{lane}_z_rep") if rep else res).any()
             for j in range(NR):
                 m.d.comb += [o_file[j][lane].eq(Mux(ld[f"w{j}"], res, o_pass[j][lane])),
                              o_nz[j][lane].eq(Mux(ld[f"w{j}"], res_nz, o_pass_nz[j][lane]))]
@@ -1420,14 +1421,6 @@ class PCU(wiring.Component):
         m.d.comb += addsub.eq(add_inverted(Cat(a, a[W - 1]), Cat(bb, bb[W - 1]),
                                            _spread(subs, W + 1), subs[0], m=m, name=f"{n}_add"))
         lt = addsub[W]                                   # sign of a - b (no overflow in W+1 bits)
-        lt_acc = lt
-        if LANE_COPIES.get():
-            # For place and route, the short result reads the sign of a - b
-            # from a carry chain of its own (where the sign matters, the adder
-            # subtracts too), so that each chain's sign drives half of the
-            # 2 x W selects that wait on it.
-            lt_acc = add_inverted(Cat(a, a[W - 1]), Cat(b, b[W - 1]), Const(-1, W + 1),
-                                  Const(1, 1), m=m, name=f"{n}_cmp")[W]
         eq = Signal(name=f"{n}_eq")                      # a - b == 0 (mod 2**W), beside the adder
         m.d.comb += eq.eq(a == b)
 
@@ -1485,7 +1478,7 @@ class PCU(wiring.Component):
         parts = []
         for j, (triple, (lo, hi)) in enumerate(zip(takes_acc, bit_runs(W, len(takes_acc)))):
             sels = [Cat(dec["acc_b"], t) for t in _by_sign(*triple)]
-            parts.append(select_late(lt_acc, sels, [arith[lo:hi], b[lo:hi], a[lo:hi], a[lo:hi]],
+            parts.append(select_late(lt, sels, [arith[lo:hi], b[lo:hi], a[lo:hi], a[lo:hi]],
                                      m=m, name=f"{n}_racc{j}"))
         m.d.comb += r_acc.eq(Cat(*parts))
         return r, r_acc
