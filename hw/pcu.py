@@ -1248,13 +1248,9 @@ class PCU(wiring.Component):
             # read ACC (`r_acc`, the short form of the result), or operand a
             # (a delay).
             keeps.append(Mux(ld["acc_a"], a, r_acc) if p.pcu_rescale else r_acc)
-            # The result's zero test (for the next stage's SEL) reads, for
-            # place and route, a copy of the result register of its own, which
-            # can lie beside the OR tree while `res` lies beside the selects
-            # (both `_rep`: hw/synth.py keeps them apart).
-            rep = "_rep" if LANE_COPIES.get() else ""
-            res = _later(m, r, W, f"s{k}_res{lane}{rep}")
-            res_nz = (_later(m, r, W, f"s{k}_res{lane}_z_rep") if rep else res).any()
+            res = Signal(W, name=f"s{k}_res{lane}")
+            m.d.sync += res.eq(r)
+            res_nz = res.any()
             for j in range(NR):
                 m.d.comb += [o_file[j][lane].eq(Mux(ld[f"w{j}"], res, o_pass[j][lane])),
                              o_nz[j][lane].eq(Mux(ld[f"w{j}"], res_nz, o_pass_nz[j][lane]))]
