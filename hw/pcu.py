@@ -143,7 +143,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import Out
 
 from .counters import CounterChain
-from .links import HEAD_SLICE_BITS, NETWORKS, StreamFIFO, ahead_flag, bit_runs, network_layout
+from .links import NETWORKS, StreamFIFO, ahead_flag, bit_runs, network_layout
 from .params import FabricParams
 from .sfu import SFU_LATENCY, SFULane
 from .switch import (ECP5_MUXES, add_inverted, mux2, mux_tree, select4_gated, select_late,
@@ -874,35 +874,19 @@ class PCU(wiring.Component):
                 oq = out_q[net][k]
                 if k == 0:
                     src = fifos[net]
+                    sel_valid = _pick(m, b.sel, [q.o.valid for q in src], 1, f"byp_{net}_valid")
                     width = Shape.cast(network_layout(p, net)).width
-                    words = [q.o.payload.as_value()[:width] for q in src]
-                    own = oq.o.payload.as_value()
-                    # The bypass's (static) configuration decoded into
-                    # registers; for place and route (LANE_COPIES) each slice
-                    # of the word reads copies of its own, so that no flop
-                    # drives the whole word across the unit. The first copy
-                    # also decides the handshake.
-                    n_copies = max(1, width // HEAD_SLICE_BITS) if LANE_COPIES.get() else 1
-                    parts, copies = [], []
-                    for i, (lo, hi) in enumerate(bit_runs(width, n_copies)):
-                        rep = "_rep" if LANE_COPIES.get() else ""
-                        en = self._static(m, b.en, 1, f"byp_{net}_en{i}{rep}")
-                        sel = self._static(m, b.sel, b.sel.shape(), f"byp_{net}_sel{i}{rep}")
-                        copies.append((en, sel))
-                        picked = _pick(m, sel, [w[lo:hi] for w in words], hi - lo,
-                                       f"byp_{net}_payload{i}")
-                        parts.append(Mux(en, picked, own[lo:hi]))
-                    m.d.comb += outs[0].payload.eq(Cat(*parts))
-                    en, sel = copies[0]
-                    with m.If(en):
-                        m.d.comb += [outs[0].valid.eq(_pick(m, sel, [q.o.valid for q in src], 1,
-                                                            f"byp_{net}_valid")),
+                    sel_payload = _pick(m, b.sel, [q.o.payload.as_value()[:width] for q in src],
+                                        width, f"byp_{net}_payload")
+                    with m.If(b.en):
+                        m.d.comb += [outs[0].valid.eq(sel_valid),
+                                     outs[0].payload.eq(sel_payload),
                                      oq.o.ready.eq(0)]
                         for j, q in enumerate(src):
-                            with m.If(sel == j):
+                            with m.If(b.sel == j):
                                 m.d.comb += q.o.ready.eq(outs[0].ready)
                     with m.Else():
-                        m.d.comb += [outs[0].valid.eq(oq.o.valid), oq.o.ready.eq(outs[0].ready)]
+                        wiring.connect(m, oq.o, wiring.flipped(outs[0]))
                 else:
                     wiring.connect(m, oq.o, wiring.flipped(outs[k]))
 
