@@ -1194,7 +1194,7 @@ class PCU(wiring.Component):
             followers[lane] += zip(regs[:2], flags, ab_src)
             a, b = regs[0], regs[1]
             sh = self._shifter_inputs(ld, a, b, has_mul)
-            share_qmul = has_mul and 2 * p.mul_width <= W
+            share_qmul = self._qmul_shifts(has_mul)
             if LANE_COPIES.get():
                 # For place and route, the shifter reads registers of its own,
                 # which load its input word and amount already selected (SHL's
@@ -1343,6 +1343,12 @@ class PCU(wiring.Component):
         d["shift"] = self._static(m, st.shift, 5, f"s{k}_shift", group=(k, None))
         return d
 
+    def _qmul_shifts(self, has_mul):
+        """Whether QMUL's rounding shift is the shared shifter's (a stage with
+        a multiplier whose product fits the shifter's W + 1 bits), rather
+        than a shift of its own (:meth:`_alu`)."""
+        return has_mul and 2 * self.params.mul_width <= self.params.word_width
+
     def _shifter_inputs(self, dec, a, b, has_mul):
         """The shifter's input word (signed, W + 1 bits) and amount for
         operands `a` and `b`, as far as the static decoding `dec` selects
@@ -1350,10 +1356,10 @@ class PCU(wiring.Component):
         is shared with it) shifts by its static amount. What the execute
         cycle still selects (QMUL's rounded product, RSA's ACC) is in
         :meth:`_alu`."""
-        W, mw = self.params.word_width, self.params.mul_width
+        W = self.params.word_width
         word = Mux(dec["shl"], Cat(a[::-1], 0), Cat(a, a[W - 1]))
         amount = b[:5]
-        if has_mul and 2 * mw <= W:
+        if self._qmul_shifts(has_mul):
             amount = Mux(dec["qmul"], dec["shift"], amount)
         return word, amount
 
@@ -1367,14 +1373,16 @@ class PCU(wiring.Component):
         part of `take` that needs no compare, a register: 1 for PASS, SEL's
         test c != 0 for SEL (all that SEL reads of c; MAC's addend is
         `early`), else 0. `sh`: the shifter's input word and amount
-        (:meth:`_shifter_inputs` of a and b, or registers of their own)."""
+        (:meth:`_shifter_inputs` of a and b, or registers of their own);
+        `qsum` is None where `sh`'s registers hold QMUL's rounded sum
+        already (place and route, :meth:`_qmul_shifts`)."""
         p = self.params
         W, mw = p.word_width, p.mul_width
         n = f"s{k}_l{lane}"
         r = Signal(W, name=f"{n}_r")
 
         # the shifter (SHL as a right shift of the bit-reversed word; RSA shifts ACC)
-        share_qmul = has_mul and 2 * mw <= W
+        share_qmul = self._qmul_shifts(has_mul)
         sh_in = Signal(signed(W + 1), name=f"{n}_sh_in")
         sh_amt = Signal(5, name=f"{n}_sh_amt")
         sh_word, sh_b = sh                      # `_shifter_inputs`, or registers of them
