@@ -1116,7 +1116,7 @@ class PCU(wiring.Component):
             ld = {name: self._static(m, dec[name], dec[name].shape(),
                                      f"s{k}_l{lane}_{name}_rep", group=(k, lane))
                   for name in sorted(own - set(RUN_FLAGS))}
-            for name in own & set(RUN_FLAGS):
+            for name in sorted(own & set(RUN_FLAGS)):
                 ld[name + "_runs"] = [self._static(m, dec[name], 1, f"s{k}_l{lane}_{name}{i}_rep",
                                                    group=(k, lane))
                                       for i in range(SELECT_COPIES)]
